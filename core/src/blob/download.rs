@@ -1,0 +1,659 @@
+//! The requester side: one blob download from any number of providers.
+//!
+//! A [`Download`] decides what to ask of whom, verifies every response with a
+//! [`Decoder`], and reports verified hash pairs and chunk groups as events for the node to
+//! write to its store. It never touches the network or the store itself.
+//!
+//! The rules it keeps:
+//! - **Size first.** Until the size is proven, the only request is a *size probe* (the last
+//!   chunk group and its proof path). A provider's claimed size is believed once that group
+//!   verified, never before; a provider that later claims another size is dropped.
+//! - **Split.** Once the size is known, the missing chunk groups are cut into spans and
+//!   handed to every usable provider at once, a few requests deep each, so no provider waits
+//!   a round trip between requests.
+//! - **Verify before use.** A chunk group is reported (and so written) only after it hashed
+//!   to what the tree promised. A provider whose response fails verification is dropped for
+//!   good; the groups it already delivered stay (hashes bind bytes to positions, so they are
+//!   genuine), its unfinished ranges go back to the pool.
+//! - **Resume.** A download starts from the verified ranges the store already holds.
+//! - **Stalls.** A request that receives nothing for `request_timeout` is cancelled and its
+//!   provider dropped; a provider that ends responses early too often is dropped.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bao_tree::{ChunkNum, ChunkRanges};
+use bytes::Bytes;
+use libp2p_identity::PeerId;
+
+use super::decoder::{DecodeError, Decoder, Item};
+use super::tree::{all_chunks, leaf_chunks, tree, CHUNKS_PER_GROUP, PAIR_BYTES};
+use super::BlobId;
+use crate::store::BlobState;
+
+/// The chunk number a size probe starts at: past the end of any blob, which a provider
+/// reads as "the last chunk group".
+pub const PROBE_CHUNK: u64 = 1 << 54;
+
+/// Tuning of a download.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Largest span of the blob asked of one provider in one request. Default 8 MiB.
+    pub max_request_bytes: u64,
+    /// Smallest span when the blob is split across providers. Default 256 KiB.
+    pub min_request_bytes: u64,
+    /// Requests in flight per provider. Default 2 (one being answered, one queued).
+    pub requests_per_provider: usize,
+    /// A request that receives nothing for this long is cancelled and its provider dropped.
+    /// Default 10 s.
+    pub request_timeout: Duration,
+    /// Responses a provider may end early before it is dropped. Default 2.
+    pub max_provider_failures: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 8 << 20,
+            min_request_bytes: 256 << 10,
+            requests_per_provider: 2,
+            request_timeout: Duration::from_secs(10),
+            max_provider_failures: 2,
+        }
+    }
+}
+
+/// Identifies one request of one download.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RequestId(pub u64);
+
+/// A request the caller must send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The request's id, to be given back with its response.
+    pub id: RequestId,
+    /// Whom to ask.
+    pub peer: PeerId,
+    /// The chunk ranges to ask for.
+    pub ranges: ChunkRanges,
+}
+
+/// Why a provider is no longer asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// It sent data that failed verification.
+    #[error("sent data that failed verification: {0}")]
+    Lied(DecodeError),
+    /// It claimed a size other than the proven one.
+    #[error("claimed size {claimed}, but the proven size is {proven}")]
+    WrongSize {
+        /// Its claim.
+        claimed: u64,
+        /// The proven size.
+        proven: u64,
+    },
+    /// It sent nothing for the request timeout.
+    #[error("stalled: nothing received for {0:?}")]
+    Stalled(Duration),
+    /// It does not have the blob.
+    #[error("does not have the blob")]
+    NotFound,
+    /// It ended too many responses early, or its streams failed.
+    #[error("ended {0} responses early")]
+    TooManyFailures(u32),
+    /// The caller removed it (disconnected, or told to).
+    #[error("removed")]
+    Removed,
+}
+
+/// What a download reports. The node drains these after every input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The size is proven: create the partial entry before any write.
+    SizeProven {
+        /// The size in bytes.
+        size: u64,
+    },
+    /// A verified hash pair: store it at `offset` in the pre-order outboard.
+    Pair {
+        /// Byte offset in the outboard.
+        offset: u64,
+        /// The pair.
+        pair: [u8; PAIR_BYTES],
+    },
+    /// A verified chunk group: store it.
+    Data {
+        /// Byte offset in the blob.
+        offset: u64,
+        /// The bytes.
+        data: Bytes,
+    },
+    /// A request was abandoned: close its stream.
+    Cancel {
+        /// The request.
+        request: RequestId,
+    },
+    /// A provider will not be asked again.
+    ProviderDropped {
+        /// The provider.
+        peer: PeerId,
+        /// Why.
+        reason: DropReason,
+    },
+    /// Every byte is verified.
+    Complete {
+        /// The blob's size.
+        size: u64,
+    },
+    /// No usable provider is left and nothing is in flight. Adding a provider resumes.
+    Stuck,
+}
+
+#[derive(Debug)]
+struct Provider {
+    in_flight: usize,
+    failures: u32,
+    dropped: Option<DropReason>,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    peer: PeerId,
+    ranges: ChunkRanges,
+    probe: bool,
+    decoder: Option<Decoder>,
+    deadline: Instant,
+    /// Probe items held until the size is proven.
+    held: Vec<Item>,
+}
+
+/// One blob download. See the module docs for the rules it keeps.
+#[derive(Debug)]
+pub struct Download {
+    id: BlobId,
+    config: Config,
+    size: Option<u64>,
+    have: ChunkRanges,
+    providers: BTreeMap<PeerId, Provider>,
+    requests: BTreeMap<RequestId, InFlight>,
+    events: VecDeque<Event>,
+    next_request: u64,
+    complete: bool,
+    stuck_reported: bool,
+    bytes_received: u64,
+}
+
+impl Download {
+    /// A download of `id`, resuming from what the store holds (`state`).
+    pub fn new(id: BlobId, state: Option<BlobState>, config: Config) -> Self {
+        let (size, have) = match state {
+            Some(state) => (Some(state.size()), state.verified()),
+            None => (None, ChunkRanges::empty()),
+        };
+        let mut download = Self {
+            id,
+            config,
+            size,
+            have,
+            providers: BTreeMap::new(),
+            requests: BTreeMap::new(),
+            events: VecDeque::new(),
+            next_request: 0,
+            complete: false,
+            stuck_reported: false,
+            bytes_received: 0,
+        };
+        download.check_complete();
+        download
+    }
+
+    // --- getters ---
+
+    /// The blob being downloaded.
+    pub fn id(&self) -> BlobId {
+        self.id
+    }
+
+    /// The proven size, once known.
+    pub fn size(&self) -> Option<u64> {
+        self.size
+    }
+
+    /// Verified chunk ranges.
+    pub fn verified(&self) -> &ChunkRanges {
+        &self.have
+    }
+
+    /// Verified bytes (counting the short last group by its real length).
+    pub fn bytes_verified(&self) -> u64 {
+        let Some(size) = self.size else { return 0 };
+        let chunks: u64 = self
+            .have
+            .iter()
+            .map(|r| match r {
+                range_collections::range_set::RangeSetRange::Range(r) => r.end.0 - r.start.0,
+                range_collections::range_set::RangeSetRange::RangeFrom(r) => {
+                    super::tree::chunks(size).0.saturating_sub(r.start.0)
+                }
+            })
+            .sum();
+        (chunks * 1024).min(size)
+    }
+
+    /// Bytes received from providers, including proof hashes and rejected data.
+    pub fn bytes_received(&self) -> u64 {
+        self.bytes_received
+    }
+
+    /// True once every byte is verified.
+    pub fn is_complete(&self) -> bool {
+        self.complete
+    }
+
+    /// Providers not dropped.
+    pub fn usable_providers(&self) -> usize {
+        self.providers.values().filter(|p| p.dropped.is_none()).count()
+    }
+
+    /// Requests in flight.
+    pub fn in_flight(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// Every provider that was dropped, with why.
+    pub fn dropped_providers(&self) -> Vec<(PeerId, DropReason)> {
+        self.providers
+            .iter()
+            .filter_map(|(peer, p)| p.dropped.clone().map(|r| (*peer, r)))
+            .collect()
+    }
+
+    // --- handle_* ---
+
+    /// Adds a provider. A provider dropped earlier stays dropped.
+    pub fn add_provider(&mut self, peer: PeerId) {
+        self.providers.entry(peer).or_insert(Provider {
+            in_flight: 0,
+            failures: 0,
+            dropped: None,
+        });
+        if self.usable_providers() > 0 {
+            self.stuck_reported = false;
+        }
+    }
+
+    /// Stops asking `peer` (disconnected, or the caller's choice); cancels its requests.
+    pub fn remove_provider(&mut self, peer: &PeerId) {
+        let ids: Vec<RequestId> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| r.peer == *peer)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.requests.remove(&id);
+            self.events.push_back(Event::Cancel { request: id });
+        }
+        self.drop_provider(*peer, DropReason::Removed);
+    }
+
+    /// The provider answered `request`: it has the blob and claims `size` bytes.
+    pub fn handle_found(&mut self, request: RequestId, size: u64, now: Instant) {
+        let Some(req) = self.requests.get_mut(&request) else {
+            return;
+        };
+        req.deadline = now + self.config.request_timeout;
+        if let Some(proven) = self.size {
+            if proven != size {
+                let peer = req.peer;
+                self.fail_request(
+                    request,
+                    Some(DropReason::WrongSize {
+                        claimed: size,
+                        proven,
+                    }),
+                );
+                let _ = peer;
+                return;
+            }
+        }
+        if req.decoder.is_none() {
+            req.decoder = Some(Decoder::new(self.id, size, &req.ranges));
+        }
+    }
+
+    /// The provider answered `request`: it does not have the blob.
+    pub fn handle_not_found(&mut self, request: RequestId) {
+        self.fail_request(request, Some(DropReason::NotFound));
+    }
+
+    /// Response bytes for `request` arrived.
+    pub fn handle_data(&mut self, request: RequestId, data: Bytes, now: Instant) {
+        let Some(req) = self.requests.get_mut(&request) else {
+            return;
+        };
+        self.bytes_received += data.len() as u64;
+        req.deadline = now + self.config.request_timeout;
+        let Some(decoder) = req.decoder.as_mut() else {
+            // Data before the size header: the provider broke the protocol.
+            self.fail_request(
+                request,
+                Some(DropReason::Lied(DecodeError::TrailingBytes { extra: data.len() })),
+            );
+            return;
+        };
+        decoder.push(data);
+        self.drain(request);
+    }
+
+    /// The provider closed `request`'s stream (cleanly or not).
+    pub fn handle_closed(&mut self, request: RequestId) {
+        let Some(req) = self.requests.get_mut(&request) else {
+            return;
+        };
+        let done = match req.decoder.as_mut() {
+            Some(decoder) => decoder.finish(),
+            None => Err(DecodeError::Truncated { missing: 1 }),
+        };
+        match done {
+            Ok(()) => {
+                let req = self.requests.remove(&request).expect("present above");
+                if let Some(p) = self.providers.get_mut(&req.peer) {
+                    p.in_flight -= 1;
+                }
+            }
+            Err(DecodeError::Truncated { .. }) => self.fail_request(request, None),
+            Err(err) => self.fail_request(request, Some(DropReason::Lied(err))),
+        }
+    }
+
+    /// The request's stream failed (could not open, reset, connection lost).
+    pub fn handle_failed(&mut self, request: RequestId) {
+        self.fail_request(request, None);
+    }
+
+    /// Time passed: cancels stalled requests.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let stalled: Vec<RequestId> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| r.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stalled {
+            self.events.push_back(Event::Cancel { request: id });
+            self.fail_request(id, Some(DropReason::Stalled(self.config.request_timeout)));
+        }
+    }
+
+    // --- poll_* ---
+
+    /// The next request to send, if any provider can take one.
+    #[must_use]
+    pub fn poll_request(&mut self, now: Instant) -> Option<Request> {
+        if self.complete {
+            return None;
+        }
+        let limit = self.config.requests_per_provider.max(1);
+        let usable: Vec<PeerId> = self
+            .providers
+            .iter()
+            .filter(|(_, p)| p.dropped.is_none())
+            .map(|(peer, _)| *peer)
+            .collect();
+        let Some(size) = self.size else {
+            // Size unknown: one probe at a time.
+            if self.requests.values().any(|r| r.probe) {
+                return None;
+            }
+            let peer = *usable.first()?;
+            let ranges = ChunkRanges::from(ChunkNum(PROBE_CHUNK)..);
+            return Some(self.start_request(peer, ranges, true, now));
+        };
+        let peer = usable
+            .iter()
+            .filter(|peer| self.providers[*peer].in_flight < limit)
+            .min_by_key(|peer| self.providers[*peer].in_flight)
+            .copied()?;
+        let mut missing = all_chunks(size);
+        missing.difference_with(&self.have);
+        for req in self.requests.values() {
+            missing.difference_with(&req.ranges);
+        }
+        if missing.is_empty() {
+            return None;
+        }
+        let total = count_chunks(&missing, size);
+        let share = total / usable.len().max(1) as u64;
+        let group = CHUNKS_PER_GROUP;
+        let span = share
+            .clamp(
+                self.config.min_request_bytes / 1024,
+                self.config.max_request_bytes / 1024,
+            )
+            .div_ceil(group)
+            .max(1)
+            * group;
+        let ranges = take_prefix(&missing, span, size);
+        Some(self.start_request(peer, ranges, false, now))
+    }
+
+    /// The next event.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        if self.events.is_empty()
+            && !self.complete
+            && !self.stuck_reported
+            && self.requests.is_empty()
+            && self.usable_providers() == 0
+            && !self.providers.is_empty()
+        {
+            self.stuck_reported = true;
+            return Some(Event::Stuck);
+        }
+        self.events.pop_front()
+    }
+
+    /// The earliest request deadline.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.requests.values().map(|r| r.deadline).min()
+    }
+
+    // --- internals ---
+
+    fn start_request(
+        &mut self,
+        peer: PeerId,
+        ranges: ChunkRanges,
+        probe: bool,
+        now: Instant,
+    ) -> Request {
+        let id = RequestId(self.next_request);
+        self.next_request += 1;
+        self.providers
+            .get_mut(&peer)
+            .expect("requests go to known providers")
+            .in_flight += 1;
+        self.requests.insert(
+            id,
+            InFlight {
+                peer,
+                ranges: ranges.clone(),
+                probe,
+                decoder: None,
+                deadline: now + self.config.request_timeout,
+                held: Vec::new(),
+            },
+        );
+        Request { id, peer, ranges }
+    }
+
+    /// Ends a request; with a reason, also drops its provider.
+    fn fail_request(&mut self, request: RequestId, drop: Option<DropReason>) {
+        let Some(req) = self.requests.remove(&request) else {
+            return;
+        };
+        let Some(provider) = self.providers.get_mut(&req.peer) else {
+            return;
+        };
+        provider.in_flight = provider.in_flight.saturating_sub(1);
+        match drop {
+            Some(reason) => self.drop_provider(req.peer, reason),
+            None => {
+                provider.failures += 1;
+                if provider.failures > self.config.max_provider_failures {
+                    let failures = provider.failures;
+                    self.drop_provider(req.peer, DropReason::TooManyFailures(failures));
+                }
+            }
+        }
+    }
+
+    fn drop_provider(&mut self, peer: PeerId, reason: DropReason) {
+        let Some(provider) = self.providers.get_mut(&peer) else {
+            return;
+        };
+        if provider.dropped.is_some() {
+            return;
+        }
+        provider.dropped = Some(reason.clone());
+        // Its other requests are abandoned too: their ranges go back to the pool.
+        let others: Vec<RequestId> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| r.peer == peer)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in others {
+            self.requests.remove(&id);
+            self.events.push_back(Event::Cancel { request: id });
+        }
+        provider.in_flight = 0;
+        self.events
+            .push_back(Event::ProviderDropped { peer, reason });
+    }
+
+    /// Pulls verified items out of `request`'s decoder.
+    fn drain(&mut self, request: RequestId) {
+        loop {
+            let Some(req) = self.requests.get_mut(&request) else {
+                return;
+            };
+            let decoder = req.decoder.as_mut().expect("drain runs after the header");
+            let item = match decoder.poll() {
+                None => break,
+                Some(Ok(item)) => item,
+                Some(Err(err)) => {
+                    self.events.push_back(Event::Cancel { request });
+                    self.fail_request(request, Some(DropReason::Lied(err)));
+                    return;
+                }
+            };
+            if req.probe && self.size.is_none() {
+                let proved = decoder.proved_size();
+                let claimed = decoder.claimed_size();
+                req.held.push(item);
+                if proved {
+                    let held = std::mem::take(&mut req.held);
+                    self.size = Some(claimed);
+                    self.events.push_back(Event::SizeProven { size: claimed });
+                    for item in held {
+                        self.accept(claimed, item);
+                    }
+                }
+            } else {
+                let size = decoder.claimed_size();
+                self.accept(size, item);
+            }
+        }
+        let done = self
+            .requests
+            .get_mut(&request)
+            .and_then(|r| r.decoder.as_mut())
+            .is_some_and(|d| d.is_done());
+        if done {
+            // The provider may keep the stream open; the response is complete either way.
+            let req = self.requests.remove(&request).expect("present above");
+            if let Some(p) = self.providers.get_mut(&req.peer) {
+                p.in_flight = p.in_flight.saturating_sub(1);
+                p.failures = 0;
+            }
+        }
+        self.check_complete();
+    }
+
+    fn accept(&mut self, size: u64, item: Item) {
+        match item {
+            Item::Parent { node, pair } => {
+                let offset = tree(size)
+                    .pre_order_offset(node)
+                    .expect("responses only carry pairs the outboard stores");
+                self.events.push_back(Event::Pair {
+                    offset: offset * PAIR_BYTES as u64,
+                    pair,
+                });
+            }
+            Item::Leaf { offset, data } => {
+                let chunks = leaf_chunks(offset, data.len());
+                if self.have.is_superset(&chunks) && !chunks.is_empty() {
+                    return; // already have it (e.g. the probe's group on resume)
+                }
+                self.have |= chunks;
+                self.events.push_back(Event::Data { offset, data });
+            }
+        }
+    }
+
+    fn check_complete(&mut self) {
+        if self.complete {
+            return;
+        }
+        let Some(size) = self.size else { return };
+        if self.have.is_superset(&all_chunks(size)) {
+            self.complete = true;
+            for (id, _) in std::mem::take(&mut self.requests) {
+                self.events.push_back(Event::Cancel { request: id });
+            }
+            for p in self.providers.values_mut() {
+                p.in_flight = 0;
+            }
+            self.events.push_back(Event::Complete { size });
+        }
+    }
+}
+
+fn count_chunks(ranges: &ChunkRanges, size: u64) -> u64 {
+    let end = super::tree::chunks(size).0;
+    ranges
+        .iter()
+        .map(|r| match r {
+            range_collections::range_set::RangeSetRange::Range(r) => r.end.0 - r.start.0,
+            range_collections::range_set::RangeSetRange::RangeFrom(r) => {
+                end.saturating_sub(r.start.0)
+            }
+        })
+        .sum()
+}
+
+/// The first `span` chunks of `ranges` (possibly several fragments).
+fn take_prefix(ranges: &ChunkRanges, span: u64, size: u64) -> ChunkRanges {
+    let end = super::tree::chunks(size).0;
+    let mut out = ChunkRanges::empty();
+    let mut left = span;
+    for r in ranges.iter() {
+        if left == 0 {
+            break;
+        }
+        let (start, stop) = match r {
+            range_collections::range_set::RangeSetRange::Range(r) => (r.start.0, r.end.0),
+            range_collections::range_set::RangeSetRange::RangeFrom(r) => (r.start.0, end),
+        };
+        let take = (stop - start).min(left);
+        out |= ChunkRanges::from(ChunkNum(start)..ChunkNum(start + take));
+        left -= take;
+    }
+    out
+}

@@ -1,0 +1,171 @@
+//! The provider side: encodes the response to one range request from a blob store.
+//!
+//! The [`Encoder`] walks the same pre-order tree as the requester's
+//! [`Decoder`](super::Decoder) and produces the response piece by piece, so a provider
+//! never holds more than one chunk group of a response in memory and the node can stop
+//! pulling pieces whenever the stream is not writable. Chunk groups are served zero-copy
+//! from the store. With `validate` on, every group is checked against the outboard before
+//! it leaves, so on-disk corruption is caught here and not blamed on us by the requester.
+
+use bao_tree::blake3;
+use bao_tree::iter::{BaoChunk, ResponseIter};
+use bao_tree::{ChunkRanges, TreeNode};
+use bytes::{Bytes, BytesMut};
+
+use super::tree::{canonical_ranges, hash_subtree, parent_cv, tree, PAIR_BYTES};
+use super::BlobId;
+use crate::store::{BlobStore, StoreError};
+
+/// Why a response could not be produced.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// The store failed to read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Our own copy does not match its hashes: the store is corrupt for this blob.
+    #[error("our copy of blob {id} is corrupt near byte {offset}: refusing to serve it")]
+    Corrupt {
+        /// The blob.
+        id: BlobId,
+        /// Where the mismatch was found.
+        offset: u64,
+    },
+}
+
+/// Produces the verified-streaming response for one request.
+#[derive(Debug)]
+pub struct Encoder {
+    id: BlobId,
+    size: u64,
+    iter: ResponseIter,
+    validate: bool,
+    stack: Vec<blake3::Hash>,
+    /// A leaf found while batching parents, to be sent next.
+    pending_leaf: Option<BaoChunk>,
+    sent: u64,
+}
+
+impl Encoder {
+    /// Encoder for `requested` ranges of blob `id`, which has `size` bytes in the store.
+    pub fn new(id: BlobId, size: u64, requested: &ChunkRanges, validate: bool) -> Self {
+        let ranges = canonical_ranges(requested, size);
+        Self {
+            id,
+            size,
+            iter: ResponseIter::new(tree(size), ranges),
+            validate,
+            stack: vec![id.to_hash()],
+            pending_leaf: None,
+            sent: 0,
+        }
+    }
+
+    /// The blob's size (sent to the requester before the encoding).
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Bytes produced so far.
+    pub fn bytes_sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// The next piece of the response, or `None` when it is complete.
+    ///
+    /// Consecutive hash pairs are batched into one piece; a chunk group is its own piece.
+    pub fn next_piece<S: BlobStore + ?Sized>(
+        &mut self,
+        store: &S,
+    ) -> Result<Option<Bytes>, EncodeError> {
+        let mut parents = BytesMut::new();
+        loop {
+            let item = match self.pending_leaf.take() {
+                Some(leaf) => Some(leaf),
+                None => self.iter.next(),
+            };
+            match item {
+                None => break,
+                Some(BaoChunk::Parent {
+                    node,
+                    is_root,
+                    left,
+                    right,
+                    ..
+                }) => {
+                    let pair = self.read_pair(store, node)?;
+                    if self.validate {
+                        let l = blake3::Hash::from_slice(&pair[..32]).expect("32 bytes");
+                        let r = blake3::Hash::from_slice(&pair[32..]).expect("32 bytes");
+                        let expected = self.stack.pop().expect("walk matches the stack");
+                        if parent_cv(&l, &r, is_root) != expected {
+                            return Err(self.corrupt(node.chunk_range().start.to_bytes()));
+                        }
+                        if right {
+                            self.stack.push(r);
+                        }
+                        if left {
+                            self.stack.push(l);
+                        }
+                    }
+                    parents.extend_from_slice(&pair);
+                }
+                Some(
+                    leaf @ BaoChunk::Leaf {
+                        start_chunk,
+                        size,
+                        is_root,
+                        ..
+                    },
+                ) => {
+                    if !parents.is_empty() {
+                        self.pending_leaf = Some(leaf);
+                        break;
+                    }
+                    let offset = start_chunk.to_bytes();
+                    let data = store.read_data(&self.id, offset, size)?;
+                    if data.len() != size {
+                        return Err(self.corrupt(offset));
+                    }
+                    if self.validate {
+                        let expected = self.stack.pop().expect("walk matches the stack");
+                        if hash_subtree(start_chunk.0, &data, is_root) != expected {
+                            return Err(self.corrupt(offset));
+                        }
+                    }
+                    self.sent += size as u64;
+                    return Ok(Some(data));
+                }
+            }
+        }
+        if parents.is_empty() {
+            return Ok(None);
+        }
+        self.sent += parents.len() as u64;
+        Ok(Some(parents.freeze()))
+    }
+
+    fn read_pair<S: BlobStore + ?Sized>(
+        &self,
+        store: &S,
+        node: TreeNode,
+    ) -> Result<[u8; PAIR_BYTES], EncodeError> {
+        let offset = tree(self.size)
+            .pre_order_offset(node)
+            .expect("canonical ranges only walk nodes that the outboard stores");
+        let bytes = store.read_outboard(&self.id, offset * PAIR_BYTES as u64, PAIR_BYTES)?;
+        let mut pair = [0u8; PAIR_BYTES];
+        if bytes.len() != PAIR_BYTES {
+            return Err(self.corrupt(node.chunk_range().start.to_bytes()));
+        }
+        pair.copy_from_slice(&bytes);
+        Ok(pair)
+    }
+
+    fn corrupt(&self, offset: u64) -> EncodeError {
+        EncodeError::Corrupt {
+            id: self.id,
+            offset,
+        }
+    }
+}
