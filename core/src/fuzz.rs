@@ -135,3 +135,56 @@ pub fn wire_decoder(data: &[u8]) {
         assert_eq!(id.as_str().as_bytes(), data);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        // A short stable-Rust stand-in for the fuzzer: the invariants hold on random input.
+        #[test]
+        fn framing_body_holds_on_random_input(
+            data in prop::collection::vec(any::<u8>(), 0..1024),
+        ) {
+            framing_decoder(&data);
+        }
+
+        #[test]
+        fn framing_body_holds_on_valid_streams(
+            selector in any::<u8>(),
+            payloads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 0..10),
+            sizes in prop::collection::vec(any::<u8>(), 1..10),
+        ) {
+            let mut stream = BytesMut::new();
+            let encoder = Encoder::new(Config { max_frame_len: usize::MAX });
+            for p in &payloads {
+                encoder.encode(p, &mut stream).expect("no limit");
+            }
+            let mut input = vec![selector];
+            let mut rest = &stream[..];
+            for &size in sizes.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let take = usize::from(size).min(rest.len());
+                input.push(u8::try_from(take).expect("<= 255"));
+                input.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+            }
+            framing_decoder(&input);
+        }
+
+        #[test]
+        fn wire_body_holds_on_random_input(
+            tag in any::<u8>(),
+            body in prop::collection::vec(any::<u8>(), 0..256),
+        ) {
+            let mut data = vec![wire::WIRE_FORMAT, tag];
+            data.extend_from_slice(&body);
+            wire_decoder(&data);
+            wire_decoder(&body);
+        }
+    }
+}
