@@ -1,0 +1,283 @@
+//! Replays the fuzz seeds (and any saved fuzz corpus) through the fuzz bodies on stable.
+//!
+//! Every target has a committed seed directory `fuzz/seeds/<target>/`; a missing or empty
+//! one fails the test, so it can never silently check nothing. `fuzz/corpus/<target>/`,
+//! which `cargo fuzz` fills and git ignores, is replayed too when it exists. Adding a
+//! target is one line in `corpus_tests!` below (plus its seed directory).
+//!
+//! The seeds are written by the ignored test `write_seeds`:
+//! `cargo test -p sinew-core --features fuzzing --test fuzz_corpus -- --ignored write_seeds`.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+use bytes::BytesMut;
+use sinew_core::blob::BlobId;
+use sinew_core::framing::{self, Encoder};
+use sinew_core::wire::{
+    self, BlobRequest, BlobResponse, ChunkRangeList, Features, Hello, Message, Reason, Version,
+};
+
+macro_rules! corpus_tests {
+    ($($target:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $target() {
+                replay(stringify!($target), sinew_core::fuzz::$target);
+            }
+        )*
+    };
+}
+
+corpus_tests!(framing_decoder, wire_decoder);
+
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
+}
+
+/// The regular files in `dir`, sorted by name.
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let entries =
+        std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()));
+    let mut files: Vec<PathBuf> = entries
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|path| path.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+fn replay(target: &str, body: fn(&[u8])) {
+    let seeds = fuzz_dir().join("seeds").join(target);
+    assert!(
+        seeds.is_dir(),
+        "seed directory {} is missing: every fuzz target needs committed seeds",
+        seeds.display()
+    );
+    let mut files = files_in(&seeds);
+    assert!(
+        !files.is_empty(),
+        "seed directory {} is empty: every fuzz target needs committed seeds",
+        seeds.display()
+    );
+    let corpus = fuzz_dir().join("corpus").join(target);
+    if corpus.is_dir() {
+        files.extend(files_in(&corpus));
+    }
+
+    let mut failures = Vec::new();
+    for file in &files {
+        let data = std::fs::read(file).expect("readable corpus file");
+        if catch_unwind(AssertUnwindSafe(|| body(&data))).is_err() {
+            failures.push(file.display().to_string());
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{target}: {} of {} inputs failed:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
+    println!("{target}: {} inputs replayed", files.len());
+}
+
+/// Regenerates `fuzz/seeds/`; run it by hand after changing the formats.
+#[test]
+#[ignore = "writes fuzz/seeds; run by hand after a format change"]
+fn write_seeds() {
+    write_target("framing_decoder", framing_seeds());
+    write_target("wire_decoder", wire_seeds());
+}
+
+fn write_target(target: &str, seeds: Vec<(&str, Vec<u8>)>) {
+    let dir = fuzz_dir().join("seeds").join(target);
+    std::fs::create_dir_all(&dir).expect("create seed directory");
+    for (name, data) in seeds {
+        std::fs::write(dir.join(name), data).expect("write seed");
+    }
+}
+
+/// Limit selectors of `fuzz::framing_decoder` (low 3 bits of byte 0).
+const MAX_0: u8 = 0;
+const MAX_16: u8 = 3;
+const MAX_255: u8 = 4;
+const MAX_1024: u8 = 5;
+const MAX_64K: u8 = 6;
+const MAX_DEFAULT: u8 = 7;
+/// Top bit of byte 0: push as `Bytes`.
+const AS_BYTES: u8 = 0x80;
+
+/// A `framing_decoder` input: the selector byte, then `stream` cut into pushes of the
+/// given sizes (cycled), each push prefixed with its size.
+fn framing_input(selector: u8, stream: &[u8], sizes: &[u8]) -> Vec<u8> {
+    let mut out = vec![selector];
+    let mut rest = stream;
+    let mut sizes = sizes.iter().cycle();
+    while !rest.is_empty() {
+        let size = *sizes.next().expect("at least one size");
+        let take = usize::from(size).min(rest.len());
+        out.push(u8::try_from(take).expect("<= 255"));
+        out.extend_from_slice(&rest[..take]);
+        rest = &rest[take..];
+    }
+    out
+}
+
+fn frames(payloads: &[&[u8]]) -> Vec<u8> {
+    let enc = Encoder::new(framing::Config::default());
+    let mut out = BytesMut::new();
+    for p in payloads {
+        enc.encode(p, &mut out).expect("small");
+    }
+    out.to_vec()
+}
+
+fn framing_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let hello = wire::to_bytes(&Message::Hello(Hello::ours())).expect("small");
+    let request = wire::to_bytes(&sample_request()).expect("small");
+    let mut over_16 = 17u32.to_be_bytes().to_vec();
+    over_16.extend_from_slice(&[0xaa; 20]);
+    vec![
+        (
+            "one_frame",
+            framing_input(MAX_DEFAULT, &frames(&[b"hello"]), &[255]),
+        ),
+        (
+            "two_frames_byte_by_byte",
+            framing_input(MAX_1024, &frames(&[b"first", b"second"]), &[1]),
+        ),
+        (
+            "empty_frames_max_0",
+            framing_input(MAX_0, &frames(&[b"", b"", b""]), &[5, 2]),
+        ),
+        (
+            "exactly_max_16",
+            framing_input(MAX_16, &frames(&[&[7; 16]]), &[3, 17]),
+        ),
+        ("max_plus_one_16", framing_input(MAX_16, &over_16, &[4, 10])),
+        (
+            "header_u32_max",
+            framing_input(MAX_DEFAULT, &[0xff, 0xff, 0xff, 0xff, 1, 2, 3], &[2, 5]),
+        ),
+        (
+            "truncated_payload",
+            framing_input(MAX_1024, &[0, 0, 0, 10, 1, 2, 3, 4, 5], &[9]),
+        ),
+        ("truncated_header", framing_input(MAX_1024, &[0, 0], &[2])),
+        (
+            "as_bytes_many_frames",
+            framing_input(
+                MAX_1024 | AS_BYTES,
+                &frames(&[b"a", b"bc", b"", b"def", &[0; 100]]),
+                &[7, 0, 30],
+            ),
+        ),
+        (
+            "zero_size_pushes",
+            framing_input(MAX_64K, &frames(&[b"xyz"]), &[0, 1, 0, 2]),
+        ),
+        (
+            "exactly_max_255",
+            framing_input(MAX_255, &frames(&[&[0x55; 255]]), &[255]),
+        ),
+        (
+            "wire_messages",
+            framing_input(MAX_64K, &frames(&[&hello, &request]), &[13, 200]),
+        ),
+    ]
+}
+
+fn sample_request() -> Message {
+    Message::BlobRequest(BlobRequest {
+        id: BlobId::of(b"sinew"),
+        ranges: ChunkRangeList::new(vec![(0, 4), (4, 8), (16, 17), (1000, u64::MAX)])
+            .expect("valid"),
+    })
+}
+
+fn encoded(msg: &Message) -> Vec<u8> {
+    wire::to_bytes(msg).expect("small").to_vec()
+}
+
+fn wire_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let hello = encoded(&Message::Hello(Hello::ours()));
+    let mut trailing = hello.clone();
+    trailing.push(0);
+    // A request for the zero id declaring 1025 ranges and sending none.
+    let mut too_many = vec![wire::WIRE_FORMAT, 16];
+    too_many.extend_from_slice(&[0; 32]);
+    too_many.extend_from_slice(&1025u32.to_le_bytes());
+    // Two overlapping ranges, bypassing `ChunkRangeList::new`.
+    let mut overlapping = vec![wire::WIRE_FORMAT, 16];
+    overlapping.extend_from_slice(&[0; 32]);
+    overlapping.extend_from_slice(&2u32.to_le_bytes());
+    for v in [0u64, 8, 4, 12] {
+        overlapping.extend_from_slice(&v.to_le_bytes());
+    }
+    // A goodbye whose reason declares 257 bytes.
+    let mut long_reason = vec![wire::WIRE_FORMAT, 1];
+    long_reason.extend_from_slice(&257u32.to_le_bytes());
+    long_reason.extend_from_slice(&[b'x'; 16]);
+
+    vec![
+        ("empty", Vec::new()),
+        ("hello_ours", hello.clone()),
+        (
+            "hello_newer_minor_unknown_features",
+            encoded(&Message::Hello(Hello {
+                version: Version { major: 1, minor: 7 },
+                features: Features::from_bits_retain(0b111 | 1 << 63),
+            })),
+        ),
+        (
+            "hello_major_2",
+            encoded(&Message::Hello(Hello {
+                version: Version { major: 2, minor: 3 },
+                features: Features::empty(),
+            })),
+        ),
+        (
+            "goodbye",
+            encoded(&Message::Goodbye {
+                reason: Reason::truncating("incompatible version: we speak 1.0"),
+            }),
+        ),
+        ("blob_request_ranges", encoded(&sample_request())),
+        (
+            "blob_request_no_ranges",
+            encoded(&Message::BlobRequest(BlobRequest {
+                id: BlobId::of(b""),
+                ranges: ChunkRangeList::default(),
+            })),
+        ),
+        (
+            "blob_response_found",
+            encoded(&Message::BlobResponse(BlobResponse::Found {
+                size: 1 << 40,
+            })),
+        ),
+        (
+            "blob_response_not_found",
+            encoded(&Message::BlobResponse(BlobResponse::NotFound)),
+        ),
+        (
+            "blob_response_busy",
+            encoded(&Message::BlobResponse(BlobResponse::Busy)),
+        ),
+        (
+            "blob_response_error",
+            encoded(&Message::BlobResponse(BlobResponse::Error {
+                reason: Reason::truncating("disk read failed"),
+            })),
+        ),
+        ("hello_truncated", hello[..hello.len() - 3].to_vec()),
+        ("unknown_format", vec![2, 0, 1, 0, 0, 0]),
+        ("unknown_message_tag", vec![wire::WIRE_FORMAT, 99]),
+        ("trailing_byte", trailing),
+        ("too_many_ranges", too_many),
+        ("overlapping_ranges", overlapping),
+        ("reason_too_long", long_reason),
+        ("protocol_id_blob", b"/sinew/blob/1".to_vec()),
+    ]
+}
