@@ -181,6 +181,13 @@ impl Decoder {
         }
     }
 
+    /// Takes every buffered byte that is not part of a popped frame, leaving the decoder
+    /// empty. For protocols that switch from frames to raw bytes mid-stream (the blob
+    /// response body follows its header frames).
+    pub fn take_remaining(&mut self) -> Bytes {
+        self.buf.split().freeze()
+    }
+
     /// Pops the next complete frame's payload, or `Ok(None)` if more bytes are needed.
     ///
     /// The payload is split off the internal buffer without copying.

@@ -301,10 +301,7 @@ impl BlobStore for MemStore {
         offset: u64,
         pair: &[u8; PAIR_BYTES],
     ) -> Result<(), StoreError> {
-        let entry = self
-            .entries
-            .get_mut(id)
-            .ok_or(StoreError::NotFound(*id))?;
+        let entry = self.entries.get_mut(id).ok_or(StoreError::NotFound(*id))?;
         let (start, end) = checked_range(id, offset, PAIR_BYTES, entry.outboard.len() as u64)?;
         if let Data::Partial(_) = entry.data {
             entry.outboard[start..end].copy_from_slice(pair);
@@ -313,10 +310,7 @@ impl BlobStore for MemStore {
     }
 
     fn write_verified(&mut self, id: &BlobId, offset: u64, data: &Bytes) -> Result<(), StoreError> {
-        let entry = self
-            .entries
-            .get_mut(id)
-            .ok_or(StoreError::NotFound(*id))?;
+        let entry = self.entries.get_mut(id).ok_or(StoreError::NotFound(*id))?;
         let (start, end) = checked_range(id, offset, data.len(), entry.size)?;
         let Data::Partial(buf) = &mut entry.data else {
             return Ok(()); // already complete: nothing to add

@@ -1,9 +1,596 @@
-//! Deterministic test harness (placeholder).
+//! A deterministic in-process world of [`Node`]s for tests (feature `test-utils`).
+//!
+//! [`World`] drives any number of nodes in one thread on a virtual clock that jumps from
+//! event to event. Every ordered pair of nodes has a [`LinkConfig`] (latency, bandwidth,
+//! loss, up or cut). Streams are reliable and ordered, as over TCP or QUIC: a lost
+//! transmission shows up as a retransmission delay, never as missing bytes; a cut resets
+//! every stream on the link and disconnects the peers until [`World::heal`]. The same seed
+//! gives the same run, event for event. [`Pair`] is the two-node special case.
+//!
+//! ```
+//! use sinew_core::testing::Pair;
+//!
+//! let mut pair = Pair::new(7);
+//! let id = pair.add_blob(0, vec![1u8; 300_000]);
+//! let provider = pair.peer_id(0);
+//! pair.command(1, |node| node.request_blob(id, [provider])).unwrap();
+//! assert!(pair.drive_bounded(10_000));
+//! assert_eq!(pair.blob(1, &id).unwrap().len(), 300_000);
+//! ```
 
-use std::time::Instant;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use libp2p_identity::{Keypair, PeerId};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::blob::BlobId;
+use crate::node::{Config, Event, Input, Node, Output, StreamId};
+use crate::store::MemStore;
 
 /// The instant virtual time starts from.
+///
+/// Only this value is taken from the OS clock; everything after it is virtual, so nothing
+/// depends on what it is.
 #[allow(clippy::disallowed_methods)]
 pub fn epoch() -> Instant {
     Instant::now() // allowed: only anchors virtual time; nothing depends on its value
+}
+
+/// The deterministic peer id of node `index` in a world seeded with `seed`.
+pub fn peer_id(seed: u64, index: usize) -> PeerId {
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    key[8..16].copy_from_slice(&(index as u64).to_le_bytes());
+    key[16] = 0x51; // never all zero
+    Keypair::ed25519_from_bytes(key)
+        .expect("32 bytes make an ed25519 secret key")
+        .public()
+        .to_peer_id()
+}
+
+/// One direction of a link between two nodes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkConfig {
+    /// One-way delay. Default 5 ms.
+    pub latency: Duration,
+    /// Bytes per second, or unlimited. Default unlimited.
+    pub bandwidth: Option<u64>,
+    /// Probability that a transmission is lost once and retransmitted after
+    /// `retransmit_delay` (streams stay reliable and ordered). Default 0.
+    pub loss: f64,
+    /// Delay a lost transmission adds. Default 200 ms.
+    pub retransmit_delay: Duration,
+    /// Whether the link is up. Default true.
+    pub up: bool,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        Self {
+            latency: Duration::from_millis(5),
+            bandwidth: None,
+            loss: 0.0,
+            retransmit_delay: Duration::from_millis(200),
+            up: true,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Link {
+    config: LinkConfig,
+    /// When the sender finishes putting what it has queued on the wire.
+    busy_until: Instant,
+    /// The last delivery time, so deliveries stay in order.
+    last_delivery: Instant,
+}
+
+#[derive(Debug, Clone)]
+struct Delivery {
+    node: usize,
+    input: Input,
+    /// The link it travels on, so a cut can drop it.
+    link: Option<(usize, usize)>,
+    /// For `StreamFlushed`: the stream's send count when scheduled (stale ones are dropped).
+    flush_tag: Option<u64>,
+}
+
+#[derive(Debug)]
+struct StreamEnd {
+    remote: (usize, StreamId),
+    sends: u64,
+}
+
+/// Many nodes, virtual time, configurable links. See the module docs.
+#[derive(Debug)]
+pub struct World {
+    start: Instant,
+    now: Instant,
+    seed: u64,
+    nodes: Vec<Node<MemStore>>,
+    peers: Vec<PeerId>,
+    links: BTreeMap<(usize, usize), Link>,
+    queue: BTreeMap<(Instant, u64), Delivery>,
+    seq: u64,
+    streams: BTreeMap<(usize, StreamId), StreamEnd>,
+    next_inbound: Vec<u64>,
+    timers: Vec<Option<Instant>>,
+    events: Vec<(usize, Instant, Event)>,
+    rng: ChaCha8Rng,
+    steps: u64,
+}
+
+impl World {
+    /// `n` nodes with default configs and links, all connected.
+    pub fn new(n: usize, seed: u64) -> Self {
+        Self::with_config(n, seed, |_| Config::default(), LinkConfig::default())
+    }
+
+    /// `n` nodes, each with `config(index)`, every link with `link`, all connected.
+    pub fn with_config(
+        n: usize,
+        seed: u64,
+        config: impl Fn(usize) -> Config,
+        link: LinkConfig,
+    ) -> Self {
+        let now = epoch();
+        let peers: Vec<PeerId> = (0..n).map(|i| peer_id(seed, i)).collect();
+        let nodes = (0..n)
+            .map(|i| {
+                let mut c = config(i);
+                c.seed = seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                Node::new(peers[i], c, MemStore::new(), now)
+            })
+            .collect();
+        let mut links = BTreeMap::new();
+        for a in 0..n {
+            for b in 0..n {
+                if a != b {
+                    links.insert(
+                        (a, b),
+                        Link {
+                            config: link.clone(),
+                            busy_until: now,
+                            last_delivery: now,
+                        },
+                    );
+                }
+            }
+        }
+        let mut world = Self {
+            start: now,
+            now,
+            seed,
+            nodes,
+            peers,
+            links,
+            queue: BTreeMap::new(),
+            seq: 0,
+            streams: BTreeMap::new(),
+            next_inbound: vec![0; n],
+            timers: vec![None; n],
+            events: Vec::new(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            steps: 0,
+        };
+        for a in 0..n {
+            for b in 0..n {
+                if a != b {
+                    let peer = world.peers[b];
+                    world.schedule(now, a, Input::PeerConnected { peer }, None, None);
+                }
+            }
+        }
+        world
+    }
+
+    // --- getters ---
+
+    /// The virtual time.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Virtual time elapsed since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+
+    /// The seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Node `i`.
+    pub fn node(&self, i: usize) -> &Node<MemStore> {
+        &self.nodes[i]
+    }
+
+    /// Node `i`, mutably. Call [`World::drain`] after changing it.
+    pub fn node_mut(&mut self, i: usize) -> &mut Node<MemStore> {
+        &mut self.nodes[i]
+    }
+
+    /// The peer id of node `i`.
+    pub fn peer_id(&self, i: usize) -> PeerId {
+        self.peers[i]
+    }
+
+    /// Every event so far: (node, time, event).
+    pub fn events(&self) -> &[(usize, Instant, Event)] {
+        &self.events
+    }
+
+    /// Events of node `i`.
+    pub fn events_of(&self, i: usize) -> impl Iterator<Item = &Event> {
+        self.events
+            .iter()
+            .filter(move |(n, _, _)| *n == i)
+            .map(|(_, _, e)| e)
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// The complete content of blob `id` at node `i`.
+    pub fn blob(&self, i: usize, id: &BlobId) -> Option<Bytes> {
+        self.nodes[i].store().get(id)
+    }
+
+    // --- commands ---
+
+    /// Imports `content` at node `i`.
+    pub fn add_blob(&mut self, i: usize, content: impl Into<Bytes>) -> BlobId {
+        self.command(i, |node| node.add_blob(content.into()))
+            .expect("importing into memory cannot fail")
+    }
+
+    /// Runs a command on node `i`, then drains its outputs.
+    pub fn command<T>(&mut self, i: usize, f: impl FnOnce(&mut Node<MemStore>) -> T) -> T {
+        let out = f(&mut self.nodes[i]);
+        self.drain(i);
+        out
+    }
+
+    /// Changes the link from `a` to `b` (one direction).
+    pub fn set_link(&mut self, a: usize, b: usize, config: LinkConfig) {
+        if let Some(link) = self.links.get_mut(&(a, b)) {
+            link.config = config;
+        }
+    }
+
+    /// Cuts both directions between `a` and `b`: streams reset, peers disconnected,
+    /// everything in flight lost.
+    pub fn cut(&mut self, a: usize, b: usize) {
+        for (x, y) in [(a, b), (b, a)] {
+            if let Some(link) = self.links.get_mut(&(x, y)) {
+                link.config.up = false;
+            }
+        }
+        self.queue
+            .retain(|_, d| d.link != Some((a, b)) && d.link != Some((b, a)));
+        let doomed: Vec<(usize, StreamId)> = self
+            .streams
+            .iter()
+            .filter(|((n, _), end)| {
+                (*n == a && end.remote.0 == b) || (*n == b && end.remote.0 == a)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        let now = self.now;
+        for (n, stream) in doomed {
+            self.streams.remove(&(n, stream));
+            self.schedule(now, n, Input::StreamReset { stream }, None, None);
+        }
+        let (pa, pb) = (self.peers[a], self.peers[b]);
+        self.schedule(now, a, Input::PeerDisconnected { peer: pb }, None, None);
+        self.schedule(now, b, Input::PeerDisconnected { peer: pa }, None, None);
+    }
+
+    /// Brings both directions between `a` and `b` back up and reconnects the peers.
+    pub fn heal(&mut self, a: usize, b: usize) {
+        let now = self.now;
+        for (x, y) in [(a, b), (b, a)] {
+            if let Some(link) = self.links.get_mut(&(x, y)) {
+                link.config.up = true;
+                link.busy_until = now;
+                link.last_delivery = now;
+            }
+        }
+        let (pa, pb) = (self.peers[a], self.peers[b]);
+        self.schedule(now, a, Input::PeerConnected { peer: pb }, None, None);
+        self.schedule(now, b, Input::PeerConnected { peer: pa }, None, None);
+    }
+
+    // --- driving ---
+
+    /// Processes the next delivery or timer. Returns false if there is nothing at all.
+    pub fn step(&mut self) -> bool {
+        let next_delivery = self.queue.keys().next().map(|(t, _)| *t);
+        let next_timer = self
+            .timers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.map(|t| (t, i)))
+            .min();
+        let deliver = match (next_delivery, next_timer) {
+            (None, None) => return false,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(d), Some((t, _))) => d <= t,
+        };
+        self.steps += 1;
+        if deliver {
+            let (key, delivery) = self.queue.pop_first().expect("checked above");
+            self.now = self.now.max(key.0);
+            if let (Input::StreamFlushed { stream }, Some(tag)) =
+                (&delivery.input, delivery.flush_tag)
+            {
+                let current = self.streams.get(&(delivery.node, *stream)).map(|s| s.sends);
+                if current != Some(tag) {
+                    return true; // more was sent since: a later flush will come
+                }
+            }
+            if let Input::StreamReset { stream } = &delivery.input {
+                self.streams.remove(&(delivery.node, *stream));
+            }
+            let node = delivery.node;
+            self.nodes[node].handle_input(self.now, delivery.input);
+            self.drain(node);
+        } else {
+            let (at, node) = next_timer.expect("checked above");
+            self.now = self.now.max(at);
+            self.timers[node] = None;
+            self.nodes[node].handle_input(self.now, Input::Timeout);
+            self.drain(node);
+        }
+        true
+    }
+
+    /// True when nothing is in flight and no node has a deadline of its own.
+    pub fn is_idle(&self) -> bool {
+        self.queue.is_empty() && self.nodes.iter().all(|n| n.next_deadline().is_none())
+    }
+
+    /// Steps until idle. Panics after ten million steps (a livelock).
+    pub fn drive(&mut self) {
+        assert!(
+            self.drive_bounded(10_000_000),
+            "world {} did not settle (livelock?)",
+            self.seed
+        );
+    }
+
+    /// Steps until idle or `max_steps` steps; true if it became idle.
+    pub fn drive_bounded(&mut self, max_steps: u64) -> bool {
+        for _ in 0..max_steps {
+            if self.is_idle() {
+                return true;
+            }
+            if !self.step() {
+                return self.is_idle();
+            }
+        }
+        self.is_idle()
+    }
+
+    /// Steps until virtual time reaches `deadline` (or everything is idle).
+    pub fn drive_until(&mut self, deadline: Instant) {
+        while !self.is_idle() {
+            let next = self
+                .queue
+                .keys()
+                .next()
+                .map(|(t, _)| *t)
+                .into_iter()
+                .chain(self.timers.iter().flatten().copied())
+                .min();
+            match next {
+                Some(t) if t <= deadline => {
+                    self.step();
+                }
+                _ => break,
+            }
+        }
+        self.now = self.now.max(deadline);
+    }
+
+    /// Drains node `i`'s outputs into the world.
+    pub fn drain(&mut self, i: usize) {
+        loop {
+            match self.nodes[i].poll_output() {
+                Output::Timeout(at) => {
+                    self.timers[i] = Some(at);
+                    return;
+                }
+                Output::Event(event) => self.events.push((i, self.now, event)),
+                Output::OpenStream {
+                    stream,
+                    peer,
+                    protocol,
+                } => self.open_stream(i, stream, peer, protocol),
+                Output::Send { stream, data } => self.send(i, stream, data),
+                Output::Finish { stream } => {
+                    if let Some(end) = self.streams.get(&(i, stream)) {
+                        let (to, remote) = end.remote;
+                        let at = self.transmit(i, to, 0);
+                        let input = Input::StreamFinished { stream: remote };
+                        self.schedule(at, to, input, Some((i, to)), None);
+                    }
+                }
+                Output::Reset { stream } => {
+                    if let Some(end) = self.streams.remove(&(i, stream)) {
+                        let (to, remote) = end.remote;
+                        let at = self.now + self.links[&(i, to)].config.latency;
+                        let input = Input::StreamReset { stream: remote };
+                        self.schedule(at, to, input, Some((i, to)), None);
+                    }
+                }
+            }
+        }
+    }
+
+    fn index_of(&self, peer: &PeerId) -> Option<usize> {
+        self.peers.iter().position(|p| p == peer)
+    }
+
+    fn open_stream(
+        &mut self,
+        from: usize,
+        stream: StreamId,
+        peer: PeerId,
+        protocol: crate::wire::ProtocolId,
+    ) {
+        let now = self.now;
+        let to = match self.index_of(&peer) {
+            Some(to) if self.links.get(&(from, to)).is_some_and(|l| l.config.up) => to,
+            _ => {
+                let reason = format!("no link to {peer}");
+                self.schedule(
+                    now,
+                    from,
+                    Input::StreamOpenFailed { stream, reason },
+                    None,
+                    None,
+                );
+                return;
+            }
+        };
+        let remote = StreamId::inbound(self.next_inbound[to]);
+        self.next_inbound[to] += 1;
+        self.streams.insert(
+            (from, stream),
+            StreamEnd {
+                remote: (to, remote),
+                sends: 0,
+            },
+        );
+        self.streams.insert(
+            (to, remote),
+            StreamEnd {
+                remote: (from, stream),
+                sends: 0,
+            },
+        );
+        let latency = self.links[&(from, to)].config.latency;
+        let peer_from = self.peers[from];
+        let opened_remote = Input::StreamOpened {
+            stream: remote,
+            peer: peer_from,
+            protocol,
+        };
+        self.schedule(now + latency, to, opened_remote, Some((from, to)), None);
+        // Protocol negotiation takes a round trip before the opener may write.
+        let opened_local = Input::StreamOpened {
+            stream,
+            peer,
+            protocol,
+        };
+        self.schedule(
+            now + latency * 2,
+            from,
+            opened_local,
+            Some((to, from)),
+            None,
+        );
+    }
+
+    fn send(&mut self, from: usize, stream: StreamId, data: Bytes) {
+        let Some(end) = self.streams.get_mut(&(from, stream)) else {
+            return; // the stream is gone: the bytes go nowhere, as on a reset socket
+        };
+        end.sends += 1;
+        let tag = end.sends;
+        let (to, remote) = end.remote;
+        let len = data.len();
+        let at = self.transmit(from, to, len);
+        let input = Input::StreamData {
+            stream: remote,
+            data,
+        };
+        self.schedule(at, to, input, Some((from, to)), None);
+        let flushed_at = self.links[&(from, to)].busy_until;
+        let flushed = Input::StreamFlushed { stream };
+        self.schedule(flushed_at, from, flushed, None, Some(tag));
+    }
+
+    /// Puts `len` bytes on the link; returns when they arrive.
+    fn transmit(&mut self, from: usize, to: usize, len: usize) -> Instant {
+        let now = self.now;
+        let lost = {
+            let loss = self.links[&(from, to)].config.loss;
+            loss > 0.0 && self.rng.random_bool(loss.min(1.0))
+        };
+        let link = self
+            .links
+            .get_mut(&(from, to))
+            .expect("links exist for all pairs");
+        let start = link.busy_until.max(now);
+        let tx = link.config.bandwidth.map_or(Duration::ZERO, |bw| {
+            Duration::from_secs_f64(len as f64 / bw as f64)
+        });
+        link.busy_until = start + tx;
+        let mut at = link.busy_until + link.config.latency;
+        if lost {
+            at += link.config.retransmit_delay;
+        }
+        at = at.max(link.last_delivery);
+        link.last_delivery = at;
+        at
+    }
+
+    fn schedule(
+        &mut self,
+        at: Instant,
+        node: usize,
+        input: Input,
+        link: Option<(usize, usize)>,
+        flush_tag: Option<u64>,
+    ) {
+        self.seq += 1;
+        self.queue.insert(
+            (at, self.seq),
+            Delivery {
+                node,
+                input,
+                link,
+                flush_tag,
+            },
+        );
+    }
+}
+
+/// Two nodes, 0 and 1, connected by default links: a [`World`] of two.
+#[derive(Debug)]
+pub struct Pair(World);
+
+impl Pair {
+    /// Two connected nodes with default configs and links.
+    pub fn new(seed: u64) -> Self {
+        Self(World::new(2, seed))
+    }
+
+    /// Two connected nodes with `link` in both directions.
+    pub fn with_link(seed: u64, link: LinkConfig) -> Self {
+        Self(World::with_config(2, seed, |_| Config::default(), link))
+    }
+}
+
+impl std::ops::Deref for Pair {
+    type Target = World;
+
+    fn deref(&self) -> &World {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Pair {
+    fn deref_mut(&mut self) -> &mut World {
+        &mut self.0
+    }
 }

@@ -5,8 +5,9 @@
 //! which `cargo fuzz` fills and git ignores, is replayed too when it exists. Adding a
 //! target is one line in `corpus_tests!` below (plus its seed directory).
 //!
-//! The seeds are written by the ignored test `write_seeds`:
-//! `cargo test -p sinew-core --features fuzzing --test fuzz_corpus -- --ignored write_seeds`.
+//! The seeds are generated below; `seeds_are_current` checks the committed files match, and
+//! rewrites them with
+//! `SINEW_WRITE_SEEDS=1 cargo test -p sinew-core --features fuzzing --test fuzz_corpus`.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -29,7 +30,7 @@ macro_rules! corpus_tests {
     };
 }
 
-corpus_tests!(framing_decoder, wire_decoder);
+corpus_tests!(framing_decoder, wire_decoder, blob_requester);
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
@@ -82,20 +83,58 @@ fn replay(target: &str, body: fn(&[u8])) {
     println!("{target}: {} inputs replayed", files.len());
 }
 
-/// Regenerates `fuzz/seeds/`; run it by hand after changing the formats.
+/// The committed seeds are exactly what the generators below produce, so a format change
+/// cannot leave them silently stale. With `SINEW_WRITE_SEEDS=1` it rewrites them instead.
 #[test]
-#[ignore = "writes fuzz/seeds; run by hand after a format change"]
-fn write_seeds() {
-    write_target("framing_decoder", framing_seeds());
-    write_target("wire_decoder", wire_seeds());
+fn seeds_are_current() {
+    let write = std::env::var_os("SINEW_WRITE_SEEDS").is_some();
+    for (target, seeds) in [
+        ("framing_decoder", framing_seeds()),
+        ("wire_decoder", wire_seeds()),
+        ("blob_requester", blob_seeds()),
+    ] {
+        let dir = fuzz_dir().join("seeds").join(target);
+        for (name, data) in seeds {
+            let path = dir.join(name);
+            if write {
+                std::fs::create_dir_all(&dir).expect("create seed directory");
+                std::fs::write(&path, data).expect("write seed");
+            } else {
+                let committed = std::fs::read(&path).unwrap_or_default();
+                assert_eq!(
+                    committed,
+                    data,
+                    "{} is stale: regenerate with SINEW_WRITE_SEEDS=1",
+                    path.display()
+                );
+            }
+        }
+    }
 }
 
-fn write_target(target: &str, seeds: Vec<(&str, Vec<u8>)>) {
-    let dir = fuzz_dir().join("seeds").join(target);
-    std::fs::create_dir_all(&dir).expect("create seed directory");
-    for (name, data) in seeds {
-        std::fs::write(dir.join(name), data).expect("write seed");
-    }
+/// `blob_requester` inputs: per request, a size choice (`% 4 != 0`: the true size), a
+/// response mode (`% 3`: 0 raw bytes, 1 honest with flips, 2 honest cut), its parameters,
+/// piece sizes, and how the stream ends.
+fn blob_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    // Honest responses delivered whole and closed cleanly: the download completes.
+    let honest: Vec<u8> = [1u8, 1, 0, 255, 0].repeat(16);
+    // One flipped byte in the second response, then honest.
+    let mut flipped = vec![1u8, 1, 0, 255, 0];
+    flipped.extend([1, 1, 1, 0, 0, 0, 0, 0, 0, 0x40, 0x00, 0x01, 255, 0]);
+    flipped.extend([1u8, 1, 0, 255, 0].repeat(8));
+    // Responses cut short, then the stream closed.
+    let cut: Vec<u8> = [1u8, 2, 0, 0, 0, 0, 0, 0, 0x30, 0x00, 7, 0].repeat(6);
+    // A false size claim, then raw garbage.
+    let mut liar = vec![0u8, 0, 0, 0, 0, 0, 0, 0x10, 0x00, 0];
+    liar.extend(std::iter::repeat_n(0xAB, 64));
+    liar.extend([3, 0]);
+    vec![
+        ("honest", honest),
+        ("flipped", flipped),
+        ("cut", cut),
+        ("false-size", liar),
+        ("empty", Vec::new()),
+    ]
 }
 
 /// Limit selectors of `fuzz::framing_decoder` (low 3 bits of byte 0).

@@ -267,7 +267,10 @@ impl Decoder {
         }
         let mut out = BytesMut::with_capacity(n);
         while out.len() < n {
-            let front = self.inbox.front_mut().expect("inbox_len counted these bytes");
+            let front = self
+                .inbox
+                .front_mut()
+                .expect("inbox_len counted these bytes");
             let want = (n - out.len()).min(front.len());
             out.extend_from_slice(&front[..want]);
             front.advance(want);

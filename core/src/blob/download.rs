@@ -49,6 +49,9 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Responses a provider may end early before it is dropped. Default 2.
     pub max_provider_failures: u32,
+    /// When every provider left is merely disconnected, how long to wait for one to come
+    /// back before giving up ([`Event::Stuck`]). Default 30 s.
+    pub reconnect_grace: Duration,
 }
 
 impl Default for Config {
@@ -59,6 +62,7 @@ impl Default for Config {
             requests_per_provider: 2,
             request_timeout: Duration::from_secs(10),
             max_provider_failures: 2,
+            reconnect_grace: Duration::from_secs(30),
         }
     }
 }
@@ -99,6 +103,9 @@ pub enum DropReason {
     /// It does not have the blob.
     #[error("does not have the blob")]
     NotFound,
+    /// It speaks an incompatible protocol version, or refused the request.
+    #[error("refused: {0}")]
+    Incompatible(String),
     /// It ended too many responses early, or its streams failed.
     #[error("ended {0} responses early")]
     TooManyFailures(u32),
@@ -182,6 +189,9 @@ pub struct Download {
     next_request: u64,
     complete: bool,
     stuck_reported: bool,
+    /// Since when no provider is usable while some are only disconnected.
+    starved_since: Option<Instant>,
+    grace_expired: bool,
     bytes_received: u64,
 }
 
@@ -203,6 +213,8 @@ impl Download {
             next_request: 0,
             complete: false,
             stuck_reported: false,
+            starved_since: None,
+            grace_expired: false,
             bytes_received: 0,
         };
         download.check_complete();
@@ -254,12 +266,25 @@ impl Download {
 
     /// Providers not dropped.
     pub fn usable_providers(&self) -> usize {
-        self.providers.values().filter(|p| p.dropped.is_none()).count()
+        self.providers
+            .values()
+            .filter(|p| p.dropped.is_none())
+            .count()
+    }
+
+    /// Whether `peer` was ever added (dropped or not).
+    pub fn has_provider(&self, peer: &PeerId) -> bool {
+        self.providers.contains_key(peer)
     }
 
     /// Requests in flight.
     pub fn in_flight(&self) -> usize {
         self.requests.len()
+    }
+
+    /// The ranges asked for in `request`, while it is in flight.
+    pub fn ranges_of(&self, request: RequestId) -> Option<ChunkRanges> {
+        self.requests.get(&request).map(|r| r.ranges.clone())
     }
 
     /// Every provider that was dropped, with why.
@@ -272,20 +297,32 @@ impl Download {
 
     // --- handle_* ---
 
-    /// Adds a provider. A provider dropped earlier stays dropped.
+    /// Adds a provider. A provider dropped for lying, a wrong size or a refusal stays
+    /// dropped; one that was removed, stalled or failed gets another chance.
     pub fn add_provider(&mut self, peer: PeerId) {
-        self.providers.entry(peer).or_insert(Provider {
+        let provider = self.providers.entry(peer).or_insert(Provider {
             in_flight: 0,
             failures: 0,
             dropped: None,
         });
+        if matches!(
+            provider.dropped,
+            Some(DropReason::Removed | DropReason::Stalled(_) | DropReason::TooManyFailures(_))
+        ) {
+            provider.dropped = None;
+            provider.failures = 0;
+        }
         if self.usable_providers() > 0 {
             self.stuck_reported = false;
+            self.starved_since = None;
+            self.grace_expired = false;
         }
     }
 
     /// Stops asking `peer` (disconnected, or the caller's choice); cancels its requests.
-    pub fn remove_provider(&mut self, peer: &PeerId) {
+    /// [`Download::add_provider`] brings it back; until then, if no other provider is
+    /// usable, the download waits `reconnect_grace` before it reports [`Event::Stuck`].
+    pub fn remove_provider(&mut self, peer: &PeerId, now: Instant) {
         let ids: Vec<RequestId> = self
             .requests
             .iter()
@@ -297,6 +334,22 @@ impl Download {
             self.events.push_back(Event::Cancel { request: id });
         }
         self.drop_provider(*peer, DropReason::Removed);
+        if self.starving() && self.starved_since.is_none() {
+            self.starved_since = Some(now);
+        }
+    }
+
+    fn starving(&self) -> bool {
+        !self.complete
+            && self.requests.is_empty()
+            && !self.providers.is_empty()
+            && self.usable_providers() == 0
+    }
+
+    fn may_reconnect(&self) -> bool {
+        self.providers
+            .values()
+            .any(|p| p.dropped == Some(DropReason::Removed))
     }
 
     /// The provider answered `request`: it has the blob and claims `size` bytes.
@@ -307,15 +360,11 @@ impl Download {
         req.deadline = now + self.config.request_timeout;
         if let Some(proven) = self.size {
             if proven != size {
-                let peer = req.peer;
-                self.fail_request(
-                    request,
-                    Some(DropReason::WrongSize {
-                        claimed: size,
-                        proven,
-                    }),
-                );
-                let _ = peer;
+                let reason = DropReason::WrongSize {
+                    claimed: size,
+                    proven,
+                };
+                self.fail_request(request, Some(reason));
                 return;
             }
         }
@@ -326,7 +375,12 @@ impl Download {
 
     /// The provider answered `request`: it does not have the blob.
     pub fn handle_not_found(&mut self, request: RequestId) {
-        self.fail_request(request, Some(DropReason::NotFound));
+        self.handle_refused(request, DropReason::NotFound);
+    }
+
+    /// The provider refused `request` for good (`reason`): it is not asked again.
+    pub fn handle_refused(&mut self, request: RequestId, reason: DropReason) {
+        self.fail_request(request, Some(reason));
     }
 
     /// Response bytes for `request` arrived.
@@ -340,7 +394,9 @@ impl Download {
             // Data before the size header: the provider broke the protocol.
             self.fail_request(
                 request,
-                Some(DropReason::Lied(DecodeError::TrailingBytes { extra: data.len() })),
+                Some(DropReason::Lied(DecodeError::TrailingBytes {
+                    extra: data.len(),
+                })),
             );
             return;
         };
@@ -374,8 +430,13 @@ impl Download {
         self.fail_request(request, None);
     }
 
-    /// Time passed: cancels stalled requests.
+    /// Time passed: cancels stalled requests, ends the reconnect grace.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(since) = self.starved_since {
+            if now >= since + self.config.reconnect_grace {
+                self.grace_expired = true;
+            }
+        }
         let stalled: Vec<RequestId> = self
             .requests
             .iter()
@@ -444,11 +505,9 @@ impl Download {
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         if self.events.is_empty()
-            && !self.complete
             && !self.stuck_reported
-            && self.requests.is_empty()
-            && self.usable_providers() == 0
-            && !self.providers.is_empty()
+            && self.starving()
+            && (self.grace_expired || !self.may_reconnect())
         {
             self.stuck_reported = true;
             return Some(Event::Stuck);
@@ -459,7 +518,15 @@ impl Download {
     /// The earliest request deadline.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.requests.values().map(|r| r.deadline).min()
+        let grace = self
+            .starved_since
+            .filter(|_| !self.grace_expired && self.starving())
+            .map(|since| since + self.config.reconnect_grace);
+        self.requests
+            .values()
+            .map(|r| r.deadline)
+            .chain(grace)
+            .min()
     }
 
     // --- internals ---

@@ -61,6 +61,11 @@ impl Encoder {
         }
     }
 
+    /// The blob being served.
+    pub fn id(&self) -> BlobId {
+        self.id
+    }
+
     /// The blob's size (sent to the requester before the encoding).
     pub fn size(&self) -> u64 {
         self.size

@@ -16,7 +16,6 @@
 //! use std::time::Instant;
 //! use sinew_core::blob::{download, Download, Encoder};
 //! use sinew_core::store::{BlobStore, MemStore};
-//! use libp2p_identity::PeerId;
 //!
 //! // The provider imports content.
 //! let mut provider = MemStore::new();
@@ -26,9 +25,9 @@
 //! // The requester knows only the id.
 //! let mut requester = MemStore::new();
 //! let mut dl = Download::new(id, None, download::Config::default());
-//! let peer = PeerId::random();
+//! # let peer = libp2p_identity::Keypair::ed25519_from_bytes([1; 32]).unwrap().public().to_peer_id();
 //! dl.add_provider(peer);
-//! let now = Instant::now();
+//! let now = Instant::now(); // allowed: the caller owns the clock
 //! while !dl.is_complete() {
 //!     let request = dl.poll_request(now).expect("a provider is idle");
 //!     // The provider answers with the size, then the encoded ranges.

@@ -35,9 +35,14 @@ fn content(len: usize, seed: u64) -> Vec<u8> {
 enum Fault {
     Honest,
     /// Flip bit `bit` of the byte at `at` in the response stream.
-    Flip { at: u64, bit: u8 },
+    Flip {
+        at: u64,
+        bit: u8,
+    },
     /// Stop after `at` bytes of the response stream (once).
-    Cut { at: u64 },
+    Cut {
+        at: u64,
+    },
 }
 
 /// Encodes the whole response to `ranges` from `store`.
@@ -178,7 +183,10 @@ fn check_round_trip(len: usize) {
     assert!(out.complete, "len {len} did not complete");
     assert_eq!(out.store.get(&id).unwrap(), Bytes::from(data), "len {len}");
     // The requester can now serve it: its outboard is complete and correct.
-    let theirs = providers[&peer(1)].0.read_outboard(&id, 0, outboard_len(len)).unwrap();
+    let theirs = providers[&peer(1)]
+        .0
+        .read_outboard(&id, 0, outboard_len(len))
+        .unwrap();
     let ours = out.store.read_outboard(&id, 0, outboard_len(len)).unwrap();
     assert_eq!(ours, theirs, "outboard for len {len}");
 }
@@ -189,7 +197,18 @@ fn outboard_len(len: usize) -> usize {
 
 #[test]
 fn round_trip_at_the_edges() {
-    for len in [0, 1, 1023, 1024, 1025, 16383, 16384, 16385, 32768, (1 << 20) + 7] {
+    for len in [
+        0,
+        1,
+        1023,
+        1024,
+        1025,
+        16383,
+        16384,
+        16385,
+        32768,
+        (1 << 20) + 7,
+    ] {
         check_round_trip(len);
     }
 }
@@ -211,7 +230,10 @@ fn check_flip(data: &[u8], id: BlobId, pieces: &[Bytes], at: u64, bit: u8) {
         while let Some(item) = dec.poll() {
             match item {
                 Ok(Item::Parent { .. }) => {
-                    assert!(pos + 64 <= at, "pair at {pos} accepted despite flip at {at}");
+                    assert!(
+                        pos + 64 <= at,
+                        "pair at {pos} accepted despite flip at {at}"
+                    );
                     pos += 64;
                 }
                 Ok(Item::Leaf { offset, data: got }) => {
@@ -231,7 +253,10 @@ fn check_flip(data: &[u8], id: BlobId, pieces: &[Bytes], at: u64, bit: u8) {
         }
     }
     assert!(failed, "flip at {at} bit {bit} was not detected");
-    assert!(dec.poll().is_some_and(|r| r.is_err()), "decoder stays failed");
+    assert!(
+        dec.poll().is_some_and(|r| r.is_err()),
+        "decoder stays failed"
+    );
 }
 
 #[test]
@@ -304,7 +329,16 @@ fn two_providers_one_lying_completes_from_the_honest_one() {
     let mut liar = MemStore::new();
     liar.add(data.clone());
     let providers = BTreeMap::from([
-        (peer(1), (liar, Fault::Flip { at: 100_000, bit: 5 })),
+        (
+            peer(1),
+            (
+                liar,
+                Fault::Flip {
+                    at: 100_000,
+                    bit: 5,
+                },
+            ),
+        ),
         (peer(2), (honest, Fault::Honest)),
     ]);
     let out = run(id, &providers, MemStore::new());
@@ -363,10 +397,16 @@ fn a_lying_size_claim_is_never_believed() {
     }
     assert_eq!(dl.size(), None);
     let events: Vec<_> = std::iter::from_fn(|| dl.poll_event()).collect();
-    assert!(!events.iter().any(|e| matches!(e, Event::Data { .. } | Event::SizeProven { .. })));
-    assert!(events
+    assert!(!events
         .iter()
-        .any(|e| matches!(e, Event::ProviderDropped { reason: DropReason::Lied(_), .. })));
+        .any(|e| matches!(e, Event::Data { .. } | Event::SizeProven { .. })));
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::ProviderDropped {
+            reason: DropReason::Lied(_),
+            ..
+        }
+    )));
 }
 
 #[test]

@@ -147,8 +147,12 @@ impl Outboard {
         for item in tree.post_order_chunks_iter() {
             match item {
                 BaoChunk::Parent { is_root, node, .. } => {
-                    let right = stack.pop().expect("post-order: a parent follows both children");
-                    let left = stack.pop().expect("post-order: a parent follows both children");
+                    let right = stack
+                        .pop()
+                        .expect("post-order: a parent follows both children");
+                    let left = stack
+                        .pop()
+                        .expect("post-order: a parent follows both children");
                     if let Some(offset) = tree.pre_order_offset(node) {
                         let at = offset as usize * PAIR_BYTES;
                         data[at..at + 32].copy_from_slice(left.as_bytes());
@@ -215,7 +219,18 @@ mod tests {
 
     #[test]
     fn outboard_root_is_blake3_hash() {
-        for len in [0, 1, 1023, 1024, 1025, 16383, 16384, 16385, 100_000, 1 << 20] {
+        for len in [
+            0,
+            1,
+            1023,
+            1024,
+            1025,
+            16383,
+            16384,
+            16385,
+            100_000,
+            1 << 20,
+        ] {
             let d = data(len);
             let ob = Outboard::create(&d);
             assert_eq!(ob.id(), BlobId::of(&d), "len {len}");
@@ -246,7 +261,10 @@ mod tests {
                 let ranges = canonical_ranges(&req, size);
                 for item in bao_tree::iter::ResponseIter::new(t, ranges) {
                     if let BaoChunk::Parent { node, .. } = item {
-                        assert!(t.pre_order_offset(node).is_some(), "size {size} node {node:?}");
+                        assert!(
+                            t.pre_order_offset(node).is_some(),
+                            "size {size} node {node:?}"
+                        );
                     }
                 }
             }

@@ -1,0 +1,401 @@
+//! The blob protocol (`/sinew/blob/1`) on one stream, for each side.
+//!
+//! One request per stream. The requester writes two frames — a [`Hello`] and a
+//! [`BlobRequest`] — and finishes its side. The provider answers with its own hello and a
+//! [`BlobResponse`] frame; after `Found { size }` the rest of the stream is the raw
+//! verified-streaming encoding of the requested ranges (no framing: the encoding is
+//! self-delimiting once the size is known), and the provider finishes the stream.
+//! Incompatible versions get an `Error` response that names both versions.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use libp2p_identity::PeerId;
+
+use super::Event;
+use crate::blob::download::{Download, DropReason, RequestId};
+use crate::blob::{BlobId, ChunkNum, ChunkRanges, Encoder};
+use crate::framing;
+use crate::store::BlobStore;
+use crate::wire::{self, BlobRequest, BlobResponse, ChunkRangeList, Hello, Message, Reason};
+
+/// Encodes messages as consecutive frames in one buffer.
+fn frames(messages: &[Message]) -> Bytes {
+    let mut out = BytesMut::new();
+    let mut body = BytesMut::new();
+    for msg in messages {
+        body.clear();
+        wire::encode(msg, &mut body).expect("our own messages are within the wire limits");
+        framing::Encoder::default()
+            .encode(&body, &mut out)
+            .expect("our own messages are far below the frame limit");
+    }
+    out.freeze()
+}
+
+/// Converts range-set boundaries to the wire's list of half-open ranges (`u64::MAX` as the
+/// end of an open range).
+pub(super) fn to_wire(ranges: &ChunkRanges) -> ChunkRangeList {
+    let b = ranges.boundaries();
+    let pairs: Vec<(u64, u64)> = b
+        .chunks(2)
+        .map(|p| (p[0].0, p.get(1).map_or(u64::MAX, |e| e.0)))
+        .collect();
+    ChunkRangeList::new(pairs).expect("a download asks for few, sorted, disjoint ranges")
+}
+
+/// The wire's ranges as a range set.
+pub(super) fn from_wire(list: &ChunkRangeList) -> ChunkRanges {
+    let mut out = ChunkRanges::empty();
+    for range in list.iter() {
+        let (start, end) = (range.start, range.end);
+        if end == u64::MAX {
+            out |= ChunkRanges::from(ChunkNum(start)..);
+        } else {
+            out |= ChunkRanges::from(ChunkNum(start)..ChunkNum(end));
+        }
+    }
+    out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FetchPhase {
+    Hello,
+    Header,
+    Body,
+}
+
+/// Our side of a stream on which we fetch one range request.
+#[derive(Debug)]
+pub(super) struct Fetch {
+    peer: PeerId,
+    blob: BlobId,
+    request: RequestId,
+    frames: framing::Decoder,
+    phase: FetchPhase,
+}
+
+impl Fetch {
+    pub(super) fn new(
+        peer: PeerId,
+        blob: BlobId,
+        request: RequestId,
+        max_frame_len: usize,
+    ) -> Self {
+        Self {
+            peer,
+            blob,
+            request,
+            frames: framing::Decoder::new(framing::Config { max_frame_len }),
+            phase: FetchPhase::Hello,
+        }
+    }
+
+    pub(super) fn peer(&self) -> PeerId {
+        self.peer
+    }
+
+    pub(super) fn blob(&self) -> BlobId {
+        self.blob
+    }
+
+    pub(super) fn request(&self) -> RequestId {
+        self.request
+    }
+
+    /// The bytes that open the stream: hello and request.
+    pub(super) fn request_frames(&self, ranges: &ChunkRanges) -> Bytes {
+        frames(&[
+            Message::Hello(Hello::ours()),
+            Message::BlobRequest(BlobRequest {
+                id: self.blob,
+                ranges: to_wire(ranges),
+            }),
+        ])
+    }
+
+    /// Bytes from the provider. `Err` is a protocol violation (the caller reports it).
+    pub(super) fn receive(
+        &mut self,
+        data: Bytes,
+        download: &mut Download,
+        now: Instant,
+    ) -> Result<(), String> {
+        if self.phase == FetchPhase::Body {
+            download.handle_data(self.request, data, now);
+            return Ok(());
+        }
+        self.frames.push_bytes(data);
+        while self.phase != FetchPhase::Body {
+            let frame = match self.frames.pop() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return Ok(()),
+                Err(err) => return Err(format!("blob response framing: {err}")),
+            };
+            let msg = wire::decode(&frame).map_err(|e| format!("blob response: {e}"))?;
+            match (self.phase, msg) {
+                (FetchPhase::Hello, Message::Hello(theirs)) => {
+                    if let Err(err) = wire::negotiate(&Hello::ours(), &theirs) {
+                        download.handle_refused(
+                            self.request,
+                            DropReason::Incompatible(err.to_string()),
+                        );
+                        return Ok(());
+                    }
+                    self.phase = FetchPhase::Header;
+                }
+                (FetchPhase::Header, Message::BlobResponse(response)) => match response {
+                    BlobResponse::Found { size } => {
+                        download.handle_found(self.request, size, now);
+                        self.phase = FetchPhase::Body;
+                    }
+                    BlobResponse::NotFound => {
+                        download.handle_refused(self.request, DropReason::NotFound);
+                        return Ok(());
+                    }
+                    BlobResponse::Busy => {
+                        download.handle_failed(self.request);
+                        return Ok(());
+                    }
+                    BlobResponse::Error { reason } => {
+                        download.handle_refused(
+                            self.request,
+                            DropReason::Incompatible(reason.to_string()),
+                        );
+                        return Ok(());
+                    }
+                },
+                (phase, msg) => {
+                    return Err(format!("unexpected {} in phase {phase:?}", msg_name(&msg)));
+                }
+            }
+        }
+        let rest = self.frames.take_remaining();
+        if !rest.is_empty() {
+            download.handle_data(self.request, rest, now);
+        }
+        Ok(())
+    }
+
+    /// The provider finished the stream.
+    pub(super) fn finished(&mut self, download: &mut Download) {
+        download.handle_closed(self.request);
+    }
+}
+
+fn msg_name(msg: &Message) -> &'static str {
+    match msg {
+        Message::Hello(_) => "hello",
+        Message::BlobRequest(_) => "blob request",
+        Message::BlobResponse(_) => "blob response",
+        _ => "message",
+    }
+}
+
+#[derive(Debug)]
+enum ServePhase {
+    Hello,
+    Request,
+    /// The request arrived; waiting for a serving slot.
+    Ready(BlobRequest),
+    /// Incompatible hello: answer with an error and finish.
+    Refuse(String),
+    Sending(Encoder),
+    Done,
+}
+
+/// What one [`Serve::step`] produced.
+#[derive(Debug, Default)]
+pub(super) struct Step {
+    pub(super) sends: Vec<Bytes>,
+    pub(super) event: Option<Event>,
+    pub(super) corrupt: Option<(BlobId, String)>,
+    pub(super) counted_now: bool,
+    pub(super) finish: bool,
+    pub(super) reset: bool,
+    pub(super) done: bool,
+}
+
+/// Our side of a stream on which a peer fetches from us.
+#[derive(Debug)]
+pub(super) struct Serve {
+    peer: PeerId,
+    frames: framing::Decoder,
+    phase: ServePhase,
+    deadline: Instant,
+    counted: bool,
+    window_open: bool,
+}
+
+impl Serve {
+    pub(super) fn new(peer: PeerId, deadline: Instant, max_frame_len: usize) -> Self {
+        Self {
+            peer,
+            frames: framing::Decoder::new(framing::Config { max_frame_len }),
+            phase: ServePhase::Hello,
+            deadline,
+            counted: false,
+            window_open: true,
+        }
+    }
+
+    pub(super) fn peer(&self) -> PeerId {
+        self.peer
+    }
+
+    pub(super) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Whether this stream holds one of the node's serving slots.
+    pub(super) fn counted(&self) -> bool {
+        self.counted
+    }
+
+    /// Bytes from the requester. `Err` is a protocol violation.
+    pub(super) fn receive(&mut self, data: Bytes) -> Result<(), String> {
+        if !matches!(self.phase, ServePhase::Hello | ServePhase::Request) {
+            return Err("bytes after the blob request".into());
+        }
+        self.frames.push_bytes(data);
+        loop {
+            let frame = match self.frames.pop() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return Ok(()),
+                Err(err) => return Err(format!("blob request framing: {err}")),
+            };
+            let msg = wire::decode(&frame).map_err(|e| format!("blob request: {e}"))?;
+            match (&self.phase, msg) {
+                (ServePhase::Hello, Message::Hello(theirs)) => {
+                    match wire::negotiate(&Hello::ours(), &theirs) {
+                        Ok(_) => self.phase = ServePhase::Request,
+                        Err(err) => {
+                            self.phase = ServePhase::Refuse(err.to_string());
+                            return Ok(());
+                        }
+                    }
+                }
+                (ServePhase::Request, Message::BlobRequest(request)) => {
+                    if self.frames.buffered_len() > 0 {
+                        return Err("bytes after the blob request".into());
+                    }
+                    self.phase = ServePhase::Ready(request);
+                    return Ok(());
+                }
+                (_, msg) => return Err(format!("unexpected {}", msg_name(&msg))),
+            }
+        }
+    }
+
+    /// The requester finished its side (expected right after its request).
+    pub(super) fn remote_finished(&mut self) {}
+
+    /// The driver wrote everything: open the window again.
+    pub(super) fn flushed(&mut self, now: Instant, timeout: Duration) {
+        self.window_open = true;
+        if matches!(self.phase, ServePhase::Sending(_)) {
+            self.deadline = now + timeout;
+        }
+    }
+
+    /// Makes progress: answers a request, or sends up to `window` bytes of the response.
+    pub(super) fn step<S: BlobStore>(
+        &mut self,
+        store: &S,
+        admitted: bool,
+        validate: bool,
+        window: usize,
+        now: Instant,
+        timeout: Duration,
+    ) -> Step {
+        let mut step = Step::default();
+        match std::mem::replace(&mut self.phase, ServePhase::Done) {
+            ServePhase::Refuse(reason) => {
+                step.sends.push(frames(&[
+                    Message::Hello(Hello::ours()),
+                    Message::BlobResponse(BlobResponse::Error {
+                        reason: Reason::truncating(&reason),
+                    }),
+                ]));
+                step.finish = true;
+                step.done = true;
+            }
+            ServePhase::Ready(request) => {
+                if !admitted {
+                    step.sends.push(frames(&[
+                        Message::Hello(Hello::ours()),
+                        Message::BlobResponse(BlobResponse::Busy),
+                    ]));
+                    step.finish = true;
+                    step.done = true;
+                    return step;
+                }
+                let state = store.state(&request.id).ok().flatten();
+                let served = state.as_ref().is_some_and(|s| s.is_complete());
+                step.event = Some(Event::BlobRequested {
+                    peer: self.peer,
+                    id: request.id,
+                    served,
+                });
+                let Some(state) = state.filter(|s| s.is_complete()) else {
+                    step.sends.push(frames(&[
+                        Message::Hello(Hello::ours()),
+                        Message::BlobResponse(BlobResponse::NotFound),
+                    ]));
+                    step.finish = true;
+                    step.done = true;
+                    return step;
+                };
+                self.counted = true;
+                step.counted_now = true;
+                let size = state.size();
+                step.sends.push(frames(&[
+                    Message::Hello(Hello::ours()),
+                    Message::BlobResponse(BlobResponse::Found { size }),
+                ]));
+                let ranges = from_wire(&request.ranges);
+                self.phase = ServePhase::Sending(Encoder::new(request.id, size, &ranges, validate));
+                self.deadline = now + timeout;
+                self.send_window(store, window, &mut step);
+            }
+            ServePhase::Sending(encoder) => {
+                self.phase = ServePhase::Sending(encoder);
+                self.send_window(store, window, &mut step);
+            }
+            other => self.phase = other,
+        }
+        step
+    }
+
+    fn send_window<S: BlobStore>(&mut self, store: &S, window: usize, step: &mut Step) {
+        if !self.window_open {
+            return;
+        }
+        let ServePhase::Sending(encoder) = &mut self.phase else {
+            return;
+        };
+        let mut sent = 0usize;
+        while sent < window {
+            match encoder.next_piece(store) {
+                Ok(Some(piece)) => {
+                    sent += piece.len();
+                    step.sends.push(piece);
+                }
+                Ok(None) => {
+                    step.finish = true;
+                    step.done = true;
+                    self.phase = ServePhase::Done;
+                    return;
+                }
+                Err(err) => {
+                    step.corrupt = Some((encoder.id(), err.to_string()));
+                    step.reset = true;
+                    step.done = true;
+                    self.phase = ServePhase::Done;
+                    return;
+                }
+            }
+        }
+        self.window_open = false;
+    }
+}

@@ -1,0 +1,467 @@
+//! Node tests on the deterministic harness: blobs between nodes, through cuts, stalls and
+//! liars, and hostile bytes on the blob protocol.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+
+use super::*;
+use crate::blob::download::DropReason;
+use crate::testing::{epoch, peer_id, LinkConfig, Pair, World};
+use crate::wire::{self, BlobResponse, Features, Hello, Message, Version};
+
+fn content(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| {
+            (i as u32)
+                .wrapping_mul(2_654_435_761)
+                .rotate_left(seed as u32) as u8
+        })
+        .collect()
+}
+
+fn downloaded(world: &World, node: usize, id: &BlobId) -> bool {
+    world
+        .events_of(node)
+        .any(|e| matches!(e, Event::BlobDownloaded { id: got, .. } if got == id))
+}
+
+fn failure(world: &World, node: usize, id: &BlobId) -> Option<DownloadFailure> {
+    world.events_of(node).find_map(|e| match e {
+        Event::BlobDownloadFailed { id: got, reason } if got == id => Some(reason.clone()),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_blob_moves_between_two_nodes() {
+    let mut pair = Pair::new(1);
+    let data = content((1 << 20) + 7, 3);
+    let id = pair.add_blob(0, data.clone());
+    let provider = pair.peer_id(0);
+    pair.command(1, |n| n.request_blob(id, [provider])).unwrap();
+    assert!(pair.drive_bounded(100_000));
+    assert!(downloaded(&pair, 1, &id));
+    assert_eq!(pair.blob(1, &id).unwrap(), Bytes::from(data));
+    assert!(pair
+        .events_of(0)
+        .any(|e| matches!(e, Event::BlobRequested { served: true, .. })));
+    assert!(pair
+        .events_of(1)
+        .any(|e| matches!(e, Event::BlobDownloadProgress { .. })));
+    // Nothing left behind: no stream, no download.
+    assert_eq!(pair.node(0).open_streams(), 0);
+    assert_eq!(pair.node(1).open_streams(), 0);
+    assert_eq!(pair.node(1).downloads(), 0);
+}
+
+#[test]
+fn requesting_a_blob_already_held_completes_at_once() {
+    let mut pair = Pair::new(2);
+    let id = pair.add_blob(1, vec![9u8; 1000]);
+    pair.command(1, |n| n.request_blob(id, [])).unwrap();
+    assert!(downloaded(&pair, 1, &id));
+}
+
+#[test]
+fn a_download_needs_a_provider() {
+    let mut pair = Pair::new(2);
+    let id = BlobId::of(b"nobody has this");
+    let err = pair.command(1, |n| n.request_blob(id, [])).unwrap_err();
+    assert_eq!(err, Error::NoProviders(id));
+    assert!(err.to_string().contains("name at least one peer"));
+}
+
+#[test]
+fn a_cut_link_half_way_resumes_without_refetching() {
+    // 8 MiB at 10 MiB/s: the cut at 400 ms lands half way.
+    let link = LinkConfig {
+        bandwidth: Some(10 << 20),
+        ..LinkConfig::default()
+    };
+    let mut pair = Pair::with_link(3, link);
+    let data = content(8 << 20, 5);
+    let id = pair.add_blob(0, data.clone());
+    let provider = pair.peer_id(0);
+    pair.command(1, |n| n.request_blob(id, [provider])).unwrap();
+    let start = pair.now();
+    pair.drive_until(start + Duration::from_millis(400));
+    pair.cut(0, 1);
+    pair.drive_until(start + Duration::from_secs(2));
+    let state = pair
+        .node(1)
+        .store()
+        .state(&id)
+        .unwrap()
+        .expect("partial entry");
+    let verified_at_cut = state.verified();
+    assert!(!state.is_complete());
+    assert!(
+        !verified_at_cut.is_empty(),
+        "nothing arrived before the cut"
+    );
+    // No failure yet: the download waits for the provider to come back.
+    assert!(failure(&pair, 1, &id).is_none());
+    pair.heal(0, 1);
+    assert!(pair.drive_bounded(1_000_000));
+    assert!(
+        downloaded(&pair, 1, &id),
+        "events: {:?}",
+        pair.events_of(1).collect::<Vec<_>>()
+    );
+    assert_eq!(pair.blob(1, &id).unwrap(), Bytes::from(data));
+    // Nothing verified before the cut was fetched again: all that was received is the
+    // blob, its proofs, the size probe and at most the two groups in flight at the cut.
+    let received = pair
+        .events_of(1)
+        .find_map(|e| match e {
+            Event::BlobDownloaded { received, .. } => Some(*received),
+            _ => None,
+        })
+        .unwrap();
+    let size = 8u64 << 20;
+    let proofs = crate::blob::tree::outboard_size(size) * 2;
+    assert!(
+        received <= size + proofs + 3 * 16384,
+        "received {received} bytes for a {size}-byte blob"
+    );
+}
+
+#[test]
+fn a_provider_gone_for_good_fails_the_download_after_the_grace() {
+    let link = LinkConfig {
+        bandwidth: Some(10 << 20),
+        ..LinkConfig::default()
+    };
+    let mut pair = Pair::with_link(4, link);
+    let id = pair.add_blob(0, content(8 << 20, 6));
+    let provider = pair.peer_id(0);
+    pair.command(1, |n| n.request_blob(id, [provider])).unwrap();
+    let start = pair.now();
+    pair.drive_until(start + Duration::from_millis(300));
+    pair.cut(0, 1);
+    assert!(pair.drive_bounded(100_000));
+    let reason = failure(&pair, 1, &id).expect("the download fails after the grace");
+    assert!(matches!(reason, DownloadFailure::NoProviders { .. }));
+    assert!(reason.to_string().contains("removed"), "{reason}");
+    // What arrived stays: asking again later resumes.
+    let state = pair.node(1).store().state(&id).unwrap().unwrap();
+    assert!(!state.verified().is_empty());
+}
+
+fn three_providers_one_lying(seed: u64) -> (World, BlobId, Vec<u8>) {
+    // Node 1 serves without checking its own copy, which is corrupt: it lies.
+    let mut world = World::with_config(
+        4,
+        seed,
+        |i| Config {
+            validate_on_serve: i != 1,
+            ..Config::default()
+        },
+        LinkConfig::default(),
+    );
+    let data = content(3 << 20, 9);
+    let mut id = None;
+    for i in 0..3 {
+        id = Some(world.add_blob(i, data.clone()));
+    }
+    let id = id.unwrap();
+    for offset in (0..data.len() as u64).step_by(64 * 1024) {
+        world.node_mut(1).store_mut().corrupt(&id, offset + 100);
+    }
+    let providers: Vec<PeerId> = (0..3).map(|i| world.peer_id(i)).collect();
+    world.command(3, |n| n.request_blob(id, providers)).unwrap();
+    (world, id, data)
+}
+
+#[test]
+fn three_providers_one_lying_still_completes() {
+    let (mut world, id, data) = three_providers_one_lying(5);
+    assert!(world.drive_bounded(1_000_000));
+    assert!(downloaded(&world, 3, &id));
+    assert_eq!(world.blob(3, &id).unwrap(), Bytes::from(data));
+    let liar = world.peer_id(1);
+    assert!(world.events_of(3).any(|e| matches!(
+        e,
+        Event::BlobProviderDropped { peer, reason: DropReason::Lied(_), .. } if *peer == liar
+    )));
+    assert!(world
+        .events_of(3)
+        .any(|e| matches!(e, Event::PeerMisbehaved { peer, .. } if *peer == liar)));
+    // The honest providers were not blamed.
+    for honest in [0, 2] {
+        let p = world.peer_id(honest);
+        assert!(!world
+            .events_of(3)
+            .any(|e| matches!(e, Event::BlobProviderDropped { peer, .. } if *peer == p)));
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_run() {
+    let trace = |seed| {
+        let (mut world, _, _) = three_providers_one_lying(seed);
+        world.drive();
+        (
+            world.steps(),
+            world.elapsed(),
+            format!("{:?}", world.events_of(3).collect::<Vec<_>>()),
+        )
+    };
+    assert_eq!(trace(11), trace(11));
+}
+
+#[test]
+fn a_stalled_provider_is_dropped_and_its_ranges_reassigned() {
+    let mut world = World::new(3, 6);
+    let data = content(2 << 20, 1);
+    let id = world.add_blob(0, data.clone());
+    world.add_blob(1, data.clone());
+    // Node 0 can barely send anything to node 2.
+    world.set_link(
+        0,
+        2,
+        LinkConfig {
+            bandwidth: Some(1),
+            ..LinkConfig::default()
+        },
+    );
+    let providers = [world.peer_id(0), world.peer_id(1)];
+    world.command(2, |n| n.request_blob(id, providers)).unwrap();
+    assert!(world.drive_bounded(1_000_000));
+    assert!(downloaded(&world, 2, &id));
+    assert_eq!(world.blob(2, &id).unwrap(), Bytes::from(data));
+    let slow = world.peer_id(0);
+    assert!(world.events_of(2).any(|e| matches!(
+        e,
+        Event::BlobProviderDropped { peer, reason: DropReason::Stalled(_), .. } if *peer == slow
+    )));
+}
+
+#[test]
+fn outbound_requests_stay_within_their_bound() {
+    let mut world = World::with_config(
+        4,
+        8,
+        |_| Config {
+            max_outbound_requests: 2,
+            download: download::Config {
+                min_request_bytes: 16 * 1024,
+                max_request_bytes: 64 * 1024,
+                ..download::Config::default()
+            },
+            ..Config::default()
+        },
+        LinkConfig::default(),
+    );
+    let data = content(1 << 20, 2);
+    let mut id = None;
+    for i in 0..3 {
+        id = Some(world.add_blob(i, data.clone()));
+    }
+    let id = id.unwrap();
+    let providers: Vec<PeerId> = (0..3).map(|i| world.peer_id(i)).collect();
+    world.command(3, |n| n.request_blob(id, providers)).unwrap();
+    let mut max_seen = 0;
+    while !world.is_idle() {
+        assert!(world.step());
+        max_seen = max_seen.max(world.node(3).open_streams());
+    }
+    assert_eq!(max_seen, 2);
+    assert!(downloaded(&world, 3, &id));
+}
+
+#[test]
+fn a_busy_provider_answers_busy_and_everyone_still_completes() {
+    let mut world = World::with_config(
+        3,
+        9,
+        |_| Config {
+            max_inbound_requests: 1,
+            ..Config::default()
+        },
+        LinkConfig::default(),
+    );
+    let data = content(1 << 20, 4);
+    let id = world.add_blob(0, data.clone());
+    let provider = world.peer_id(0);
+    world
+        .command(1, |n| n.request_blob(id, [provider]))
+        .unwrap();
+    world
+        .command(2, |n| n.request_blob(id, [provider]))
+        .unwrap();
+    assert!(world.drive_bounded(1_000_000));
+    assert!(downloaded(&world, 1, &id) || downloaded(&world, 2, &id));
+    // A Busy answer counts as a failed attempt, never as a lie.
+    for node in [1, 2] {
+        assert!(!world
+            .events_of(node)
+            .any(|e| matches!(e, Event::PeerMisbehaved { .. })));
+    }
+}
+
+#[test]
+fn a_missing_blob_fails_with_a_reason() {
+    let mut pair = Pair::new(10);
+    let id = BlobId::of(b"not there");
+    let provider = pair.peer_id(0);
+    pair.command(1, |n| n.request_blob(id, [provider])).unwrap();
+    assert!(pair.drive_bounded(10_000));
+    let reason = failure(&pair, 1, &id).expect("fails");
+    assert!(
+        reason.to_string().contains("does not have the blob"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn the_download_limit_is_enforced() {
+    let mut pair = Pair::new(12);
+    let provider = pair.peer_id(0);
+    let max = pair.node(1).config().max_downloads;
+    for i in 0..max {
+        let id = BlobId::of(&i.to_le_bytes());
+        pair.command(1, |n| n.request_blob(id, [provider])).unwrap();
+    }
+    let id = BlobId::of(b"one too many");
+    let err = pair
+        .command(1, |n| n.request_blob(id, [provider]))
+        .unwrap_err();
+    assert_eq!(err, Error::TooManyDownloads { max });
+}
+
+/// A node driven by hand, for protocol-level tests.
+fn lone_node() -> (Node<crate::store::MemStore>, Instant) {
+    let now = epoch();
+    let node = Node::new(peer_id(0, 0), Config::default(), Default::default(), now);
+    (node, now)
+}
+
+fn drain(node: &mut Node<crate::store::MemStore>) -> Vec<Output> {
+    let mut out = Vec::new();
+    loop {
+        match node.poll_output() {
+            Output::Timeout(_) => return out,
+            o => out.push(o),
+        }
+    }
+}
+
+fn frame(msg: &Message) -> Bytes {
+    let mut body = BytesMut::new();
+    wire::encode(msg, &mut body).unwrap();
+    let mut out = BytesMut::new();
+    crate::framing::Encoder::default()
+        .encode(&body, &mut out)
+        .unwrap();
+    out.freeze()
+}
+
+#[test]
+fn an_incompatible_peer_gets_an_error_naming_both_versions() {
+    let (mut node, now) = lone_node();
+    let stream = StreamId::inbound(0);
+    let peer = peer_id(0, 1);
+    node.handle_input(
+        now,
+        Input::StreamOpened {
+            stream,
+            peer,
+            protocol: ProtocolId::BLOB,
+        },
+    );
+    let theirs = Hello {
+        version: Version { major: 9, minor: 4 },
+        features: Features::BLOB,
+    };
+    node.handle_input(
+        now,
+        Input::StreamData {
+            stream,
+            data: frame(&Message::Hello(theirs)),
+        },
+    );
+    let out = drain(&mut node);
+    let sent: Vec<u8> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send { data, .. } => Some(data.to_vec()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let mut dec = crate::framing::Decoder::new(crate::framing::Config::default());
+    dec.push(&sent);
+    let hello = wire::decode(&dec.pop().unwrap().unwrap()).unwrap();
+    assert!(matches!(hello, Message::Hello(_)));
+    let response = wire::decode(&dec.pop().unwrap().unwrap()).unwrap();
+    let Message::BlobResponse(BlobResponse::Error { reason }) = response else {
+        panic!("expected an error response, got {response:?}");
+    };
+    let reason = reason.to_string();
+    assert!(reason.contains("9.4") && reason.contains("1.0"), "{reason}");
+    assert!(out.contains(&Output::Finish { stream }));
+}
+
+#[test]
+fn garbage_on_a_blob_stream_is_misbehaviour_not_a_panic() {
+    let (mut node, now) = lone_node();
+    let peer = peer_id(0, 1);
+    for (n, garbage) in [
+        vec![0xff; 100],
+        vec![0, 0, 0, 3, 1, 2, 3],
+        vec![0xff, 0xff, 0xff, 0xff],
+        vec![],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let stream = StreamId::inbound(n as u64);
+        node.handle_input(
+            now,
+            Input::StreamOpened {
+                stream,
+                peer,
+                protocol: ProtocolId::BLOB,
+            },
+        );
+        node.handle_input(
+            now,
+            Input::StreamData {
+                stream,
+                data: Bytes::from(garbage.clone()),
+            },
+        );
+        let out = drain(&mut node);
+        if garbage.len() >= 4 {
+            assert!(
+                out.contains(&Output::Reset { stream }),
+                "{garbage:?}: {out:?}"
+            );
+            assert!(out
+                .iter()
+                .any(|o| matches!(o, Output::Event(Event::PeerMisbehaved { .. }))));
+        }
+    }
+    // A silent stream is reset after the serve timeout.
+    let later = now + node.config().serve_timeout;
+    node.handle_input(later, Input::Timeout);
+    let out = drain(&mut node);
+    assert!(out.contains(&Output::Reset {
+        stream: StreamId::inbound(3)
+    }));
+    assert_eq!(node.open_streams(), 0);
+}
+
+#[test]
+fn time_never_goes_backwards() {
+    let (mut node, now) = lone_node();
+    node.handle_input(now + Duration::from_secs(5), Input::Timeout);
+    node.handle_input(now, Input::Timeout);
+    assert_eq!(node.now(), now + Duration::from_secs(5));
+    match node.poll_output() {
+        Output::Timeout(at) => assert!(at >= now + Duration::from_secs(5)),
+        other => panic!("{other:?}"),
+    }
+}
