@@ -101,7 +101,8 @@
 //!
 //! - default: the pure core. `cargo tree -p sinew-core -e normal` lists no runtime, socket
 //!   or database crate; CI checks it.
-//! - `shell`: the runtime-agnostic libp2p shell (arrives with the network issue).
+//! - `shell`: the runtime-agnostic libp2p shell ([`shell`]): behaviour, driver,
+//!   `NetworkClient` and `NetworkEvent`.
 //! - `test-utils`: [`testing::World`] and [`testing::Pair`].
 //! - `fuzzing`: the fuzz bodies in `fuzz`, shared by `cargo fuzz` and the corpus tests.
 
@@ -116,6 +117,9 @@ pub use libp2p_identity::PeerId;
 
 #[cfg(feature = "fuzzing")]
 pub mod fuzz;
+
+#[cfg(feature = "shell")]
+pub mod shell;
 
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;

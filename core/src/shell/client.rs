@@ -1,0 +1,416 @@
+//! [`NetworkClient`]: the cloneable handle applications use, and [`NetworkEvent`]s.
+//!
+//! Every method sends a command to the driver task and waits for its answer; the client
+//! is cheap to clone and can be used from any task. Events arrive on one bounded
+//! [`EventStream`]: when the application falls behind by more than
+//! [`NetworkConfig::event_buffer`](super::NetworkConfig::event_buffer) events, newer events
+//! are dropped (never older ones, never silently) and the next event delivered is
+//! [`NetworkEvent::Lagged`] with the number missed. The node itself never blocks on a slow
+//! application.
+
+use std::collections::BTreeSet;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::channel::{mpsc, oneshot};
+use futures::{SinkExt, Stream};
+use libp2p::{Multiaddr, PeerId, StreamProtocol};
+
+use super::stream::SinewStream;
+use crate::blob::BlobId;
+use crate::node;
+
+/// Errors of [`NetworkClient`] calls.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The node has shut down.
+    #[error("the network node has shut down")]
+    Shutdown,
+    /// Dialing failed.
+    #[error("dialing {address} failed: {reason}")]
+    Dial {
+        /// The address dialed.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// Listening failed.
+    #[error("cannot listen on {address}: {reason}")]
+    Listen {
+        /// The address.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// Nobody subscribed to the topic is connected: the message was NOT sent.
+    #[error("no connected peer is subscribed to topic {topic:?}: the message was not sent")]
+    NoPeers {
+        /// The topic.
+        topic: String,
+    },
+    /// Publishing failed for another reason (too large, duplicate, queues full).
+    #[error("publishing to {topic:?} failed: {reason}")]
+    Publish {
+        /// The topic.
+        topic: String,
+        /// Why.
+        reason: String,
+    },
+    /// Subscribing failed.
+    #[error("subscribing to {topic:?} failed: {reason}")]
+    Subscribe {
+        /// The topic.
+        topic: String,
+        /// Why.
+        reason: String,
+    },
+    /// Kademlia has no peer to bootstrap from.
+    #[error("cannot bootstrap: no known peer (dial one, or configure bootstrap addresses)")]
+    NoKnownPeers,
+    /// A stream could not be opened.
+    #[error("cannot open a {protocol} stream to {peer}: {reason}")]
+    OpenStream {
+        /// The peer.
+        peer: PeerId,
+        /// The protocol.
+        protocol: String,
+        /// Why: not connected and undialable, protocol unsupported, or timed out.
+        reason: String,
+    },
+    /// The protocol is already being accepted.
+    #[error("streams of {0} are already accepted")]
+    AlreadyAccepting(String),
+    /// A blob command failed.
+    #[error(transparent)]
+    Node(#[from] node::Error),
+}
+
+/// A snapshot of the node's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkStatus {
+    /// Our peer id.
+    pub local_peer_id: PeerId,
+    /// Addresses we listen on.
+    pub listen_addrs: Vec<Multiaddr>,
+    /// External addresses confirmed for us.
+    pub external_addrs: Vec<Multiaddr>,
+    /// Connected peers.
+    pub connected_peers: Vec<PeerId>,
+    /// Topics we are subscribed to.
+    pub topics: Vec<String>,
+    /// Whether Kademlia answers queries.
+    pub kad_server: bool,
+    /// Peers in the Kademlia routing table.
+    pub kad_peers: usize,
+}
+
+/// What happened on the network.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum NetworkEvent {
+    /// We listen on a new address.
+    ListeningOn {
+        /// The address, with its real port.
+        address: Multiaddr,
+    },
+    /// The first connection to a peer is up.
+    PeerConnected {
+        /// The peer.
+        peer: PeerId,
+        /// The remote address of that connection.
+        address: Multiaddr,
+    },
+    /// The last connection to a peer is down.
+    PeerDisconnected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A peer subscribed to a topic.
+    Subscribed {
+        /// The peer.
+        peer: PeerId,
+        /// The topic.
+        topic: String,
+    },
+    /// A peer unsubscribed from a topic.
+    Unsubscribed {
+        /// The peer.
+        peer: PeerId,
+        /// The topic.
+        topic: String,
+    },
+    /// A message on a topic we subscribed to (signed by its author; validated).
+    Message {
+        /// Its author.
+        source: Option<PeerId>,
+        /// The peer that forwarded it to us.
+        propagated_by: PeerId,
+        /// The topic.
+        topic: String,
+        /// The payload.
+        data: Bytes,
+        /// Its id (author ‖ sequence number).
+        id: Vec<u8>,
+    },
+    /// A peer opened a stream for a protocol we accept.
+    StreamOpened {
+        /// The stream, framed.
+        stream: SinewStream,
+    },
+    /// Something from the blob machinery.
+    Blob(node::Event),
+    /// The application fell behind: this many events were dropped before this one.
+    Lagged {
+        /// How many.
+        missed: u64,
+    },
+}
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, ClientError>>;
+
+#[derive(Debug)]
+pub(crate) enum Command {
+    Dial(Multiaddr, Reply<PeerId>),
+    ListenOn(Multiaddr, Reply<Multiaddr>),
+    Bootstrap(Reply<()>),
+    Subscribe(String, Reply<bool>),
+    Unsubscribe(String, Reply<bool>),
+    Publish(String, Bytes, Reply<Vec<u8>>),
+    PeerCount(Reply<usize>),
+    MeshPeers(String, Reply<Vec<PeerId>>),
+    SubscribedPeers(String, Reply<Vec<PeerId>>),
+    Status(Reply<NetworkStatus>),
+    Accept(StreamProtocol, Reply<()>),
+    AddBlob(Bytes, Reply<BlobId>),
+    RequestBlob(BlobId, Vec<PeerId>, Reply<()>),
+    Shutdown(Reply<()>),
+}
+
+/// The cloneable handle to a running network node.
+#[derive(Clone)]
+pub struct NetworkClient {
+    pub(crate) local: PeerId,
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) control: libp2p_stream::Control,
+    pub(crate) open_timeout: Duration,
+    pub(crate) max_frame_len: usize,
+    pub(crate) runtime: std::sync::Arc<dyn super::Runtime>,
+}
+
+impl std::fmt::Debug for NetworkClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetworkClient")
+            .field("local", &self.local)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NetworkClient {
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .clone()
+            .send(make(tx))
+            .await
+            .map_err(|_| ClientError::Shutdown)?;
+        rx.await.map_err(|_| ClientError::Shutdown)?
+    }
+
+    /// Our peer id.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local
+    }
+
+    /// Dials `address` (ending in `/p2p/<peer id>` or not); returns the peer once connected.
+    pub async fn dial(&self, address: Multiaddr) -> Result<PeerId, ClientError> {
+        self.call(|r| Command::Dial(address, r)).await
+    }
+
+    /// Starts listening on `address`; returns the address actually bound (port 0 resolved).
+    pub async fn listen_on(&self, address: Multiaddr) -> Result<Multiaddr, ClientError> {
+        self.call(|r| Command::ListenOn(address, r)).await
+    }
+
+    /// Runs a Kademlia bootstrap and waits for it to finish.
+    pub async fn bootstrap(&self) -> Result<(), ClientError> {
+        self.call(Command::Bootstrap).await
+    }
+
+    /// Subscribes to `topic` (re-announced to every peer on every new connection). Returns
+    /// false if already subscribed.
+    pub async fn subscribe(&self, topic: &str) -> Result<bool, ClientError> {
+        self.call(|r| Command::Subscribe(topic.to_string(), r))
+            .await
+    }
+
+    /// Unsubscribes from `topic`. Returns false if not subscribed.
+    pub async fn unsubscribe(&self, topic: &str) -> Result<bool, ClientError> {
+        self.call(|r| Command::Unsubscribe(topic.to_string(), r))
+            .await
+    }
+
+    /// Publishes `data` on `topic`; returns the message id.
+    ///
+    /// Fails with [`ClientError::NoPeers`] when no connected peer is subscribed: the
+    /// message is never dropped silently.
+    pub async fn publish(&self, topic: &str, data: impl Into<Bytes>) -> Result<Vec<u8>, ClientError> {
+        let data = data.into();
+        self.call(|r| Command::Publish(topic.to_string(), data, r))
+            .await
+    }
+
+    /// Connected peers.
+    pub async fn peer_count(&self) -> Result<usize, ClientError> {
+        self.call(Command::PeerCount).await
+    }
+
+    /// Peers in our gossipsub mesh for `topic`.
+    pub async fn mesh_peers(&self, topic: &str) -> Result<Vec<PeerId>, ClientError> {
+        self.call(|r| Command::MeshPeers(topic.to_string(), r))
+            .await
+    }
+
+    /// How many peers are in our mesh for `topic`.
+    pub async fn mesh_peer_count(&self, topic: &str) -> Result<usize, ClientError> {
+        Ok(self.mesh_peers(topic).await?.len())
+    }
+
+    /// Connected peers subscribed to `topic`.
+    pub async fn subscribed_peers(&self, topic: &str) -> Result<Vec<PeerId>, ClientError> {
+        self.call(|r| Command::SubscribedPeers(topic.to_string(), r))
+            .await
+    }
+
+    /// A snapshot of the node's state.
+    pub async fn network_status(&self) -> Result<NetworkStatus, ClientError> {
+        self.call(Command::Status).await
+    }
+
+    /// Accepts inbound streams of `protocol`; each arrives as [`NetworkEvent::StreamOpened`].
+    pub async fn accept_streams(&self, protocol: StreamProtocol) -> Result<(), ClientError> {
+        self.call(|r| Command::Accept(protocol, r)).await
+    }
+
+    /// Opens a framed stream to `peer` for `protocol`, dialing it if needed.
+    ///
+    /// Fails within [`NetworkConfig::open_stream_timeout`](super::NetworkConfig) rather
+    /// than hanging on a stale connection; on failure it retries once (which redials when
+    /// the connection is gone).
+    pub async fn open_stream(
+        &self,
+        peer: PeerId,
+        protocol: StreamProtocol,
+    ) -> Result<SinewStream, ClientError> {
+        let mut last = String::new();
+        for _attempt in 0..2 {
+            let mut control = self.control.clone();
+            let wanted = protocol.clone();
+            let open = async move { control.open_stream(peer, wanted).await };
+            let timeout = self.runtime.sleep(self.open_timeout);
+            match futures::future::select(Box::pin(open), timeout).await {
+                futures::future::Either::Left((Ok(stream), _)) => {
+                    let config = crate::framing::Config {
+                        max_frame_len: self.max_frame_len,
+                    };
+                    return Ok(SinewStream::new(peer, protocol, stream, config));
+                }
+                futures::future::Either::Left((Err(err), _)) => {
+                    last = err.to_string();
+                    if matches!(err, libp2p_stream::OpenStreamError::UnsupportedProtocol(_)) {
+                        break;
+                    }
+                }
+                futures::future::Either::Right(((), _)) => {
+                    last = format!("timed out after {:?}", self.open_timeout);
+                }
+            }
+        }
+        Err(ClientError::OpenStream {
+            peer,
+            protocol: protocol.to_string(),
+            reason: last,
+        })
+    }
+
+    /// Imports `content` as a blob this node provides; returns its id.
+    pub async fn add_blob(&self, content: impl Into<Bytes>) -> Result<BlobId, ClientError> {
+        let content = content.into();
+        self.call(|r| Command::AddBlob(content, r)).await
+    }
+
+    /// Starts downloading blob `id` from `providers`; the outcome arrives as
+    /// [`NetworkEvent::Blob`] (`BlobDownloaded` or `BlobDownloadFailed`).
+    pub async fn request_blob(&self, id: BlobId, providers: Vec<PeerId>) -> Result<(), ClientError> {
+        self.call(|r| Command::RequestBlob(id, providers, r))
+            .await
+    }
+
+    /// Stops the node: connections close, the event stream ends.
+    pub async fn shutdown(&self) -> Result<(), ClientError> {
+        match self.call(Command::Shutdown).await {
+            Ok(()) | Err(ClientError::Shutdown) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The node's events. Ends when the node shuts down.
+#[derive(Debug)]
+pub struct EventStream {
+    pub(crate) rx: mpsc::Receiver<NetworkEvent>,
+}
+
+impl Stream for EventStream {
+    type Item = NetworkEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<NetworkEvent>> {
+        Pin::new(&mut self.rx).poll_next(cx)
+    }
+}
+
+/// The driver's side of the event channel: never blocks; counts what it drops.
+#[derive(Debug)]
+pub(crate) struct EventSender {
+    tx: mpsc::Sender<NetworkEvent>,
+    missed: u64,
+}
+
+impl EventSender {
+    pub(crate) fn channel(capacity: usize) -> (Self, EventStream) {
+        // mpsc gives each sender one extra slot; capacity 0 would still hold one event.
+        let (tx, rx) = mpsc::channel(capacity.saturating_sub(1));
+        (Self { tx, missed: 0 }, EventStream { rx })
+    }
+
+    pub(crate) fn send(&mut self, event: NetworkEvent) {
+        if self.missed > 0 {
+            match self.tx.try_send(NetworkEvent::Lagged {
+                missed: self.missed,
+            }) {
+                Ok(()) => self.missed = 0,
+                Err(e) if e.is_disconnected() => return,
+                Err(_) => {
+                    self.missed += 1;
+                    return;
+                }
+            }
+        }
+        if let Err(e) = self.tx.try_send(event) {
+            if e.is_full() {
+                self.missed += 1;
+            }
+        }
+    }
+}
+
+/// Topics as a sorted set of strings, for status.
+pub(crate) fn topic_names<'a>(topics: impl Iterator<Item = &'a libp2p::gossipsub::TopicHash>) -> Vec<String> {
+    topics
+        .map(|t| t.to_string())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}

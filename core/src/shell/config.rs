@@ -1,0 +1,121 @@
+//! Settings of a network node: addresses, protocol parameters, limits.
+
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+
+use crate::node;
+
+/// How Kademlia decides whether this node answers DHT queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KadMode {
+    /// Server once an external address is confirmed, and always when every listen address
+    /// is on loopback (a devnet), where nothing would ever confirm one.
+    #[default]
+    Auto,
+    /// Always answer queries (public nodes, devnets).
+    Server,
+    /// Never answer queries (nodes that cannot be reached).
+    Client,
+}
+
+/// Gossipsub mesh parameters.
+///
+/// The defaults form a mesh in clusters of 2–20 peers as well as large ones: the lower
+/// bound is small enough for a 3-node cluster to be "full", the outbound minimum is 1 so
+/// a node reached only by inbound connections still meshes, and publishing floods to every
+/// subscribed peer so a message never depends on the mesh having formed yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GossipConfig {
+    /// Target mesh size (D). Default 6.
+    pub mesh_n: usize,
+    /// Graft below this many mesh peers (D_low). Default 2.
+    pub mesh_n_low: usize,
+    /// Prune above this many mesh peers (D_high). Default 12.
+    pub mesh_n_high: usize,
+    /// Outbound peers kept in the mesh. Default 1.
+    pub mesh_outbound_min: usize,
+    /// Heartbeat interval. Default 500 ms.
+    pub heartbeat: Duration,
+    /// Largest message accepted or published. Default 1 MiB.
+    pub max_transmit_size: usize,
+    /// Publish to every subscribed peer, not only the mesh. Default true.
+    pub flood_publish: bool,
+}
+
+impl Default for GossipConfig {
+    fn default() -> Self {
+        Self {
+            mesh_n: 6,
+            mesh_n_low: 2,
+            mesh_n_high: 12,
+            mesh_outbound_min: 1,
+            heartbeat: Duration::from_millis(500),
+            max_transmit_size: 1 << 20,
+            flood_publish: true,
+        }
+    }
+}
+
+/// Everything a network node needs besides its identity and transports.
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    /// Addresses to listen on. Default: none (call `listen_on`).
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start and to bootstrap Kademlia from; each ends in `/p2p/<peer id>`.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Kademlia protocol id. Default `/sinew/kad/1.0.0`.
+    pub kad_protocol: String,
+    /// Kademlia server/client mode. Default [`KadMode::Auto`].
+    pub kad_mode: KadMode,
+    /// Gossipsub parameters.
+    pub gossip: GossipConfig,
+    /// Ping interval. Default 5 s.
+    pub ping_interval: Duration,
+    /// A ping unanswered for this long closes the connection (the watchdog). Default 10 s.
+    pub ping_timeout: Duration,
+    /// Established connections in total. Default 512.
+    pub max_connections: u32,
+    /// Established connections per peer. Default 2.
+    pub max_connections_per_peer: u32,
+    /// Connections being set up (both directions). Default 64.
+    pub max_pending_connections: u32,
+    /// A connection with no stream and no protocol keeping it alive is closed after this.
+    /// Default 60 s.
+    pub idle_connection_timeout: Duration,
+    /// How long `open_stream` waits for a stream before failing. Default 5 s.
+    pub open_stream_timeout: Duration,
+    /// Events buffered for a slow application; past this, events are dropped and the
+    /// next one delivered is [`NetworkEvent::Lagged`](super::NetworkEvent::Lagged).
+    /// Default 1024.
+    pub event_buffer: usize,
+    /// Commands buffered from all clients before callers wait. Default 256.
+    pub command_buffer: usize,
+    /// The sans-IO node's settings (blobs and their limits).
+    pub node: node::Config,
+    /// Agent string sent in identify. Default `sinew/<version>`.
+    pub agent: String,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            listen: Vec::new(),
+            bootstrap: Vec::new(),
+            kad_protocol: crate::wire::KAD_PROTOCOL.to_string(),
+            kad_mode: KadMode::Auto,
+            gossip: GossipConfig::default(),
+            ping_interval: Duration::from_secs(5),
+            ping_timeout: Duration::from_secs(10),
+            max_connections: 512,
+            max_connections_per_peer: 2,
+            max_pending_connections: 64,
+            idle_connection_timeout: Duration::from_secs(60),
+            open_stream_timeout: Duration::from_secs(5),
+            event_buffer: 1024,
+            command_buffer: 256,
+            node: node::Config::default(),
+            agent: format!("sinew/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}

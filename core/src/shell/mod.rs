@@ -1,0 +1,60 @@
+//! The runtime-agnostic shell (feature `shell`): Sinew's core bound to a real libp2p swarm.
+//!
+//! An adapter (`sinew-tokio`, `sinew-smol`) builds the [`libp2p::Swarm`] with its
+//! transports and the composed [`Behaviour`], then calls [`start`] with a [`Runtime`] that
+//! spawns tasks and sleeps. What comes back is a [`NetworkClient`] (cloneable async handle:
+//! dial, listen, publish, streams, blobs, status) and the [`EventStream`] of
+//! [`NetworkEvent`]s. Everything else — the swarm, the sans-IO [`Node`](crate::node::Node),
+//! the per-stream I/O tasks — lives in one driver task.
+
+mod behaviour;
+mod client;
+mod config;
+mod driver;
+mod metrics;
+mod stream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use libp2p::Swarm;
+
+pub use behaviour::{message_id, Behaviour, BehaviourEvent, BuildError};
+pub use client::{ClientError, EventStream, NetworkClient, NetworkEvent, NetworkStatus};
+pub use config::{GossipConfig, KadMode, NetworkConfig};
+pub use metrics::Metrics;
+pub use stream::{SinewStream, StreamError};
+
+/// What the shell needs from an async runtime: spawning and sleeping.
+pub trait Runtime: std::fmt::Debug + Send + Sync + 'static {
+    /// Runs `future` to completion in the background.
+    fn spawn(&self, future: BoxFuture<'static, ()>);
+    /// Completes after `duration`.
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()>;
+}
+
+/// Starts the driver for `swarm` on `runtime`; returns the client and the event stream.
+///
+/// `metrics`, when given, are recorded for every event (serve them from the registry they
+/// were created with).
+pub fn start(
+    swarm: Swarm<Behaviour>,
+    config: NetworkConfig,
+    runtime: Arc<dyn Runtime>,
+    metrics: Option<Metrics>,
+) -> (NetworkClient, EventStream) {
+    let (command_tx, command_rx) = futures::channel::mpsc::channel(config.command_buffer);
+    let (events, stream) = client::EventSender::channel(config.event_buffer);
+    let client = NetworkClient {
+        local: *swarm.local_peer_id(),
+        commands: command_tx,
+        control: swarm.behaviour().stream.new_control(),
+        open_timeout: config.open_stream_timeout,
+        max_frame_len: config.node.max_frame_len,
+        runtime: runtime.clone(),
+    };
+    let driver = driver::Driver::new(swarm, config, runtime.clone(), command_rx, events, metrics);
+    runtime.spawn(Box::pin(driver.run()));
+    (client, stream)
+}
