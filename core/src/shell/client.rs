@@ -256,7 +256,11 @@ impl NetworkClient {
     ///
     /// Fails with [`ClientError::NoPeers`] when no connected peer is subscribed: the
     /// message is never dropped silently.
-    pub async fn publish(&self, topic: &str, data: impl Into<Bytes>) -> Result<Vec<u8>, ClientError> {
+    pub async fn publish(
+        &self,
+        topic: &str,
+        data: impl Into<Bytes>,
+    ) -> Result<Vec<u8>, ClientError> {
         let data = data.into();
         self.call(|r| Command::Publish(topic.to_string(), data, r))
             .await
@@ -343,9 +347,12 @@ impl NetworkClient {
 
     /// Starts downloading blob `id` from `providers`; the outcome arrives as
     /// [`NetworkEvent::Blob`] (`BlobDownloaded` or `BlobDownloadFailed`).
-    pub async fn request_blob(&self, id: BlobId, providers: Vec<PeerId>) -> Result<(), ClientError> {
-        self.call(|r| Command::RequestBlob(id, providers, r))
-            .await
+    pub async fn request_blob(
+        &self,
+        id: BlobId,
+        providers: Vec<PeerId>,
+    ) -> Result<(), ClientError> {
+        self.call(|r| Command::RequestBlob(id, providers, r)).await
     }
 
     /// Stops the node: connections close, the event stream ends.
@@ -407,7 +414,9 @@ impl EventSender {
 }
 
 /// Topics as a sorted set of strings, for status.
-pub(crate) fn topic_names<'a>(topics: impl Iterator<Item = &'a libp2p::gossipsub::TopicHash>) -> Vec<String> {
+pub(crate) fn topic_names<'a>(
+    topics: impl Iterator<Item = &'a libp2p::gossipsub::TopicHash>,
+) -> Vec<String> {
     topics
         .map(|t| t.to_string())
         .collect::<BTreeSet<_>>()

@@ -16,14 +16,16 @@ use bytes::Bytes;
 use futures::channel::{mpsc, oneshot};
 use futures::{AsyncReadExt, AsyncWriteExt, FutureExt, SinkExt, StreamExt};
 use libp2p::gossipsub::{self, IdentTopic};
-use libp2p::metrics::Recorder;
 use libp2p::kad::{self, QueryId, QueryResult};
+use libp2p::metrics::Recorder;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{identify, ping, Multiaddr, PeerId, StreamProtocol, Swarm};
 
 use super::behaviour::{Behaviour, BehaviourEvent};
-use super::client::{topic_names, ClientError, Command, EventSender, NetworkEvent, NetworkStatus, Reply};
+use super::client::{
+    topic_names, ClientError, Command, EventSender, NetworkEvent, NetworkStatus, Reply,
+};
 use super::config::{KadMode, NetworkConfig};
 use super::metrics::Metrics;
 use super::stream::SinewStream;
@@ -35,7 +37,12 @@ use crate::wire::ProtocolId;
 /// Messages from stream tasks to the driver. Bounded: a slow driver stops the readers.
 #[derive(Debug)]
 enum StreamIo {
-    Opened(StreamId, PeerId, ProtocolId, mpsc::UnboundedSender<StreamCmd>),
+    Opened(
+        StreamId,
+        PeerId,
+        ProtocolId,
+        mpsc::UnboundedSender<StreamCmd>,
+    ),
     OpenFailed(StreamId, String),
     Data(StreamId, Bytes),
     Flushed(StreamId),
@@ -67,11 +74,17 @@ pub(crate) struct Driver {
     io_tx: mpsc::Sender<StreamIo>,
     io_rx: mpsc::Receiver<StreamIo>,
     streams: BTreeMap<StreamId, mpsc::UnboundedSender<StreamCmd>>,
-    incoming: futures::stream::SelectAll<futures::stream::BoxStream<'static, (PeerId, libp2p::Stream, StreamProtocol)>>,
+    incoming: futures::stream::SelectAll<
+        futures::stream::BoxStream<'static, (PeerId, libp2p::Stream, StreamProtocol)>,
+    >,
     next_inbound: u64,
     pending_dials: BTreeMap<ConnectionId, (Multiaddr, Reply<PeerId>)>,
     /// Few at a time (one per waiting `listen_on`/`bootstrap` call): linear lists.
-    pending_listens: Vec<(libp2p::core::transport::ListenerId, Multiaddr, Reply<Multiaddr>)>,
+    pending_listens: Vec<(
+        libp2p::core::transport::ListenerId,
+        Multiaddr,
+        Reply<Multiaddr>,
+    )>,
     pending_bootstraps: Vec<(QueryId, Reply<()>)>,
     accepted: Vec<StreamProtocol>,
     metrics: Option<Metrics>,
@@ -169,8 +182,16 @@ impl Driver {
 
     fn start(&mut self) {
         match self.config.kad_mode {
-            KadMode::Server => self.swarm.behaviour_mut().kad.set_mode(Some(kad::Mode::Server)),
-            KadMode::Client => self.swarm.behaviour_mut().kad.set_mode(Some(kad::Mode::Client)),
+            KadMode::Server => self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .set_mode(Some(kad::Mode::Server)),
+            KadMode::Client => self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .set_mode(Some(kad::Mode::Client)),
             KadMode::Auto => {}
         }
         for address in self.config.listen.clone() {
@@ -238,7 +259,8 @@ impl Driver {
         let timeout = self.config.open_stream_timeout;
         let task = async move {
             let open = control.open_stream(peer, StreamProtocol::new(protocol.as_str()));
-            let result = match futures::future::select(Box::pin(open), runtime.sleep(timeout)).await {
+            let result = match futures::future::select(Box::pin(open), runtime.sleep(timeout)).await
+            {
                 futures::future::Either::Left((Ok(s), _)) => Ok(s),
                 futures::future::Either::Left((Err(e), _)) => Err(e.to_string()),
                 futures::future::Either::Right(_) => Err(format!("timed out after {timeout:?}")),
@@ -246,7 +268,11 @@ impl Driver {
             match result {
                 Ok(s) => {
                     let (cmd_tx, cmd_rx) = mpsc::unbounded();
-                    if io.send(StreamIo::Opened(stream, peer, protocol, cmd_tx)).await.is_ok() {
+                    if io
+                        .send(StreamIo::Opened(stream, peer, protocol, cmd_tx))
+                        .await
+                        .is_ok()
+                    {
                         stream_task(stream, s, cmd_rx, io).await;
                     }
                 }
@@ -258,7 +284,12 @@ impl Driver {
         self.runtime.spawn(task.boxed());
     }
 
-    fn handle_inbound_stream(&mut self, peer: PeerId, stream: libp2p::Stream, protocol: StreamProtocol) {
+    fn handle_inbound_stream(
+        &mut self,
+        peer: PeerId,
+        stream: libp2p::Stream,
+        protocol: StreamProtocol,
+    ) {
         if protocol.as_ref() == ProtocolId::BLOB.as_str() {
             let id = StreamId::inbound(self.next_inbound);
             self.next_inbound += 1;
@@ -317,7 +348,9 @@ impl Driver {
             Command::Dial(address, reply) => {
                 let opts = DialOpts::unknown_peer_id().address(address.clone()).build();
                 let opts = match peer_of(&address) {
-                    Some(peer) => DialOpts::peer_id(peer).addresses(vec![address.clone()]).build(),
+                    Some(peer) => DialOpts::peer_id(peer)
+                        .addresses(vec![address.clone()])
+                        .build(),
                     None => opts,
                 };
                 let id = opts.connection_id();
@@ -421,7 +454,9 @@ impl Driver {
                 let _ = reply.send(Ok(self.status()));
             }
             Command::Accept(protocol, reply) => {
-                if self.accepted.contains(&protocol) || protocol.as_ref() == ProtocolId::BLOB.as_str() {
+                if self.accepted.contains(&protocol)
+                    || protocol.as_ref() == ProtocolId::BLOB.as_str()
+                {
                     let _ = reply.send(Err(ClientError::AlreadyAccepting(protocol.to_string())));
                     return;
                 }
@@ -436,7 +471,8 @@ impl Driver {
                         let _ = reply.send(Ok(()));
                     }
                     Err(_) => {
-                        let _ = reply.send(Err(ClientError::AlreadyAccepting(protocol.to_string())));
+                        let _ =
+                            reply.send(Err(ClientError::AlreadyAccepting(protocol.to_string())));
                     }
                 }
             }
@@ -444,7 +480,11 @@ impl Driver {
                 let _ = reply.send(self.node.add_blob(content).map_err(ClientError::from));
             }
             Command::RequestBlob(id, providers, reply) => {
-                let _ = reply.send(self.node.request_blob(id, providers).map_err(ClientError::from));
+                let _ = reply.send(
+                    self.node
+                        .request_blob(id, providers)
+                        .map_err(ClientError::from),
+                );
             }
             Command::Shutdown(_) => unreachable!("handled in the loop"),
         }
@@ -486,8 +526,7 @@ impl Driver {
                     let _ = reply.send(Ok(address.clone()));
                 }
                 self.update_kad_mode();
-                self.events
-                    .send(NetworkEvent::ListeningOn { address });
+                self.events.send(NetworkEvent::ListeningOn { address });
             }
             SwarmEvent::ListenerClosed {
                 listener_id,
@@ -596,7 +635,8 @@ impl Driver {
                     if step.last || result.is_err() {
                         if let Some(i) = self.pending_bootstraps.iter().position(|p| p.0 == id) {
                             let (_, reply) = self.pending_bootstraps.swap_remove(i);
-                            let _ = reply.send(result.map(|_| ()).map_err(|_| ClientError::NoKnownPeers));
+                            let _ = reply
+                                .send(result.map(|_| ()).map_err(|_| ClientError::NoKnownPeers));
                         }
                     }
                 }

@@ -33,7 +33,11 @@ impl Metrics {
                 "publish_no_peers",
                 "Publishes refused because no subscribed peer was connected",
             ),
-            received: counter(sinew, "messages_received", "Gossip messages delivered to the application"),
+            received: counter(
+                sinew,
+                "messages_received",
+                "Gossip messages delivered to the application",
+            ),
             streams_accepted: counter(sinew, "streams_accepted", "Inbound application streams"),
             watchdog_closes: counter(
                 sinew,

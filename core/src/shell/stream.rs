@@ -58,7 +58,12 @@ impl fmt::Debug for SinewStream {
 
 impl SinewStream {
     /// Wraps an open libp2p stream with frames of at most `config.max_frame_len` bytes.
-    pub fn new(peer: PeerId, protocol: StreamProtocol, inner: Stream, config: framing::Config) -> Self {
+    pub fn new(
+        peer: PeerId,
+        protocol: StreamProtocol,
+        inner: Stream,
+        config: framing::Config,
+    ) -> Self {
         Self {
             peer,
             protocol,

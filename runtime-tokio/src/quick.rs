@@ -1,0 +1,109 @@
+//! The quick-start API: one topic, bootstrap peers, messages in and out, shutdown.
+
+use bytes::Bytes;
+use futures::StreamExt;
+use libp2p::{Multiaddr, PeerId};
+
+use crate::{
+    start, ClientError, EventStream, NetworkClient, NetworkConfig, NetworkEvent, Options,
+    StartError,
+};
+
+/// Builder of a [`QuickNode`].
+#[derive(Debug)]
+pub struct QuickStart {
+    topic: String,
+    config: NetworkConfig,
+}
+
+/// A message received on the quick node's topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuickMessage {
+    /// Its author.
+    pub from: PeerId,
+    /// The payload.
+    pub data: Bytes,
+}
+
+impl QuickStart {
+    /// A node that will subscribe to `topic`.
+    pub fn new(topic: impl Into<String>) -> Self {
+        Self {
+            topic: topic.into(),
+            config: NetworkConfig::default(),
+        }
+    }
+
+    /// Listens on `address` (repeatable).
+    pub fn listen(mut self, address: Multiaddr) -> Self {
+        self.config.listen.push(address);
+        self
+    }
+
+    /// Dials and bootstraps from these peers (each address ends in `/p2p/<peer id>`).
+    pub fn bootstrap(mut self, peers: Vec<Multiaddr>) -> Self {
+        self.config.bootstrap.extend(peers);
+        self
+    }
+
+    /// Starts the node and subscribes to the topic.
+    pub async fn start(self) -> Result<QuickNode, StartError> {
+        let (client, events) = start(self.config, Options::default())?;
+        client
+            .subscribe(&self.topic)
+            .await
+            .map_err(|e| StartError::Transport(e.to_string()))?;
+        Ok(QuickNode {
+            client,
+            events,
+            topic: self.topic,
+        })
+    }
+}
+
+/// A running quick-start node.
+#[derive(Debug)]
+pub struct QuickNode {
+    client: NetworkClient,
+    events: EventStream,
+    topic: String,
+}
+
+impl QuickNode {
+    /// Publishes on the topic. Errors (e.g. [`ClientError::NoPeers`]) mean it was not sent.
+    pub async fn publish(&self, data: impl Into<Bytes>) -> Result<(), ClientError> {
+        self.client.publish(&self.topic, data).await.map(|_| ())
+    }
+
+    /// The next message on the topic; `None` once the node stopped.
+    pub async fn next_message(&mut self) -> Option<QuickMessage> {
+        while let Some(event) = self.events.next().await {
+            if let NetworkEvent::Message {
+                source,
+                propagated_by,
+                topic,
+                data,
+                ..
+            } = event
+            {
+                if topic == self.topic {
+                    return Some(QuickMessage {
+                        from: source.unwrap_or(propagated_by),
+                        data,
+                    });
+                }
+            }
+        }
+        None
+    }
+
+    /// The full client, for everything else.
+    pub fn client(&self) -> &NetworkClient {
+        &self.client
+    }
+
+    /// Stops the node.
+    pub async fn shutdown(self) {
+        let _ = self.client.shutdown().await;
+    }
+}
