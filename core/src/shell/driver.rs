@@ -90,6 +90,8 @@ pub(crate) struct Driver {
     metrics: Option<Metrics>,
     deadline: Instant,
     shutdown: Option<Reply<()>>,
+    /// Whether the automatic Kademlia bootstrap ran.
+    bootstrapped: bool,
 }
 
 impl Driver {
@@ -135,6 +137,7 @@ impl Driver {
             metrics,
             deadline: start,
             shutdown: None,
+            bootstrapped: false,
         }
     }
 
@@ -557,6 +560,17 @@ impl Driver {
             } => {
                 if let Some((_, reply)) = self.pending_dials.remove(&connection_id) {
                     let _ = reply.send(Ok(peer_id));
+                }
+                // Once a configured bootstrap peer answers, look for the rest of the network.
+                if !self.bootstrapped
+                    && self
+                        .config
+                        .bootstrap
+                        .iter()
+                        .any(|a| peer_of(a) == Some(peer_id))
+                {
+                    self.bootstrapped = true;
+                    let _ = self.swarm.behaviour_mut().kad.bootstrap();
                 }
                 if num_established.get() == 1 {
                     self.node

@@ -1,0 +1,398 @@
+//! `sinew node`: configuration (TOML file, flags, environment), the node itself, its
+//! control socket and its optional metrics endpoint.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use futures::StreamExt;
+use libp2p::Multiaddr;
+use serde::{Deserialize, Serialize};
+use sinew_tokio::{NetworkClient, NetworkConfig, NetworkEvent, Options, Security};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, UnixListener};
+
+use crate::control::{Request, Response};
+
+/// Messages kept for `received` queries over the control socket.
+pub(crate) const RECEIVED_LOG: usize = 10_000;
+
+/// Flags of `sinew node`; each overrides the config file, and has an environment variable.
+#[derive(Debug, clap::Args)]
+pub(crate) struct NodeArgs {
+    /// TOML config file (see the README for its keys).
+    #[arg(long, env = "SINEW_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory: identity key, control socket.
+    #[arg(long, env = "SINEW_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Listen address (repeatable). Default /ip4/0.0.0.0/tcp/0 and /ip4/0.0.0.0/udp/0/quic-v1.
+    #[arg(long, env = "SINEW_LISTEN", value_delimiter = ',')]
+    listen: Vec<Multiaddr>,
+    /// Bootstrap peer, ending in /p2p/<peer id> (repeatable).
+    #[arg(long, env = "SINEW_BOOTSTRAP", value_delimiter = ',')]
+    bootstrap: Vec<Multiaddr>,
+    /// Topic to subscribe to at start (repeatable).
+    #[arg(long, env = "SINEW_TOPIC", value_delimiter = ',')]
+    topic: Vec<String>,
+    /// TCP security preference: tls,noise (default), noise,tls, tls or noise.
+    #[arg(long, env = "SINEW_SECURITY")]
+    security: Option<Security>,
+    /// Serve Prometheus metrics on this loopback address (e.g. 127.0.0.1:9464).
+    #[arg(long, env = "SINEW_METRICS")]
+    metrics: Option<SocketAddr>,
+    /// Print machine-readable JSON lines on stdout instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The config file. Every key is optional.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    /// Data directory.
+    pub data_dir: Option<PathBuf>,
+    /// Listen addresses.
+    #[serde(default)]
+    pub listen: Vec<String>,
+    /// Bootstrap peers.
+    #[serde(default)]
+    pub bootstrap: Vec<String>,
+    /// Topics to subscribe to.
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// TCP security preference.
+    pub security: Option<String>,
+    /// Metrics address (loopback).
+    pub metrics: Option<SocketAddr>,
+    /// Kademlia mode: auto, server or client.
+    pub kad_mode: Option<String>,
+}
+
+struct Settings {
+    data_dir: PathBuf,
+    network: NetworkConfig,
+    topics: Vec<String>,
+    security: Security,
+    metrics: Option<SocketAddr>,
+}
+
+fn settings(args: &NodeArgs) -> anyhow::Result<Settings> {
+    let file: FileConfig = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            toml::from_str(&text)
+                .with_context(|| format!("invalid config file {}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let parse = |list: &[String], what: &str| -> anyhow::Result<Vec<Multiaddr>> {
+        list.iter()
+            .map(|s| {
+                s.parse()
+                    .with_context(|| format!("invalid {what} address {s:?} in config file"))
+            })
+            .collect()
+    };
+    let mut listen = if args.listen.is_empty() {
+        parse(&file.listen, "listen")?
+    } else {
+        args.listen.clone()
+    };
+    if listen.is_empty() {
+        listen = vec![
+            "/ip4/0.0.0.0/tcp/0".parse().expect("valid"),
+            "/ip4/0.0.0.0/udp/0/quic-v1".parse().expect("valid"),
+        ];
+    }
+    let bootstrap = if args.bootstrap.is_empty() {
+        parse(&file.bootstrap, "bootstrap")?
+    } else {
+        args.bootstrap.clone()
+    };
+    let kad_mode = match file.kad_mode.as_deref() {
+        None | Some("auto") => sinew_tokio::core::shell::KadMode::Auto,
+        Some("server") => sinew_tokio::core::shell::KadMode::Server,
+        Some("client") => sinew_tokio::core::shell::KadMode::Client,
+        Some(other) => {
+            bail!("invalid kad_mode {other:?} in config file: use auto, server or client")
+        }
+    };
+    let network = NetworkConfig {
+        listen,
+        bootstrap,
+        kad_mode,
+        ..NetworkConfig::default()
+    };
+    let security = match (&args.security, &file.security) {
+        (Some(s), _) => *s,
+        (None, Some(s)) => s.parse().map_err(|e: String| anyhow::anyhow!(e))?,
+        (None, None) => Security::default(),
+    };
+    let metrics = args.metrics.or(file.metrics);
+    if let Some(addr) = metrics {
+        if !addr.ip().is_loopback() {
+            bail!("metrics address {addr} is not on loopback: metrics are served on 127.0.0.1 or ::1 only");
+        }
+    }
+    let topics = if args.topic.is_empty() {
+        file.topics
+    } else {
+        args.topic.clone()
+    };
+    Ok(Settings {
+        data_dir: args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(".sinew")),
+        network,
+        topics,
+        security,
+        metrics,
+    })
+}
+
+/// Time since the Unix epoch in nanoseconds (for latencies between local processes).
+pub(crate) fn unix_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// One received gossip message, as the control socket reports it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Received {
+    /// Author.
+    pub from: String,
+    /// Topic.
+    pub topic: String,
+    /// Payload as UTF-8 (lossy).
+    pub data: String,
+    /// When it arrived (ns since the Unix epoch).
+    pub at_ns: u128,
+}
+
+/// Shared between the event loop and the control server.
+#[derive(Default)]
+struct State {
+    received: VecDeque<Received>,
+    listen: Vec<String>,
+}
+
+pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
+    let s = settings(&args)?;
+    std::fs::create_dir_all(&s.data_dir)
+        .with_context(|| format!("cannot create data directory {}", s.data_dir.display()))?;
+    let keypair = sinew_tokio::load_or_create_identity(&s.data_dir.join("identity"))?;
+    let peer_id = keypair.public().to_peer_id();
+    let registry = s
+        .metrics
+        .map(|_| Arc::new(Mutex::new(prometheus_client::registry::Registry::default())));
+    let expected_listeners = s.network.listen.len();
+    let (client, mut events) = sinew_tokio::start(
+        s.network,
+        Options {
+            keypair: Some(keypair),
+            security: s.security,
+            metrics: registry.clone(),
+        },
+    )?;
+    for topic in &s.topics {
+        client.subscribe(topic).await?;
+    }
+    let state = Arc::new(Mutex::new(State::default()));
+    let socket = s.data_dir.join("control.sock");
+    let control = serve_control(&socket, client.clone(), state.clone())?;
+    if let (Some(addr), Some(registry)) = (s.metrics, registry) {
+        serve_metrics(addr, registry).await?;
+    }
+    let json = args.json;
+    if !json {
+        println!("peer id: {peer_id}");
+    }
+    let mut announced = false;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            event = events.next() => {
+                let Some(event) = event else { break };
+                match event {
+                    NetworkEvent::ListeningOn { address } => {
+                        let full = address.with_p2p(peer_id).unwrap_or_else(|a| a);
+                        if json {
+                            println!("{}", serde_json::json!({"event": "listening", "address": full.to_string()}));
+                        } else {
+                            println!("listening on {full}");
+                        }
+                        let mut st = state.lock().expect("state lock");
+                        st.listen.push(full.to_string());
+                        if !announced && st.listen.len() >= expected_listeners {
+                            announced = true;
+                            if json {
+                                println!("{}", serde_json::json!({
+                                    "event": "ready",
+                                    "peer_id": peer_id.to_string(),
+                                    "addresses": st.listen,
+                                    "control": socket.display().to_string(),
+                                }));
+                            }
+                        }
+                    }
+                    NetworkEvent::Message { source, topic, data, .. } => {
+                        let mut st = state.lock().expect("state lock");
+                        if st.received.len() == RECEIVED_LOG {
+                            st.received.pop_front();
+                        }
+                        st.received.push_back(Received {
+                            from: source.map(|p| p.to_string()).unwrap_or_default(),
+                            topic,
+                            data: String::from_utf8_lossy(&data).into_owned(),
+                            at_ns: unix_nanos(),
+                        });
+                    }
+                    NetworkEvent::PeerConnected { peer, .. } => tracing::info!(%peer, "connected"),
+                    NetworkEvent::PeerDisconnected { peer } => tracing::info!(%peer, "disconnected"),
+                    NetworkEvent::Lagged { missed } => tracing::warn!(missed, "event consumer lagged"),
+                    _ => {}
+                }
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = sigterm.recv() => break,
+        }
+    }
+    client.shutdown().await?;
+    control.abort();
+    let _ = std::fs::remove_file(&socket);
+    Ok(())
+}
+
+fn serve_control(
+    path: &Path,
+    client: NetworkClient,
+    state: Arc<Mutex<State>>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    // A socket left by a killed process is stale: replace it.
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("cannot create control socket {}", path.display()))?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((conn, _)) = listener.accept().await else {
+                continue;
+            };
+            let client = client.clone();
+            let state = state.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = conn.into_split();
+                let mut lines = BufReader::new(read).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let response = match serde_json::from_str::<Request>(&line) {
+                        Ok(request) => handle(request, &client, &state).await,
+                        Err(e) => Response::error(format!("invalid request: {e}")),
+                    };
+                    let mut out = serde_json::to_vec(&response).unwrap_or_default();
+                    out.push(b'\n');
+                    if write.write_all(&out).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    }))
+}
+
+async fn handle(request: Request, client: &NetworkClient, state: &Mutex<State>) -> Response {
+    let result: anyhow::Result<serde_json::Value> = async {
+        Ok(match request {
+            Request::Status { topic } => {
+                let status = client.network_status().await?;
+                let mesh = match &topic {
+                    Some(t) => Some(client.mesh_peer_count(t).await?),
+                    None => None,
+                };
+                let listen = state.lock().expect("state lock").listen.clone();
+                serde_json::json!({
+                    "peer_id": status.local_peer_id.to_string(),
+                    "listen": listen,
+                    "peers": status.connected_peers.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                    "topics": status.topics,
+                    "kad_server": status.kad_server,
+                    "kad_peers": status.kad_peers,
+                    "mesh": mesh,
+                })
+            }
+            Request::Publish { topic, data } => {
+                let id = client.publish(&topic, data.into_bytes()).await?;
+                serde_json::json!({ "id": hex::encode(id) })
+            }
+            Request::Subscribe { topic } => serde_json::json!({ "new": client.subscribe(&topic).await? }),
+            Request::Received { topic } => {
+                let st = state.lock().expect("state lock");
+                let list: Vec<&Received> = st
+                    .received
+                    .iter()
+                    .filter(|r| topic.as_ref().is_none_or(|t| *t == r.topic))
+                    .collect();
+                serde_json::to_value(list)?
+            }
+            Request::Dial { address } => {
+                let address: Multiaddr = address.parse().context("invalid address")?;
+                serde_json::json!({ "peer": client.dial(address).await?.to_string() })
+            }
+            Request::Shutdown => {
+                client.shutdown().await?;
+                serde_json::json!({})
+            }
+        })
+    }
+    .await;
+    match result {
+        Ok(value) => Response::ok(value),
+        Err(e) => Response::error(format!("{e:#}")),
+    }
+}
+
+async fn serve_metrics(
+    addr: SocketAddr,
+    registry: Arc<Mutex<prometheus_client::registry::Registry>>,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot serve metrics on {addr}"))?;
+    tracing::info!(%addr, "metrics at http://{addr}/metrics");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                continue;
+            };
+            let registry = registry.clone();
+            tokio::spawn(async move {
+                // Read (and ignore) the request head; answer with the whole registry.
+                let mut buf = [0u8; 4096];
+                let _ = tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    tokio::io::AsyncReadExt::read(&mut conn, &mut buf),
+                )
+                .await;
+                let mut body = String::new();
+                {
+                    let registry = registry.lock().expect("registry lock");
+                    let _ = prometheus_client::encoding::text::encode(&mut body, &registry);
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(head.as_bytes()).await;
+                let _ = conn.write_all(body.as_bytes()).await;
+            });
+        }
+    });
+    Ok(())
+}
