@@ -1,0 +1,68 @@
+//! A peer that vanishes in the middle of a frame does not hang the other side: its
+//! `recv` fails promptly. The vanishing peer runs on its own runtime, which is dropped
+//! without any goodbye (its sockets close as if the process died).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{node, wait_for};
+use futures::AsyncWriteExt;
+use libp2p::StreamProtocol;
+use sinew_tokio::{NetworkEvent, Security};
+
+const PROTO: StreamProtocol = StreamProtocol::new("/sinew-test/vanish/1");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recv_fails_promptly_when_the_peer_vanishes_mid_frame() {
+    let (a, mut a_events, a_addr) = node("/ip4/127.0.0.1/tcp/0", Security::default()).await;
+    a.accept_streams(PROTO).await.unwrap();
+    let a_peer = a.local_peer_id();
+
+    // The peer lives on its own runtime in its own thread.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (die_tx, die_rx) = std::sync::mpsc::channel::<()>();
+    let peer = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let (b, _events, _) = node("/ip4/127.0.0.1/tcp/0", Security::default()).await;
+            b.dial(a_addr).await.unwrap();
+            let s = b.open_stream(a_peer, PROTO).await.unwrap();
+            let mut raw = s.into_inner();
+            // Half a frame: a header for 1000 bytes, then only 10 of them.
+            raw.write_all(&1000u32.to_be_bytes()).await.unwrap();
+            raw.write_all(&[1u8; 10]).await.unwrap();
+            raw.flush().await.unwrap();
+            ready_tx.send(()).unwrap();
+            die_rx.recv().unwrap();
+            std::mem::forget(b); // no shutdown, no goodbye
+            std::mem::forget(raw);
+        });
+        drop(rt); // every task and socket of the peer disappears here
+    });
+    ready_rx.recv().unwrap();
+    let mut incoming = wait_for(&mut a_events, Duration::from_secs(10), |e| match e {
+        NetworkEvent::StreamOpened { stream } => Some(stream),
+        _ => None,
+    })
+    .await
+    .expect("stream arrives");
+    die_tx.send(()).unwrap();
+    peer.join().unwrap();
+    let started = Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(30), incoming.recv())
+        .await
+        .expect("recv must not hang when the peer vanishes");
+    assert!(result.is_err(), "a half frame must be an error, got {result:?}");
+    eprintln!("recv failed after {:?}: {}", started.elapsed(), result.unwrap_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_a_stream_to_an_unreachable_peer_fails_fast_and_clearly() {
+    let (a, _events, _) = node("/ip4/127.0.0.1/tcp/0", Security::default()).await;
+    let nobody = libp2p::identity::Keypair::generate_ed25519().public().to_peer_id();
+    let started = Instant::now();
+    let err = a.open_stream(nobody, PROTO).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(12), "took {:?}", started.elapsed());
+    assert!(err.to_string().contains(&nobody.to_string()), "{err}");
+}
