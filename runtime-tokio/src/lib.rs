@@ -1,7 +1,7 @@
 //! Sinew on tokio.
 //!
-//! This crate is thin: it builds the libp2p swarm with tokio's transports — TCP with TLS
-//! or Noise (both offered, the preferred one first) and Yamux, QUIC, DNS — and runs the
+//! This crate is thin: it builds the libp2p swarm with tokio's transports — TCP with Noise
+//! or TLS (both offered, the faster one first) and Yamux, QUIC, DNS — and runs the
 //! runtime-agnostic shell of `sinew-core` on the tokio executor. It also keeps a
 //! persistent identity and hosts the `sinew` command-line tool.
 //!
@@ -66,14 +66,15 @@ impl Runtime for TokioRuntime {
 /// Which security protocols TCP offers, in order of preference.
 ///
 /// Both sides negotiate the first protocol they share, so the preferred one is what two
-/// Sinew nodes use. TLS 1.3 (AES-GCM) comes first by default: it is measurably faster than
-/// Noise (ChaCha20-Poly1305) on machines with AES instructions — see the README.
+/// Sinew nodes use. Noise comes first by default because it measured faster than TLS on
+/// one stream (`cargo bench -p sinew-tokio --bench network`, figures in the README); TLS
+/// is still offered, so TLS-only peers connect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Security {
     /// Offer TLS, then Noise.
-    #[default]
     TlsThenNoise,
     /// Offer Noise, then TLS.
+    #[default]
     NoiseThenTls,
     /// Offer TLS only.
     TlsOnly,

@@ -13,18 +13,31 @@ async fn exchange(listen: &str, a_security: Security, b_security: Security) {
     let (b, mut b_events, _) = node(listen, b_security).await;
     a.subscribe("t").await.unwrap();
     b.subscribe("t").await.unwrap();
-    let peer = b.dial(a_addr.clone()).await.unwrap_or_else(|e| panic!("{listen}: {e}"));
+    let peer = b
+        .dial(a_addr.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{listen}: {e}"));
     assert_eq!(peer, a.local_peer_id());
     assert!(
         eventually(Duration::from_secs(10), || async {
-            a.subscribed_peers("t").await.unwrap().contains(&b.local_peer_id())
+            a.subscribed_peers("t")
+                .await
+                .unwrap()
+                .contains(&b.local_peer_id())
         })
         .await,
         "{listen}: subscription never arrived"
     );
-    a.publish("t", b"hello over the wire".to_vec()).await.unwrap();
+    a.publish("t", b"hello over the wire".to_vec())
+        .await
+        .unwrap();
     let got = wait_for(&mut b_events, Duration::from_secs(10), |e| match e {
-        NetworkEvent::Message { source, data, topic, .. } => Some((source, data, topic)),
+        NetworkEvent::Message {
+            source,
+            data,
+            topic,
+            ..
+        } => Some((source, data, topic)),
         _ => None,
     })
     .await
@@ -43,17 +56,32 @@ async fn tcp_with_tls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_with_noise() {
-    exchange("/ip4/127.0.0.1/tcp/0", Security::NoiseOnly, Security::NoiseOnly).await;
+    exchange(
+        "/ip4/127.0.0.1/tcp/0",
+        Security::NoiseOnly,
+        Security::NoiseOnly,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_falls_back_to_the_common_protocol() {
-    exchange("/ip4/127.0.0.1/tcp/0", Security::TlsThenNoise, Security::NoiseOnly).await;
+    exchange(
+        "/ip4/127.0.0.1/tcp/0",
+        Security::TlsThenNoise,
+        Security::NoiseOnly,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quic() {
-    exchange("/ip4/127.0.0.1/udp/0/quic-v1", Security::default(), Security::default()).await;
+    exchange(
+        "/ip4/127.0.0.1/udp/0/quic-v1",
+        Security::default(),
+        Security::default(),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,6 +89,9 @@ async fn publishing_with_no_subscribed_peer_is_an_error_not_a_silent_drop() {
     let (a, _events, _) = node("/ip4/127.0.0.1/tcp/0", Security::default()).await;
     a.subscribe("lonely").await.unwrap();
     let err = a.publish("lonely", b"anyone?".to_vec()).await.unwrap_err();
-    assert!(matches!(err, sinew_tokio::ClientError::NoPeers { .. }), "{err}");
+    assert!(
+        matches!(err, sinew_tokio::ClientError::NoPeers { .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("not sent"), "{err}");
 }

@@ -39,7 +39,11 @@ fn a_killed_node_keeps_its_peer_id_and_rejoins_the_mesh() {
     let mut b = spawn_node(&b_dir, Some(&a.address), "t");
     let first_id = b.peer_id;
     assert!(wait(Duration::from_secs(20), || meshed(&a.dir) && meshed(&b_dir)));
-    control(&a.dir, json!({"cmd": "publish", "topic": "t", "data": "before"})).unwrap();
+    control(
+        &a.dir,
+        json!({"cmd": "publish", "topic": "t", "data": "before"}),
+    )
+    .unwrap();
     assert!(wait(Duration::from_secs(10), || received(&b_dir, "before")));
 
     // SIGKILL: no goodbye, no cleanup.
@@ -54,7 +58,11 @@ fn a_killed_node_keeps_its_peer_id_and_rejoins_the_mesh() {
         "the restarted node did not rejoin the mesh"
     );
     assert!(wait(Duration::from_secs(10), || {
-        control(&a.dir, json!({"cmd": "publish", "topic": "t", "data": "after"})).is_ok()
+        control(
+            &a.dir,
+            json!({"cmd": "publish", "topic": "t", "data": "after"}),
+        )
+        .is_ok()
             && received(&b_dir, "after")
     }));
 }

@@ -42,7 +42,9 @@ async fn over_long_frames_are_refused_without_buffering_them() {
     // refuses at once (it would wait forever if it tried to buffer the declared payload).
     let s = b.open_stream(a.local_peer_id(), PROTO).await.unwrap();
     let mut raw = s.into_inner();
-    raw.write_all(&((DEFAULT_MAX_FRAME_LEN as u32) + 1).to_be_bytes()).await.unwrap();
+    raw.write_all(&((DEFAULT_MAX_FRAME_LEN as u32) + 1).to_be_bytes())
+        .await
+        .unwrap();
     raw.write_all(&[0u8; 16]).await.unwrap();
     raw.flush().await.unwrap();
     let mut incoming = wait_for(&mut a_events, Duration::from_secs(10), |e| match e {

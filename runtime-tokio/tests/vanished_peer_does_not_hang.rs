@@ -53,16 +53,29 @@ async fn recv_fails_promptly_when_the_peer_vanishes_mid_frame() {
     let result = tokio::time::timeout(Duration::from_secs(30), incoming.recv())
         .await
         .expect("recv must not hang when the peer vanishes");
-    assert!(result.is_err(), "a half frame must be an error, got {result:?}");
-    eprintln!("recv failed after {:?}: {}", started.elapsed(), result.unwrap_err());
+    assert!(
+        result.is_err(),
+        "a half frame must be an error, got {result:?}"
+    );
+    eprintln!(
+        "recv failed after {:?}: {}",
+        started.elapsed(),
+        result.unwrap_err()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opening_a_stream_to_an_unreachable_peer_fails_fast_and_clearly() {
     let (a, _events, _) = node("/ip4/127.0.0.1/tcp/0", Security::default()).await;
-    let nobody = libp2p::identity::Keypair::generate_ed25519().public().to_peer_id();
+    let nobody = libp2p::identity::Keypair::generate_ed25519()
+        .public()
+        .to_peer_id();
     let started = Instant::now();
     let err = a.open_stream(nobody, PROTO).await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(12), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "took {:?}",
+        started.elapsed()
+    );
     assert!(err.to_string().contains(&nobody.to_string()), "{err}");
 }

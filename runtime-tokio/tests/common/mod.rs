@@ -88,12 +88,19 @@ pub fn spawn_node(dir: &Path, bootstrap: Option<&str>, topic: &str) -> NodeProc 
     std::fs::create_dir_all(dir).expect("data dir");
     let out = dir.join("stdout.jsonl");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sinew"));
-    cmd.args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--json", "--topic", topic])
-        .arg("--data-dir")
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).expect("stdout file"))
-        .stderr(std::fs::File::create(dir.join("node.log")).expect("log file"));
+    cmd.args([
+        "node",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--json",
+        "--topic",
+        topic,
+    ])
+    .arg("--data-dir")
+    .arg(dir)
+    .stdin(Stdio::null())
+    .stdout(std::fs::File::create(&out).expect("stdout file"))
+    .stderr(std::fs::File::create(dir.join("node.log")).expect("log file"));
     if let Some(b) = bootstrap {
         cmd.args(["--bootstrap", b]);
     }
@@ -101,7 +108,10 @@ pub fn spawn_node(dir: &Path, bootstrap: Option<&str>, topic: &str) -> NodeProc 
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("node exited early ({status}): {}", std::fs::read_to_string(dir.join("node.log")).unwrap_or_default());
+            panic!(
+                "node exited early ({status}): {}",
+                std::fs::read_to_string(dir.join("node.log")).unwrap_or_default()
+            );
         }
         let text = std::fs::read_to_string(&out).unwrap_or_default();
         if let Some(ready) = text
@@ -116,7 +126,11 @@ pub fn spawn_node(dir: &Path, bootstrap: Option<&str>, topic: &str) -> NodeProc 
                 address: ready["addresses"][0].as_str().unwrap().to_string(),
             };
         }
-        assert!(Instant::now() < deadline, "node in {} not ready", dir.display());
+        assert!(
+            Instant::now() < deadline,
+            "node in {} not ready",
+            dir.display()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

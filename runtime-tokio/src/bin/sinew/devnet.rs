@@ -282,6 +282,20 @@ async fn collect(
     }
 }
 
+/// Resident memory of a process in KiB (Linux), 0 if unknown.
+fn rss_kib(pid: Option<u32>) -> u64 {
+    let Some(pid) = pid else { return 0 };
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 fn percentile(sorted: &[u128], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -314,6 +328,7 @@ fn report(
                 serde_json::json!({
                     "node": p.index, "peer_id": p.peer_id, "address": p.address,
                     "peers": peers, "mesh": mesh, "received": r.len(),
+                    "rss_kib": rss_kib(p.child.id()),
                     "latency_ms_p50": percentile(&l, 0.5), "latency_ms_max": percentile(&l, 1.0),
                 })
             })
@@ -327,7 +342,7 @@ fn report(
             })
         );
     } else {
-        println!("node  peer id       peers  mesh  received  p50 ms  max ms");
+        println!("node  peer id       peers  mesh  received  p50 ms  max ms  rss MiB");
         for ((p, (peers, mesh)), r) in procs.iter().zip(mesh).zip(received) {
             let mut l: Vec<u128> = r.iter().map(|(_, l)| *l).collect();
             l.sort_unstable();
@@ -341,12 +356,13 @@ fn report(
                 .rev()
                 .collect();
             println!(
-                "{:>4}  {short:<12}  {peers:>5}  {mesh:>4}  {:>4}/{:<4}  {:>6.2}  {:>6.2}",
+                "{:>4}  {short:<12}  {peers:>5}  {mesh:>4}  {:>4}/{:<4}  {:>6.2}  {:>6.2}  {:>7.1}",
                 p.index,
                 r.len(),
                 n - 1,
                 percentile(&l, 0.5),
-                percentile(&l, 1.0)
+                percentile(&l, 1.0),
+                rss_kib(p.child.id()) as f64 / 1024.0
             );
         }
         println!(
