@@ -6,7 +6,7 @@
 //!   baseline: a raw tokio TCP connect and one byte. Median of `SINEW_BENCH_DIALS` (50).
 //! - `tls-vs-noise`: one stream carrying `SINEW_BENCH_MIB` (256) MiB in 1 MiB frames over
 //!   TCP + TLS and over TCP + Noise; the ratio decides which protocol Sinew prefers.
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::unwrap_used)] // a benchmark fails loudly
 
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,6 @@
 //! `sinew devnet --nodes 5` starts five real node processes on loopback and every node
 //! receives every other node's message.
+#![allow(clippy::unwrap_used)] // a test reports failure by panicking
 
 use std::process::Command;
 

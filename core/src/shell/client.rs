@@ -423,3 +423,36 @@ pub(crate) fn topic_names<'a>(
         .into_iter()
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+
+    use super::*;
+
+    #[test]
+    fn a_slow_consumer_gets_lagged_instead_of_blocking_the_node() {
+        let (mut tx, mut rx) = EventSender::channel(3);
+        let peer = PeerId::random();
+        for _ in 0..10 {
+            tx.send(NetworkEvent::PeerDisconnected { peer });
+        }
+        // The buffer holds the first three; the other seven were dropped and counted.
+        let mut got = Vec::new();
+        while let Ok(e) = rx.rx.try_recv() {
+            got.push(e);
+        }
+        assert_eq!(got.len(), 3);
+        tx.send(NetworkEvent::PeerConnected {
+            peer,
+            address: "/ip4/127.0.0.1/tcp/1".parse().unwrap(),
+        });
+        let lagged = futures::executor::block_on(rx.next()).unwrap();
+        assert!(
+            matches!(lagged, NetworkEvent::Lagged { missed: 7 }),
+            "{lagged:?}"
+        );
+        let next = futures::executor::block_on(rx.next()).unwrap();
+        assert!(matches!(next, NetworkEvent::PeerConnected { .. }));
+    }
+}

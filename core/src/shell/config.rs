@@ -91,6 +91,9 @@ pub struct NetworkConfig {
     pub event_buffer: usize,
     /// Commands buffered from all clients before callers wait. Default 256.
     pub command_buffer: usize,
+    /// On shutdown, how long the node keeps running its connections so that messages
+    /// already accepted by `publish` still go out. Default 300 ms.
+    pub shutdown_grace: Duration,
     /// The sans-IO node's settings (blobs and their limits).
     pub node: node::Config,
     /// Agent string sent in identify. Default `sinew/<version>`.
@@ -114,6 +117,7 @@ impl Default for NetworkConfig {
             open_stream_timeout: Duration::from_secs(5),
             event_buffer: 1024,
             command_buffer: 256,
+            shutdown_grace: Duration::from_millis(300),
             node: node::Config::default(),
             agent: format!("sinew/{}", env!("CARGO_PKG_VERSION")),
         }

@@ -171,6 +171,7 @@ impl Driver {
             }
             self.drain_node();
         }
+        self.linger().await;
         for (_, tx) in std::mem::take(&mut self.streams) {
             let _ = tx.unbounded_send(StreamCmd::Reset);
         }
@@ -180,6 +181,18 @@ impl Driver {
         }
         if let Some(reply) = self.shutdown.take() {
             let _ = reply.send(Ok(()));
+        }
+    }
+
+    /// Keeps the swarm running for the shutdown grace, so that what `publish` accepted is
+    /// written out before the connections close.
+    async fn linger(&mut self) {
+        let mut grace = self.runtime.sleep(self.config.shutdown_grace).fuse();
+        loop {
+            futures::select_biased! {
+                () = grace => return,
+                event = self.swarm.select_next_some() => self.handle_swarm_event(event),
+            }
         }
     }
 

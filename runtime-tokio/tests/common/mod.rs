@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests: in-process nodes on real loopback sockets, and
 //! real `sinew node` processes driven through their control sockets.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
