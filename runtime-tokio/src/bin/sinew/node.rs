@@ -281,6 +281,10 @@ fn serve_control(
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)
         .with_context(|| format!("cannot create control socket {}", path.display()))?;
+    // Only the node's owner may control it.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot restrict control socket {}", path.display()))?;
     Ok(tokio::spawn(async move {
         loop {
             let Ok((conn, _)) = listener.accept().await else {
