@@ -241,17 +241,7 @@ impl Download {
     /// Verified bytes (counting the short last group by its real length).
     pub fn bytes_verified(&self) -> u64 {
         let Some(size) = self.size else { return 0 };
-        let chunks: u64 = self
-            .have
-            .iter()
-            .map(|r| match r {
-                range_collections::range_set::RangeSetRange::Range(r) => r.end.0 - r.start.0,
-                range_collections::range_set::RangeSetRange::RangeFrom(r) => {
-                    super::tree::chunks(size).0.saturating_sub(r.start.0)
-                }
-            })
-            .sum();
-        (chunks * 1024).min(size)
+        (count_chunks(&self.have, size) * 1024).min(size)
     }
 
     /// Bytes received from providers, including proof hashes and rejected data.
@@ -692,7 +682,9 @@ impl Download {
     }
 }
 
-fn count_chunks(ranges: &ChunkRanges, size: u64) -> u64 {
+/// How many chunks of a blob of `size` bytes `ranges` covers (an open range ends at the
+/// blob's end).
+pub(crate) fn count_chunks(ranges: &ChunkRanges, size: u64) -> u64 {
     let end = super::tree::chunks(size).0;
     ranges
         .iter()

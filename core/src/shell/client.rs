@@ -186,6 +186,7 @@ pub(crate) enum Command {
     Accept(StreamProtocol, Reply<()>),
     AddBlob(Bytes, Reply<BlobId>),
     RequestBlob(BlobId, Vec<PeerId>, Reply<()>),
+    GetBlob(BlobId, Reply<Option<Bytes>>),
     Shutdown(Reply<()>),
 }
 
@@ -353,6 +354,11 @@ impl NetworkClient {
         providers: Vec<PeerId>,
     ) -> Result<(), ClientError> {
         self.call(|r| Command::RequestBlob(id, providers, r)).await
+    }
+
+    /// The complete, verified content of blob `id`, if this node has all of it.
+    pub async fn get_blob(&self, id: BlobId) -> Result<Option<Bytes>, ClientError> {
+        self.call(|r| Command::GetBlob(id, r)).await
     }
 
     /// Stops the node: connections close, the event stream ends.

@@ -502,6 +502,9 @@ impl Driver {
                         .map_err(ClientError::from),
                 );
             }
+            Command::GetBlob(id, reply) => {
+                let _ = reply.send(Ok(self.node.store().get(&id)));
+            }
             Command::Shutdown(_) => unreachable!("handled in the loop"),
         }
     }
