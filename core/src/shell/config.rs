@@ -72,8 +72,13 @@ pub struct NetworkConfig {
     pub gossip: GossipConfig,
     /// Ping interval. Default 5 s.
     pub ping_interval: Duration,
-    /// A ping unanswered for this long closes the connection (the watchdog). Default 10 s.
+    /// How long one ping may take. Default 10 s.
     pub ping_timeout: Duration,
+    /// The watchdog: a connection with no successful ping for this long is closed, so
+    /// streams on a silently dead connection fail instead of hanging. (libp2p's ping only
+    /// reports the second consecutive failure, ~30 s with the defaults; the watchdog does
+    /// not wait for that.) Default 15 s.
+    pub watchdog: Duration,
     /// Established connections in total. Default 512.
     pub max_connections: u32,
     /// Established connections per peer. Default 2.
@@ -110,6 +115,7 @@ impl Default for NetworkConfig {
             gossip: GossipConfig::default(),
             ping_interval: Duration::from_secs(5),
             ping_timeout: Duration::from_secs(10),
+            watchdog: Duration::from_secs(15),
             max_connections: 512,
             max_connections_per_peer: 2,
             max_pending_connections: 64,

@@ -92,6 +92,10 @@ pub(crate) struct Driver {
     shutdown: Option<Reply<()>>,
     /// Whether the automatic Kademlia bootstrap ran.
     bootstrapped: bool,
+    /// The watchdog: each connection's peer and its last sign of life (established or a
+    /// successful ping).
+    alive: BTreeMap<ConnectionId, (PeerId, Instant)>,
+    next_watchdog: Instant,
 }
 
 impl Driver {
@@ -138,6 +142,8 @@ impl Driver {
             deadline: start,
             shutdown: None,
             bootstrapped: false,
+            alive: BTreeMap::new(),
+            next_watchdog: start,
         }
     }
 
@@ -145,7 +151,10 @@ impl Driver {
     pub(crate) async fn run(mut self) {
         self.start();
         loop {
-            let wait = self.deadline.saturating_duration_since(now());
+            let wait = self
+                .deadline
+                .min(self.next_watchdog)
+                .saturating_duration_since(now());
             let mut timer = self.runtime.sleep(wait).fuse();
             futures::select_biased! {
                 command = self.commands.next() => match command {
@@ -167,7 +176,13 @@ impl Driver {
                         self.handle_inbound_stream(peer, stream, protocol);
                     }
                 }
-                () = timer => self.node.handle_input(now(), Input::Timeout),
+                () = timer => {
+                    let t = now();
+                    if t >= self.next_watchdog {
+                        self.watchdog(t);
+                    }
+                    self.node.handle_input(t, Input::Timeout);
+                }
             }
             self.drain_node();
         }
@@ -193,6 +208,26 @@ impl Driver {
                 () = grace => return,
                 event = self.swarm.select_next_some() => self.handle_swarm_event(event),
             }
+        }
+    }
+
+    /// Closes every connection that showed no sign of life for `config.watchdog`.
+    fn watchdog(&mut self, t: Instant) {
+        self.next_watchdog = t + std::time::Duration::from_secs(1);
+        let limit = self.config.watchdog;
+        let dead: Vec<(ConnectionId, PeerId)> = self
+            .alive
+            .iter()
+            .filter(|(_, (_, seen))| t.saturating_duration_since(*seen) > limit)
+            .map(|(c, (p, _))| (*c, *p))
+            .collect();
+        for (connection, peer) in dead {
+            tracing::info!(%peer, ?limit, "no successful ping: closing the connection");
+            if let Some(m) = &self.metrics {
+                m.watchdog_closes.inc();
+            }
+            self.alive.remove(&connection);
+            self.swarm.close_connection(connection);
         }
     }
 
@@ -577,6 +612,7 @@ impl Driver {
                 if let Some((_, reply)) = self.pending_dials.remove(&connection_id) {
                     let _ = reply.send(Ok(peer_id));
                 }
+                self.alive.insert(connection_id, (peer_id, now()));
                 // Once a configured bootstrap peer answers, look for the rest of the network.
                 if !self.bootstrapped
                     && self
@@ -598,10 +634,18 @@ impl Driver {
                 }
             }
             SwarmEvent::ConnectionClosed {
+                connection_id,
+                num_established,
+                ..
+            } if num_established > 0 => {
+                self.alive.remove(&connection_id);
+            }
+            SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
                 ..
             } => {
+                self.alive.remove(&connection_id);
                 self.node
                     .handle_input(now(), Input::PeerDisconnected { peer: peer_id });
                 self.events
@@ -703,6 +747,11 @@ impl Driver {
                     connection,
                     result,
                 } = event;
+                if result.is_ok() {
+                    if let Some(entry) = self.alive.get_mut(&connection) {
+                        entry.1 = now();
+                    }
+                }
                 if let Err(failure) = result {
                     // The watchdog: a connection that stopped answering is closed, so
                     // every stream on it fails instead of hanging.
