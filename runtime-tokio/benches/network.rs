@@ -53,12 +53,15 @@ async fn dial_first_byte(rounds: usize) {
     let tcp_addr = tcp.local_addr().unwrap();
     let mut sinew = Vec::new();
     let mut raw = Vec::new();
+    let (mut dials, mut opens) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         // Sinew: a fresh node each round, so every dial is a new connection.
         let (b, _b_events, _) = start(Security::default()).await;
         let t0 = Instant::now();
         b.dial(a_addr.clone()).await.unwrap();
+        dials.push(t0.elapsed());
         let mut s = b.open_stream(a.local_peer_id(), PROTO).await.unwrap();
+        opens.push(t0.elapsed());
         s.send(b"x").await.unwrap();
         let mut incoming = loop {
             if let Some(NetworkEvent::StreamOpened { stream }) = a_events.next().await {
@@ -81,6 +84,11 @@ async fn dial_first_byte(rounds: usize) {
         accepted.read_exact(&mut byte).await.unwrap();
         raw.push(t0.elapsed());
     }
+    println!(
+        "  of which: connection established {:.3} ms, stream open {:.3} ms (medians, cumulative)",
+        median(dials).as_secs_f64() * 1e3,
+        median(opens).as_secs_f64() * 1e3
+    );
     let (s, r) = (median(sinew), median(raw));
     println!(
         "  dial -> first stream byte: median {:.3} ms; raw TCP connect + byte: {:.3} ms",
