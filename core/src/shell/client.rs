@@ -86,6 +86,14 @@ pub enum ClientError {
     /// A blob command failed.
     #[error(transparent)]
     Node(#[from] node::Error),
+    /// Announcing a blob in the DHT failed.
+    #[error("announcing blob {id} failed: {reason}")]
+    Announce {
+        /// The blob.
+        id: BlobId,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// A snapshot of the node's state.
@@ -162,6 +170,13 @@ pub enum NetworkEvent {
     },
     /// Something from the blob machinery.
     Blob(node::Event),
+    /// A DHT query for a blob's providers finished.
+    BlobProvidersFound {
+        /// The blob.
+        id: BlobId,
+        /// Every provider found (without us), in peer id order.
+        providers: Vec<PeerId>,
+    },
     /// The application fell behind: this many events were dropped before this one.
     Lagged {
         /// How many.
@@ -187,6 +202,8 @@ pub(crate) enum Command {
     AddBlob(Bytes, Reply<BlobId>),
     RequestBlob(BlobId, Vec<PeerId>, Reply<()>),
     GetBlob(BlobId, Reply<Option<Bytes>>),
+    AnnounceBlob(BlobId, Reply<()>),
+    QueryBlob(BlobId, Reply<Vec<PeerId>>),
     Shutdown(Reply<()>),
 }
 
@@ -346,8 +363,21 @@ impl NetworkClient {
         self.call(|r| Command::AddBlob(content, r)).await
     }
 
-    /// Starts downloading blob `id` from `providers`; the outcome arrives as
-    /// [`NetworkEvent::Blob`] (`BlobDownloaded` or `BlobDownloadFailed`).
+    /// Announces in the DHT that this node provides blob `id` (a Kademlia provider record;
+    /// every provider of a blob has its own record). Kademlia republishes it every 12 h and
+    /// it expires after 48 h unless republished.
+    pub async fn announce_blob(&self, id: BlobId) -> Result<(), ClientError> {
+        self.call(|r| Command::AnnounceBlob(id, r)).await
+    }
+
+    /// Finds every provider of blob `id` in the DHT.
+    pub async fn query_blob(&self, id: BlobId) -> Result<Vec<PeerId>, ClientError> {
+        self.call(|r| Command::QueryBlob(id, r)).await
+    }
+
+    /// Starts downloading blob `id` from `providers` — or, with none given, from every
+    /// provider the DHT knows; the outcome arrives as [`NetworkEvent::Blob`]
+    /// (`BlobDownloaded` or `BlobDownloadFailed`).
     pub async fn request_blob(
         &self,
         id: BlobId,

@@ -30,6 +30,7 @@ use super::config::{KadMode, NetworkConfig};
 use super::metrics::Metrics;
 use super::stream::SinewStream;
 use super::Runtime;
+use crate::blob::BlobId;
 use crate::node::{self, Input, Node, Output, StreamId};
 use crate::store::MemStore;
 use crate::wire::ProtocolId;
@@ -56,6 +57,17 @@ enum StreamCmd {
     Send(Bytes),
     Finish,
     Reset,
+}
+
+/// A DHT lookup of a blob's providers, and what to do with the answer.
+struct ProviderQuery {
+    id: QueryId,
+    blob: BlobId,
+    found: std::collections::BTreeSet<PeerId>,
+    /// A `query_blob` caller.
+    reply: Option<Reply<Vec<PeerId>>>,
+    /// A `request_blob` caller without providers: download from what is found.
+    request: Option<Reply<()>>,
 }
 
 #[allow(clippy::disallowed_methods)] // allowed: the shell owns the clock and hands it to the core
@@ -92,6 +104,10 @@ pub(crate) struct Driver {
     shutdown: Option<Reply<()>>,
     /// Whether the automatic Kademlia bootstrap ran.
     bootstrapped: bool,
+    /// `announce_blob` calls waiting for their DHT query.
+    pending_announces: Vec<(QueryId, BlobId, Reply<()>)>,
+    /// Provider lookups: `query_blob` calls, and `request_blob` calls without providers.
+    provider_queries: Vec<ProviderQuery>,
     /// The watchdog: each connection's peer and its last sign of life (established or a
     /// successful ping).
     alive: BTreeMap<ConnectionId, (PeerId, Instant)>,
@@ -144,6 +160,8 @@ impl Driver {
             bootstrapped: false,
             alive: BTreeMap::new(),
             next_watchdog: start,
+            pending_announces: Vec::new(),
+            provider_queries: Vec::new(),
         }
     }
 
@@ -531,11 +549,46 @@ impl Driver {
                 let _ = reply.send(self.node.add_blob(content).map_err(ClientError::from));
             }
             Command::RequestBlob(id, providers, reply) => {
-                let _ = reply.send(
-                    self.node
-                        .request_blob(id, providers)
-                        .map_err(ClientError::from),
-                );
+                let complete = self.node.store().get(&id).is_some();
+                if providers.is_empty() && !complete {
+                    let query = self.swarm.behaviour_mut().kad.get_providers(blob_key(&id));
+                    self.provider_queries.push(ProviderQuery {
+                        id: query,
+                        blob: id,
+                        found: Default::default(),
+                        reply: None,
+                        request: Some(reply),
+                    });
+                } else {
+                    let result = self.node.request_blob(id, providers);
+                    let _ = reply.send(result.map_err(ClientError::from));
+                }
+            }
+            Command::AnnounceBlob(id, reply) => {
+                match self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .start_providing(blob_key(&id))
+                {
+                    Ok(query) => self.pending_announces.push((query, id, reply)),
+                    Err(e) => {
+                        let _ = reply.send(Err(ClientError::Announce {
+                            id,
+                            reason: e.to_string(),
+                        }));
+                    }
+                }
+            }
+            Command::QueryBlob(id, reply) => {
+                let query = self.swarm.behaviour_mut().kad.get_providers(blob_key(&id));
+                self.provider_queries.push(ProviderQuery {
+                    id: query,
+                    blob: id,
+                    found: Default::default(),
+                    reply: Some(reply),
+                    request: None,
+                });
             }
             Command::GetBlob(id, reply) => {
                 let _ = reply.send(Ok(self.node.store().get(&id)));
@@ -701,6 +754,27 @@ impl Driver {
                 }
                 if let kad::Event::OutboundQueryProgressed {
                     id,
+                    result: QueryResult::GetProviders(result),
+                    step,
+                    ..
+                } = event
+                {
+                    self.handle_providers(id, result, step.last);
+                } else if let kad::Event::OutboundQueryProgressed {
+                    id,
+                    result: QueryResult::StartProviding(result),
+                    ..
+                } = event
+                {
+                    if let Some(i) = self.pending_announces.iter().position(|p| p.0 == id) {
+                        let (_, blob, reply) = self.pending_announces.swap_remove(i);
+                        let _ = reply.send(result.map(|_| ()).map_err(|e| ClientError::Announce {
+                            id: blob,
+                            reason: e.to_string(),
+                        }));
+                    }
+                } else if let kad::Event::OutboundQueryProgressed {
+                    id,
                     result: QueryResult::Bootstrap(result),
                     step,
                     ..
@@ -762,6 +836,40 @@ impl Driver {
                     self.swarm.close_connection(connection);
                 }
             }
+        }
+    }
+
+    fn handle_providers(&mut self, id: QueryId, result: kad::GetProvidersResult, last: bool) {
+        let Some(i) = self.provider_queries.iter().position(|q| q.id == id) else {
+            return;
+        };
+        let done = match result {
+            Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) => {
+                self.provider_queries[i].found.extend(providers);
+                last
+            }
+            Ok(kad::GetProvidersOk::FinishedWithNoAdditionalRecord { .. }) | Err(_) => true,
+        };
+        if !done {
+            return;
+        }
+        let mut query = self.provider_queries.swap_remove(i);
+        let local = *self.swarm.local_peer_id();
+        query.found.remove(&local);
+        let providers: Vec<PeerId> = query.found.into_iter().collect();
+        self.events.send(NetworkEvent::BlobProvidersFound {
+            id: query.blob,
+            providers: providers.clone(),
+        });
+        if let Some(reply) = query.reply {
+            let _ = reply.send(Ok(providers.clone()));
+        }
+        if let Some(reply) = query.request {
+            let _ = reply.send(
+                self.node
+                    .request_blob(query.blob, providers)
+                    .map_err(ClientError::from),
+            );
         }
     }
 
@@ -883,6 +991,11 @@ async fn stream_task(
             result = reset => if result.is_ok() { return },
         }
     }
+}
+
+/// The DHT key of a blob: its 32-byte id.
+fn blob_key(id: &BlobId) -> kad::RecordKey {
+    kad::RecordKey::new(id.as_bytes())
 }
 
 fn peer_of(address: &Multiaddr) -> Option<PeerId> {

@@ -1,0 +1,76 @@
+//! Blob providers in the DHT: two nodes announce the same blob, a third finds both with
+//! one query (every provider has its own record, unlike one record per blob that a second
+//! holder overwrites) and downloads it naming no provider at all.
+#![allow(clippy::unwrap_used)] // a test reports failure by panicking
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, node, wait_for};
+use sinew_tokio::core::blob::BlobId;
+use sinew_tokio::core::node::Event;
+use sinew_tokio::{NetworkEvent, Security};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_providers_are_found_and_used() {
+    let tcp = "/ip4/127.0.0.1/tcp/0";
+    let (hub, _hub_events, hub_addr) = node(tcp, Security::default()).await;
+    let (b, _b_events, _) = node(tcp, Security::default()).await;
+    let (c, _c_events, _) = node(tcp, Security::default()).await;
+    let (d, mut d_events, _) = node(tcp, Security::default()).await;
+    for n in [&b, &c, &d] {
+        n.dial(hub_addr.clone()).await.unwrap();
+    }
+    // Everyone learns everyone through the hub's DHT (once identify told them the hub
+    // speaks Kademlia).
+    for n in [&b, &c, &d] {
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                n.bootstrap().await.is_ok()
+            })
+            .await
+        );
+    }
+    let content: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let id = b.add_blob(content.clone()).await.unwrap();
+    assert_eq!(c.add_blob(content.clone()).await.unwrap(), id);
+    b.announce_blob(id).await.unwrap();
+    c.announce_blob(id).await.unwrap();
+
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            d.query_blob(id).await.unwrap().len() == 2
+        })
+        .await,
+        "the two providers were not found"
+    );
+    let providers = d.query_blob(id).await.unwrap();
+    assert!(providers.contains(&b.local_peer_id()) && providers.contains(&c.local_peer_id()));
+
+    d.request_blob(id, vec![]).await.unwrap();
+    let outcome = wait_for(&mut d_events, Duration::from_secs(30), |e| match e {
+        NetworkEvent::Blob(Event::BlobDownloaded { id: got, .. }) if got == id => Some(Ok(())),
+        NetworkEvent::Blob(Event::BlobDownloadFailed { reason, .. }) => {
+            Some(Err(reason.to_string()))
+        }
+        _ => None,
+    })
+    .await
+    .expect("the download ends");
+    outcome.unwrap();
+    assert!(d.get_blob(id).await.unwrap().unwrap() == content);
+    let _ = hub;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_nobody_announced_fails_with_no_providers() {
+    let (a, _a_events, a_addr) = node("/ip4/127.0.0.1/tcp/0", Security::default()).await;
+    let (b, _b_events, _) = node("/ip4/127.0.0.1/tcp/0", Security::default()).await;
+    b.dial(a_addr).await.unwrap();
+    let id = BlobId::of(b"never announced");
+    assert!(b.query_blob(id).await.unwrap().is_empty());
+    let err = b.request_blob(id, vec![]).await.unwrap_err();
+    assert!(err.to_string().contains("no provider"), "{err}");
+    let _ = a;
+}
