@@ -529,7 +529,9 @@ impl<S: BlobStore> Node<S> {
             return;
         }
         let Some(Stream::Opening { blob, request, .. }) = self.streams.get(&stream) else {
-            return; // reset or cancelled meanwhile
+            // Cancelled while it was being opened: close it.
+            self.transmits.push_back(Output::Reset { stream });
+            return;
         };
         let (blob, request) = (*blob, *request);
         let Some(ranges) = self.downloads.get(&blob).and_then(|d| d.ranges_of(request)) else {

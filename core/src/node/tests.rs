@@ -465,3 +465,27 @@ fn time_never_goes_backwards() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_stream_that_opens_after_its_download_was_cancelled_is_reset() {
+    let (mut node, now) = lone_node();
+    let provider = peer_id(0, 1);
+    let id = BlobId::of(b"x");
+    node.request_blob(id, [provider]).unwrap();
+    let out = drain(&mut node);
+    let Some(Output::OpenStream { stream, .. }) = out.first().cloned() else {
+        panic!("expected an open, got {out:?}");
+    };
+    node.cancel_download(&id);
+    let _ = drain(&mut node);
+    node.handle_input(
+        now,
+        Input::StreamOpened {
+            stream,
+            peer: provider,
+            protocol: ProtocolId::BLOB,
+        },
+    );
+    assert_eq!(drain(&mut node), vec![Output::Reset { stream }]);
+    assert_eq!(node.open_streams(), 0);
+}

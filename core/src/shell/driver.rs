@@ -49,6 +49,8 @@ enum StreamIo {
     Flushed(StreamId),
     Finished(StreamId),
     Reset(StreamId),
+    /// The stream's task ended: forget its command channel.
+    Ended(StreamId),
 }
 
 /// What the driver tells a stream task.
@@ -405,6 +407,10 @@ impl Driver {
             StreamIo::Reset(stream) => {
                 self.streams.remove(&stream);
                 Input::StreamReset { stream }
+            }
+            StreamIo::Ended(stream) => {
+                self.streams.remove(&stream);
+                return;
             }
         };
         self.node.handle_input(t, input);
@@ -916,6 +922,7 @@ async fn stream_task(
     mut commands: mpsc::UnboundedReceiver<StreamCmd>,
     io: mpsc::Sender<StreamIo>,
 ) {
+    let mut end_io = io.clone();
     let (mut reader, mut writer) = stream.split();
     let (reset_tx, reset_rx) = oneshot::channel::<()>();
     let mut read_io = io.clone();
@@ -988,9 +995,10 @@ async fn stream_task(
         futures::select! {
             () = read => read_done = true,
             () = write => write_done = true,
-            result = reset => if result.is_ok() { return },
+            result = reset => if result.is_ok() { break },
         }
     }
+    let _ = end_io.send(StreamIo::Ended(id)).await;
 }
 
 /// The DHT key of a blob: its 32-byte id.
