@@ -11,6 +11,7 @@ mod behaviour;
 mod client;
 mod config;
 mod driver;
+mod fs_store;
 mod metrics;
 mod stream;
 
@@ -23,6 +24,7 @@ use libp2p::Swarm;
 pub use behaviour::{message_id, Behaviour, BehaviourEvent, BuildError};
 pub use client::{ClientError, EventStream, NetworkClient, NetworkEvent, NetworkStatus};
 pub use config::{GossipConfig, KadMode, NetworkConfig};
+pub use fs_store::{FsStore, SYNC_EVERY};
 pub use metrics::Metrics;
 pub use stream::{SinewStream, StreamError};
 
