@@ -103,6 +103,29 @@ pub(crate) fn leaf_chunks(offset: u64, len: usize) -> ChunkRanges {
     ChunkRanges::from(start..end)
 }
 
+/// A range set as half-open `(start, end)` chunk pairs, `u64::MAX` ending an open range
+/// (the form the wire and the persistent store use).
+pub(crate) fn ranges_to_pairs(ranges: &ChunkRanges) -> Vec<(u64, u64)> {
+    ranges
+        .boundaries()
+        .chunks(2)
+        .map(|p| (p[0].0, p.get(1).map_or(u64::MAX, |e| e.0)))
+        .collect()
+}
+
+/// The inverse of [`ranges_to_pairs`]; empty pairs are skipped.
+pub(crate) fn pairs_to_ranges(pairs: impl IntoIterator<Item = (u64, u64)>) -> ChunkRanges {
+    let mut out = ChunkRanges::empty();
+    for (start, end) in pairs {
+        if end == u64::MAX {
+            out |= ChunkRanges::from(ChunkNum(start)..);
+        } else if start < end {
+            out |= ChunkRanges::from(ChunkNum(start)..ChunkNum(end));
+        }
+    }
+    out
+}
+
 /// Every chunk of a blob of `size` bytes.
 pub fn all_chunks(size: u64) -> ChunkRanges {
     ChunkRanges::from(ChunkNum(0)..chunks(size))

@@ -14,7 +14,8 @@ use libp2p_identity::PeerId;
 
 use super::Event;
 use crate::blob::download::{Download, DropReason, RequestId};
-use crate::blob::{BlobId, ChunkNum, ChunkRanges, Encoder};
+use crate::blob::tree::{pairs_to_ranges, ranges_to_pairs};
+use crate::blob::{BlobId, ChunkRanges, Encoder};
 use crate::framing;
 use crate::store::BlobStore;
 use crate::wire::{self, BlobRequest, BlobResponse, ChunkRangeList, Hello, Message, Reason};
@@ -36,26 +37,13 @@ fn frames(messages: &[Message]) -> Bytes {
 /// Converts range-set boundaries to the wire's list of half-open ranges (`u64::MAX` as the
 /// end of an open range).
 pub(super) fn to_wire(ranges: &ChunkRanges) -> ChunkRangeList {
-    let b = ranges.boundaries();
-    let pairs: Vec<(u64, u64)> = b
-        .chunks(2)
-        .map(|p| (p[0].0, p.get(1).map_or(u64::MAX, |e| e.0)))
-        .collect();
-    ChunkRangeList::new(pairs).expect("a download asks for few, sorted, disjoint ranges")
+    ChunkRangeList::new(ranges_to_pairs(ranges))
+        .expect("a download asks for few, sorted, disjoint ranges")
 }
 
 /// The wire's ranges as a range set.
 pub(super) fn from_wire(list: &ChunkRangeList) -> ChunkRanges {
-    let mut out = ChunkRanges::empty();
-    for range in list.iter() {
-        let (start, end) = (range.start, range.end);
-        if end == u64::MAX {
-            out |= ChunkRanges::from(ChunkNum(start)..);
-        } else {
-            out |= ChunkRanges::from(ChunkNum(start)..ChunkNum(end));
-        }
-    }
-    out
+    pairs_to_ranges(list.iter().map(|r| (r.start, r.end)))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,12 +21,14 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use bao_tree::{ChunkNum, ChunkRanges};
+use bao_tree::ChunkRanges;
 use borsh::{BorshDeserialize, BorshSerialize};
 use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::blob::tree::{all_chunks, leaf_chunks, outboard_size, PAIR_BYTES};
+use crate::blob::tree::{
+    all_chunks, leaf_chunks, outboard_size, pairs_to_ranges, ranges_to_pairs, PAIR_BYTES,
+};
 use crate::blob::{BlobId, Outboard};
 use crate::store::{BlobState, BlobStore, StoreError};
 
@@ -64,25 +66,6 @@ pub struct FsStore {
 
 fn io(e: impl std::fmt::Display) -> StoreError {
     StoreError::Io(e.to_string())
-}
-
-fn ranges_to_vec(r: &ChunkRanges) -> Vec<(u64, u64)> {
-    r.boundaries()
-        .chunks(2)
-        .map(|p| (p[0].0, p.get(1).map_or(u64::MAX, |e| e.0)))
-        .collect()
-}
-
-fn vec_to_ranges(v: &[(u64, u64)]) -> ChunkRanges {
-    let mut out = ChunkRanges::empty();
-    for &(s, e) in v {
-        if e == u64::MAX {
-            out |= ChunkRanges::from(ChunkNum(s)..);
-        } else if s < e {
-            out |= ChunkRanges::from(ChunkNum(s)..ChunkNum(e));
-        }
-    }
-    out
 }
 
 impl FsStore {
@@ -155,7 +138,7 @@ impl FsStore {
             size: meta.size,
             data: open(self.path(id, "data.partial"))?,
             outboard: open(self.path(id, "obao.partial"))?,
-            verified: vec_to_ranges(&meta.verified),
+            verified: pairs_to_ranges(meta.verified.iter().copied()),
             unsynced: 0,
         };
         self.partial.insert(*id, partial);
@@ -181,7 +164,7 @@ impl FsStore {
         let meta = Meta {
             size: p.size,
             complete: false,
-            verified: ranges_to_vec(&p.verified),
+            verified: ranges_to_pairs(&p.verified),
         };
         self.put_meta(id, &meta)
     }
@@ -229,7 +212,7 @@ impl BlobStore for FsStore {
             } else {
                 BlobState::Partial {
                     size: m.size,
-                    verified: vec_to_ranges(&m.verified),
+                    verified: pairs_to_ranges(m.verified.iter().copied()),
                 }
             }
         }))
@@ -406,6 +389,8 @@ impl BlobStore for FsStore {
 
 #[cfg(test)]
 mod tests {
+    use bao_tree::ChunkNum;
+
     use super::*;
 
     fn content(len: usize) -> Vec<u8> {
