@@ -41,8 +41,8 @@ use libp2p::{noise, tcp, tls, yamux, Swarm};
 use prometheus_client::registry::Registry;
 use sinew_core::shell::{Behaviour, Metrics, Runtime};
 pub use sinew_core::shell::{
-    ClientError, EventStream, NetworkClient, NetworkConfig, NetworkEvent, NetworkStatus,
-    SinewStream,
+    BlobDownload, BlobDownloaded, BlobInfo, BlobProgress, ClientError, DownloadUpdate, EventStream,
+    NetworkClient, NetworkConfig, NetworkEvent, NetworkStatus, SinewStream,
 };
 
 pub use identity::{load_or_create_identity, IdentityError};
@@ -108,6 +108,9 @@ pub enum StartError {
     /// The behaviour's configuration is invalid.
     #[error(transparent)]
     Behaviour(#[from] sinew_core::shell::BuildError),
+    /// The blob store could not be opened.
+    #[error(transparent)]
+    Store(#[from] sinew_core::store::StoreError),
 }
 
 /// Options of [`start`] besides the network configuration.
@@ -182,5 +185,5 @@ pub fn start(
         config,
         Arc::new(TokioRuntime),
         metrics,
-    ))
+    )?)
 }

@@ -241,7 +241,7 @@ impl Download {
     /// Verified bytes (counting the short last group by its real length).
     pub fn bytes_verified(&self) -> u64 {
         let Some(size) = self.size else { return 0 };
-        (count_chunks(&self.have, size) * 1024).min(size)
+        super::tree::verified_bytes(&self.have, size)
     }
 
     /// Bytes received from providers, including proof hashes and rejected data.

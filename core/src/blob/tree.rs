@@ -32,6 +32,24 @@ pub fn outboard_size(size: u64) -> u64 {
     tree(size).outboard_size()
 }
 
+/// Bytes of a blob of `size` bytes covered by the chunk ranges `ranges` (the short last
+/// chunk counts by its real length).
+pub fn verified_bytes(ranges: &ChunkRanges, size: u64) -> u64 {
+    use range_collections::range_set::RangeSetRange;
+    ranges
+        .iter()
+        .map(|r| {
+            let (start, end) = match r {
+                RangeSetRange::Range(r) => (r.start.0, r.end.0),
+                RangeSetRange::RangeFrom(r) => (r.start.0, u64::MAX),
+            };
+            let start = start.saturating_mul(1024).min(size);
+            let end = end.saturating_mul(1024).min(size);
+            end - start
+        })
+        .sum()
+}
+
 /// The number of 1 KiB chunks of a blob of `size` bytes (the last one may be short).
 pub fn chunks(size: u64) -> ChunkNum {
     ChunkNum(size.div_ceil(1024))
@@ -163,7 +181,60 @@ impl Outboard {
     /// assert_eq!(outboard.size(), 100_000);
     /// ```
     pub fn create(content: &[u8]) -> Self {
-        let size = content.len() as u64;
+        let built: Result<Self, std::convert::Infallible> =
+            Self::build(content.len() as u64, |start, len, start_chunk, is_root| {
+                let start = start as usize;
+                Ok(hash_subtree(
+                    start_chunk,
+                    &content[start..start + len],
+                    is_root,
+                ))
+            });
+        match built {
+            Ok(outboard) => outboard,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Reads `size` bytes from `reader` once, in order, hashing them and building the
+    /// outboard; every chunk group read is also handed to `sink` (to copy the content
+    /// somewhere while it is hashed). Memory: one chunk group plus the outboard (0.4 % of
+    /// `size`), whatever the size.
+    ///
+    /// Fails with [`std::io::ErrorKind::UnexpectedEof`] if the reader ends early.
+    ///
+    /// ```
+    /// use sinew_core::blob::{BlobId, Outboard};
+    /// let content = vec![3u8; 70_000];
+    /// let mut copy = Vec::new();
+    /// let outboard = Outboard::create_from_reader(70_000, &content[..], |group| {
+    ///     copy.extend_from_slice(group);
+    ///     Ok(())
+    /// })?;
+    /// assert_eq!(outboard.id(), BlobId::of(&content));
+    /// assert_eq!(copy, content);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn create_from_reader(
+        size: u64,
+        mut reader: impl std::io::Read,
+        mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> std::io::Result<Self> {
+        let mut group = vec![0u8; CHUNK_GROUP_BYTES as usize];
+        Self::build(size, |_, len, start_chunk, is_root| {
+            let bytes = &mut group[..len];
+            reader.read_exact(bytes)?;
+            sink(bytes)?;
+            Ok(hash_subtree(start_chunk, bytes, is_root))
+        })
+    }
+
+    /// Walks the tree of a blob of `size` bytes in post-order; `hash_leaf(start byte, len,
+    /// start chunk, is_root)` hashes each chunk group, called in content order.
+    fn build<E>(
+        size: u64,
+        mut hash_leaf: impl FnMut(u64, usize, u64, bool) -> Result<blake3::Hash, E>,
+    ) -> Result<Self, E> {
         let tree = tree(size);
         let mut data = vec![0u8; tree.outboard_size() as usize];
         let mut stack: Vec<blake3::Hash> = Vec::with_capacity(64);
@@ -189,21 +260,21 @@ impl Outboard {
                     is_root,
                     ..
                 } => {
-                    let start = start_chunk.to_bytes() as usize;
-                    stack.push(hash_subtree(
+                    stack.push(hash_leaf(
+                        start_chunk.to_bytes(),
+                        len,
                         start_chunk.0,
-                        &content[start..start + len],
                         is_root,
-                    ));
+                    )?);
                 }
             }
         }
         let root = stack.pop().expect("a tree always has a root");
-        Self {
+        Ok(Self {
             id: BlobId::from(root),
             size,
             data,
-        }
+        })
     }
 
     /// Wraps stored outboard bytes; `None` if their length does not fit `size`.
@@ -258,7 +329,34 @@ mod tests {
             let ob = Outboard::create(&d);
             assert_eq!(ob.id(), BlobId::of(&d), "len {len}");
             assert_eq!(ob.as_bytes().len() as u64, outboard_size(len as u64));
+            let mut copy = Vec::new();
+            let streamed = Outboard::create_from_reader(len as u64, &d[..], |g| {
+                copy.extend_from_slice(g);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(streamed, ob, "len {len}");
+            assert_eq!(copy, d);
         }
+    }
+
+    #[test]
+    fn verified_bytes_counts_the_short_last_chunk_by_its_length() {
+        let size = 3 * 1024 + 5;
+        assert_eq!(verified_bytes(&all_chunks(size), size), size);
+        assert_eq!(verified_bytes(&ChunkRanges::from(ChunkNum(3)..), size), 5);
+        assert_eq!(
+            verified_bytes(&ChunkRanges::from(ChunkNum(1)..ChunkNum(2)), size),
+            1024
+        );
+        assert_eq!(verified_bytes(&ChunkRanges::empty(), size), 0);
+    }
+
+    #[test]
+    fn a_short_reader_is_an_error_not_a_wrong_id() {
+        let d = data(50_000);
+        let err = Outboard::create_from_reader(50_001, &d[..], |_| Ok(())).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
     }
 
     #[test]

@@ -102,6 +102,9 @@ pub struct Config {
     pub send_window: usize,
     /// Largest frame accepted on a stream (framing limit). Default 8 MiB.
     pub max_frame_len: usize,
+    /// At most one [`Event::BlobDownloadProgress`] per download per this interval (the
+    /// outcome event carries the final figures). Default 100 ms.
+    pub progress_interval: Duration,
 }
 
 impl Default for Config {
@@ -116,6 +119,7 @@ impl Default for Config {
             validate_on_serve: true,
             send_window: 256 * 1024,
             max_frame_len: crate::framing::DEFAULT_MAX_FRAME_LEN,
+            progress_interval: Duration::from_millis(100),
         }
     }
 }
@@ -354,6 +358,8 @@ pub struct Node<S> {
     connected: BTreeSet<PeerId>,
     streams: BTreeMap<StreamId, Stream>,
     downloads: BTreeMap<BlobId, download::Download>,
+    /// When each download last reported progress.
+    last_progress: BTreeMap<BlobId, Instant>,
     /// Streams of each download request.
     request_streams: BTreeMap<(BlobId, download::RequestId), StreamId>,
     outbound_requests: usize,
@@ -374,6 +380,7 @@ impl<S: BlobStore> Node<S> {
             connected: BTreeSet::new(),
             streams: BTreeMap::new(),
             downloads: BTreeMap::new(),
+            last_progress: BTreeMap::new(),
             request_streams: BTreeMap::new(),
             outbound_requests: 0,
             inbound_requests: 0,
@@ -683,6 +690,7 @@ impl<S: BlobStore> Node<S> {
     /// Stops a download; verified ranges stay in the store.
     pub fn cancel_download(&mut self, id: &BlobId) {
         if self.downloads.remove(id).is_some() {
+            self.last_progress.remove(id);
             self.close_download_streams(*id);
             self.events.push_back(Event::BlobDownloadFailed {
                 id: *id,
@@ -785,7 +793,12 @@ impl<S: BlobStore> Node<S> {
                 break;
             }
         }
-        if progressed {
+        let due = self
+            .last_progress
+            .get(&id)
+            .is_none_or(|last| now >= *last + self.config.progress_interval);
+        if progressed && due && outcome.is_none() {
+            self.last_progress.insert(id, now);
             let d = &self.downloads[&id];
             self.events.push_back(Event::BlobDownloadProgress {
                 id,
@@ -796,6 +809,7 @@ impl<S: BlobStore> Node<S> {
         }
         if let Some(event) = outcome {
             self.downloads.remove(&id);
+            self.last_progress.remove(&id);
             self.close_download_streams(id);
             self.events.push_back(event);
             return;

@@ -107,6 +107,16 @@ pub enum BuildError {
     /// The Kademlia protocol id is not a valid protocol name (must start with `/`).
     #[error("invalid Kademlia protocol id {0:?}: it must start with '/'")]
     KadProtocol(String),
+    /// Provider records would expire before they are published again.
+    #[error(
+        "provider_republish ({republish:?}) must be shorter than provider_record_ttl ({ttl:?})"
+    )]
+    ProviderTimes {
+        /// The configured republish interval.
+        republish: std::time::Duration,
+        /// The configured record lifetime.
+        ttl: std::time::Duration,
+    },
 }
 
 impl Behaviour {
@@ -132,11 +142,24 @@ impl Behaviour {
         let kad_protocol = StreamProtocol::try_from_owned(config.kad_protocol.clone())
             .map_err(|_| BuildError::KadProtocol(config.kad_protocol.clone()))?;
         let local = key.public().to_peer_id();
-        let kad = kad::Behaviour::with_config(
+        if config.provider_republish >= config.provider_record_ttl {
+            return Err(BuildError::ProviderTimes {
+                republish: config.provider_republish,
+                ttl: config.provider_record_ttl,
+            });
+        }
+        let mut kad_config = kad::Config::new(kad_protocol);
+        kad_config
+            .set_provider_record_ttl(Some(config.provider_record_ttl))
+            .set_provider_publication_interval(Some(config.provider_republish));
+        let store = MemoryStore::with_config(
             local,
-            MemoryStore::new(local),
-            kad::Config::new(kad_protocol),
+            kad::store::MemoryStoreConfig {
+                max_provided_keys: config.max_provided_blobs,
+                ..Default::default()
+            },
         );
+        let kad = kad::Behaviour::with_config(local, store, kad_config);
 
         let identify = identify::Behaviour::new(
             identify::Config::new("/sinew/1.0.0".into(), key.public())

@@ -9,6 +9,7 @@
 //! application.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -18,6 +19,7 @@ use futures::channel::{mpsc, oneshot};
 use futures::{SinkExt, Stream};
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
 
+use super::download::BlobDownload;
 use super::stream::SinewStream;
 use crate::blob::BlobId;
 use crate::node;
@@ -94,6 +96,24 @@ pub enum ClientError {
         /// Why.
         reason: String,
     },
+    /// A blob download failed; what it verified stays in the store, and requesting the
+    /// blob again resumes from it.
+    #[error("downloading blob {id} failed: {reason}")]
+    Download {
+        /// The blob.
+        id: BlobId,
+        /// Why, with each provider dropped and the reason.
+        reason: node::DownloadFailure,
+    },
+    /// A DHT lookup found no provider of the blob.
+    #[error("no provider of blob {0} was found in the DHT: check the id, or name a provider (a ticket, or --from)")]
+    NoProvidersFound(BlobId),
+    /// The blob is not complete in the local store (absent, or still downloading).
+    #[error("blob {0} is not complete in the local store: fetch it first")]
+    BlobNotComplete(BlobId),
+    /// The local blob store failed (disk, permissions, a corrupt copy, a file to import).
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// A snapshot of the node's state.
@@ -113,6 +133,19 @@ pub struct NetworkStatus {
     pub kad_server: bool,
     /// Peers in the Kademlia routing table.
     pub kad_peers: usize,
+}
+
+/// One blob in the local store, as [`NetworkClient::list_blobs`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    /// The blob.
+    pub id: BlobId,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Verified bytes present (the size, once complete).
+    pub verified: u64,
+    /// Whether every byte is present and verified.
+    pub complete: bool,
 }
 
 /// What happened on the network.
@@ -200,6 +233,12 @@ pub(crate) enum Command {
     Status(Reply<NetworkStatus>),
     Accept(StreamProtocol, Reply<()>),
     AddBlob(Bytes, Reply<BlobId>),
+    Importer(Reply<Option<super::fs_store::Importer>>),
+    CommitImport(super::fs_store::PreparedImport, Reply<BlobId>),
+    ExportSource(BlobId, Reply<Option<super::node_store::ExportSource>>),
+    DeleteBlob(BlobId, Reply<bool>),
+    ListBlobs(Reply<Vec<BlobInfo>>),
+    Download(BlobId, Vec<PeerId>, super::download::Watcher, Reply<()>),
     RequestBlob(BlobId, Vec<PeerId>, Reply<()>),
     GetBlob(BlobId, Reply<Option<Bytes>>),
     AnnounceBlob(BlobId, Reply<()>),
@@ -391,6 +430,87 @@ impl NetworkClient {
         self.call(|r| Command::GetBlob(id, r)).await
     }
 
+    /// Imports the file at `path` into the store and returns its id (equal to what `b3sum`
+    /// prints for the file).
+    ///
+    /// With a disk store the file is copied and hashed on a thread of its own, in one pass
+    /// with bounded memory, while the node keeps running; the blob becomes visible only
+    /// once its copy and outboard are durable. With a memory store the file is read into
+    /// memory.
+    pub async fn add_blob_file(&self, path: impl Into<PathBuf>) -> Result<BlobId, ClientError> {
+        let path = path.into();
+        match self.call(Command::Importer).await? {
+            Some(importer) => {
+                let prepared = blocking(move || importer.prepare(&path)).await??;
+                self.call(|r| Command::CommitImport(prepared, r)).await
+            }
+            None => {
+                let content = blocking(move || {
+                    std::fs::read(&path).map_err(|e| {
+                        crate::store::StoreError::Io(format!("cannot read {}: {e}", path.display()))
+                    })
+                })
+                .await??;
+                self.add_blob(content).await
+            }
+        }
+    }
+
+    /// Writes the complete blob `id` to the file `dest`, re-hashing it on the way: `dest`
+    /// appears (atomically, by rename) only if the bytes hash to `id`. Returns the size.
+    ///
+    /// Fails with [`ClientError::BlobNotComplete`] unless the store holds all of it.
+    pub async fn export_blob(
+        &self,
+        id: BlobId,
+        dest: impl Into<PathBuf>,
+    ) -> Result<u64, ClientError> {
+        let dest = dest.into();
+        let source = self
+            .call(|r| Command::ExportSource(id, r))
+            .await?
+            .ok_or(ClientError::BlobNotComplete(id))?;
+        let exported = blocking(move || match source {
+            super::node_store::ExportSource::File { path, .. } => {
+                super::fs_store::export_verified(&path, &id, &dest)
+            }
+            super::node_store::ExportSource::Memory(bytes) => {
+                super::fs_store::export_verified_bytes(&bytes, &id, &dest)
+            }
+        })
+        .await??;
+        Ok(exported)
+    }
+
+    /// Deletes `id` from the store, cancels its download if one runs, and stops announcing
+    /// it. Returns whether the store had it. (Provider records other peers already hold
+    /// expire after [`NetworkConfig::provider_record_ttl`](super::NetworkConfig); a peer
+    /// that asks meanwhile is answered "not found" and moves on to other providers.)
+    pub async fn delete_blob(&self, id: BlobId) -> Result<bool, ClientError> {
+        self.call(|r| Command::DeleteBlob(id, r)).await
+    }
+
+    /// Every blob in the store, complete or partial, in id order.
+    pub async fn list_blobs(&self) -> Result<Vec<BlobInfo>, ClientError> {
+        self.call(Command::ListBlobs).await
+    }
+
+    /// Downloads `id` from `providers` (or, if empty, from every provider the DHT
+    /// knows) and returns a handle that reports progress and the outcome.
+    ///
+    /// Returns once the download has started; a blob already complete in the store ends
+    /// at once with `received: 0`. Fails if no provider is given or found.
+    pub async fn download_blob(
+        &self,
+        id: BlobId,
+        providers: Vec<PeerId>,
+    ) -> Result<BlobDownload, ClientError> {
+        let (handle, watcher) = BlobDownload::new(id);
+        self.call(|r| Command::Download(id, providers, watcher, r))
+            .await?;
+        Ok(handle)
+    }
+
     /// Stops the node: connections close, the event stream ends.
     pub async fn shutdown(&self) -> Result<(), ClientError> {
         match self.call(Command::Shutdown).await {
@@ -398,6 +518,21 @@ impl NetworkClient {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Runs blocking file work on a thread of its own (imports and exports are rare and long;
+/// the node's task must not wait for the disk).
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ClientError> {
+    let (tx, rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("sinew-blob-file".into())
+        .spawn(move || {
+            let _ = tx.send(work());
+        })
+        .map_err(|e| ClientError::Store(crate::store::StoreError::Io(e.to_string())))?;
+    rx.await.map_err(|_| ClientError::Shutdown)
 }
 
 /// The node's events. Ends when the node shuts down.

@@ -101,6 +101,20 @@ pub struct NetworkConfig {
     pub shutdown_grace: Duration,
     /// The sans-IO node's settings (blobs and their limits).
     pub node: node::Config,
+    /// Where blobs are stored: a directory for the persistent store (redb + files), or
+    /// `None` to keep them in memory. Default `None`; the `sinew` CLI uses
+    /// `<data-dir>/blobs`.
+    pub blob_dir: Option<std::path::PathBuf>,
+    /// Blobs this node may provide in the DHT at once; `announce_blob` fails beyond it.
+    /// Default 65 536.
+    pub max_provided_blobs: usize,
+    /// How long other peers keep our provider records. Default 24 h.
+    pub provider_record_ttl: Duration,
+    /// How often our provider records are published again (before they expire).
+    /// Default 6 h; must be shorter than `provider_record_ttl`.
+    pub provider_republish: Duration,
+    /// At start, announce every complete blob of the persistent store again. Default on.
+    pub announce_stored_blobs: bool,
     /// Agent string sent in identify. Default `sinew/<version>`.
     pub agent: String,
 }
@@ -125,6 +139,11 @@ impl Default for NetworkConfig {
             command_buffer: 256,
             shutdown_grace: Duration::from_millis(300),
             node: node::Config::default(),
+            blob_dir: None,
+            max_provided_blobs: 65_536,
+            provider_record_ttl: Duration::from_secs(24 * 3600),
+            provider_republish: Duration::from_secs(6 * 3600),
+            announce_stored_blobs: true,
             agent: format!("sinew/{}", env!("CARGO_PKG_VERSION")),
         }
     }

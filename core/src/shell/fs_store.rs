@@ -1,25 +1,38 @@
 //! [`FsStore`]: the persistent [`BlobStore`] — redb for metadata, plain files for blob data
-//! and outboards. (Not yet used by the driver, which still runs on `MemStore`.)
+//! and outboards. The driver uses it when `NetworkConfig::blob_dir` is set (the `sinew`
+//! CLI always sets it).
 //!
 //! Layout under the store's directory: `meta.redb`; `blobs/<id>.data` and
 //! `blobs/<id>.obao` for complete blobs; `blobs/<id>.data.partial` and
-//! `blobs/<id>.obao.partial` while downloading.
+//! `blobs/<id>.obao.partial` while downloading; `blobs/*.tmp` while importing (removed
+//! when the store is opened: they belong to an import that never finished).
 //!
 //! Durability rules:
-//! - An import writes both files to temporaries, syncs them, renames them into place and
-//!   only then commits the metadata: after a crash a blob is either complete or absent.
+//! - An import copies the file into a temporary while hashing it ([`Importer::prepare`],
+//!   on any thread), syncs it, and then ([`FsStore::commit_import`]) writes and syncs the
+//!   outboard, renames both into place, syncs the directory and only then commits the
+//!   metadata: after a crash a blob is either complete or absent.
 //! - A download's verified ranges are committed to redb only after the data and outboard
-//!   bytes they cover were synced ([`SYNC_EVERY`] verified bytes at a time, and at
-//!   [`FsStore::flush`]). A crash therefore loses at most the last unsynced stretch, which
-//!   is fetched again; it never makes an unverified byte count as verified.
+//!   bytes they cover were synced. Every [`SYNC_EVERY`] verified bytes the store hands a
+//!   snapshot of the verified ranges to its sync thread, which syncs both files and then
+//!   commits that snapshot, so the driver never waits for the disk; commits only ever grow
+//!   the verified ranges. [`FsStore::flush`] does the same synchronously. A crash
+//!   therefore loses at most the last unsynced stretch, which is fetched again; it never
+//!   makes an unverified byte count as verified.
 //! - When the last chunk group is written, both files are synced and renamed to their final
-//!   names before the entry is committed as complete.
+//!   names, the directory is synced, and the entry is committed as complete before
+//!   [`BlobStore::write_verified`] returns: when the node emits `BlobDownloaded`, the blob
+//!   survives a crash or a power cut.
+//! - One process owns a store: redb locks `meta.redb`, and a second [`FsStore::open`] of
+//!   the same directory fails with a clear error.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 
 use bao_tree::ChunkRanges;
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -45,44 +58,382 @@ struct Meta {
     verified: Vec<(u64, u64)>,
 }
 
+/// Sync jobs queued for the sync thread before a download's writes wait for it.
+const SYNC_QUEUE: usize = 4;
+
 #[derive(Debug)]
 struct Partial {
     size: u64,
-    data: File,
-    outboard: File,
+    data: Arc<File>,
+    outboard: Arc<File>,
     verified: ChunkRanges,
     unsynced: u64,
+}
+
+/// Work for the sync thread.
+#[derive(Debug)]
+enum SyncJob {
+    /// Sync both files of a download, then commit the verified ranges they cover.
+    Sync {
+        id: BlobId,
+        data: Arc<File>,
+        outboard: Arc<File>,
+        size: u64,
+        verified: ChunkRanges,
+    },
+    /// Answer once every earlier job is done.
+    Barrier(mpsc::Sender<()>),
+}
+
+/// The store's sync thread: syncs downloads' files off the driver and commits their ranges.
+#[derive(Debug)]
+struct Syncer {
+    jobs: Option<mpsc::SyncSender<SyncJob>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// The first failure of the thread, reported by the next write.
+    failed: Arc<Mutex<Option<String>>>,
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        // Pending syncs complete before the store is gone.
+        self.jobs.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// A persistent blob store. See the module docs for its layout and durability rules.
 #[derive(Debug)]
 pub struct FsStore {
     dir: PathBuf,
-    db: Database,
+    db: Arc<Database>,
     partial: BTreeMap<BlobId, Partial>,
     /// Open files of complete blobs: (data, outboard).
     complete: Mutex<BTreeMap<BlobId, Arc<(File, File)>>>,
+    syncer: Syncer,
 }
 
 fn io(e: impl std::fmt::Display) -> StoreError {
     StoreError::Io(e.to_string())
 }
 
+/// Commits `verified` for `id` unless that would shrink what is committed, or the entry
+/// is complete or gone (a late sync of a download that finished or was deleted).
+fn commit_ranges(
+    db: &Database,
+    id: &BlobId,
+    size: u64,
+    verified: &ChunkRanges,
+) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(io)?;
+    {
+        let mut table = txn.open_table(BLOBS).map_err(io)?;
+        let current = match table.get(id.as_bytes()).map_err(io)? {
+            Some(value) => Meta::try_from_slice(value.value()).ok(),
+            None => None,
+        };
+        let Some(current) = current else {
+            return Ok(());
+        };
+        let committed = pairs_to_ranges(current.verified.iter().copied());
+        if current.complete || current.size != size || !committed.is_subset(verified) {
+            return Ok(());
+        }
+        let meta = Meta {
+            size,
+            complete: false,
+            verified: ranges_to_pairs(verified),
+        };
+        let bytes = borsh::to_vec(&meta).map_err(io)?;
+        table.insert(id.as_bytes(), bytes.as_slice()).map_err(io)?;
+    }
+    txn.commit().map_err(io)
+}
+
+fn sync_thread(
+    db: Arc<Database>,
+    jobs: mpsc::Receiver<SyncJob>,
+    failed: Arc<Mutex<Option<String>>>,
+) {
+    for job in jobs {
+        let (id, data, outboard, size, verified) = match job {
+            SyncJob::Sync {
+                id,
+                data,
+                outboard,
+                size,
+                verified,
+            } => (id, data, outboard, size, verified),
+            SyncJob::Barrier(done) => {
+                let _ = done.send(());
+                continue;
+            }
+        };
+        let result = data
+            .sync_data()
+            .and_then(|()| outboard.sync_data())
+            .map_err(io)
+            .and_then(|()| commit_ranges(&db, &id, size, &verified));
+        if let Err(err) = result {
+            if let Ok(mut slot) = failed.lock() {
+                slot.get_or_insert(format!("syncing blob {id}: {err}"));
+            }
+        }
+    }
+}
+
+static NEXT_TMP: AtomicU64 = AtomicU64::new(0);
+
+/// A unique temporary file name in `blobs` for this process.
+fn tmp_path(blobs: &Path) -> PathBuf {
+    let n = NEXT_TMP.fetch_add(1, Ordering::Relaxed);
+    blobs.join(format!("import-{}-{n}.tmp", std::process::id()))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io)
+}
+
+/// The slow half of importing a file: copies it into the store's directory while
+/// hashing it. Needs no access to the store, so it runs on any thread (the shell runs it
+/// on a thread of its own) while the node keeps going; [`FsStore::commit_import`] then
+/// makes the blob visible.
+#[derive(Debug, Clone)]
+pub struct Importer {
+    blobs: PathBuf,
+}
+
+impl Importer {
+    /// Copies `source` into a synced temporary file and builds its outboard.
+    ///
+    /// Memory stays at one 1 MiB buffer plus the outboard (0.4 % of the size), whatever the
+    /// file's size.
+    pub fn prepare(&self, source: &Path) -> Result<PreparedImport, StoreError> {
+        let cannot =
+            |e: std::io::Error| StoreError::Io(format!("cannot read {}: {e}", source.display()));
+        let file = File::open(source).map_err(cannot)?;
+        let meta = file.metadata().map_err(cannot)?;
+        if !meta.is_file() {
+            return Err(StoreError::Io(format!(
+                "{} is not a regular file",
+                source.display()
+            )));
+        }
+        let tmp = tmp_path(&self.blobs);
+        let mut prepared = PreparedImport {
+            data: tmp.clone(),
+            outboard: None,
+        };
+        let out = File::create(&tmp).map_err(io)?;
+        let mut writer = std::io::BufWriter::with_capacity(1 << 20, &out);
+        let reader = std::io::BufReader::with_capacity(1 << 20, file);
+        let outboard =
+            Outboard::create_from_reader(meta.len(), reader, |group| writer.write_all(group))
+                .map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                        StoreError::Io(format!("{} shrank while it was imported", source.display()))
+                    } else {
+                        StoreError::Io(format!("importing {}: {e}", source.display()))
+                    }
+                })?;
+        writer.flush().map_err(io)?;
+        drop(writer);
+        out.sync_all().map_err(io)?;
+        prepared.outboard = Some(outboard);
+        Ok(prepared)
+    }
+}
+
+/// A file copied into the store and hashed, not yet visible; see [`FsStore::commit_import`].
+/// Dropping it removes the copy.
+#[derive(Debug)]
+pub struct PreparedImport {
+    data: PathBuf,
+    outboard: Option<Outboard>,
+}
+
+impl PreparedImport {
+    /// The id the blob will have.
+    pub fn id(&self) -> Option<BlobId> {
+        self.outboard.as_ref().map(Outboard::id)
+    }
+
+    /// Its size in bytes.
+    pub fn size(&self) -> u64 {
+        self.outboard.as_ref().map_or(0, Outboard::size)
+    }
+}
+
+impl Drop for PreparedImport {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.data);
+    }
+}
+
+/// Copies the complete blob `id` at `source` to `dest`, hashing it on the way: the copy
+/// is renamed into place only if its hash is `id`, so a corrupt local copy is reported,
+/// never exported. Memory: one 1 MiB buffer. Runs on any thread.
+pub fn export_verified(source: &Path, id: &BlobId, dest: &Path) -> Result<u64, StoreError> {
+    let input = File::open(source).map_err(io)?;
+    export_from(input, id, dest)
+}
+
+/// [`export_verified`] for content held in memory.
+pub fn export_verified_bytes(content: &[u8], id: &BlobId, dest: &Path) -> Result<u64, StoreError> {
+    export_from(content, id, dest)
+}
+
+fn export_from(mut input: impl Read, id: &BlobId, dest: &Path) -> Result<u64, StoreError> {
+    let name = dest
+        .file_name()
+        .ok_or_else(|| StoreError::Io(format!("{} is not a file name", dest.display())))?;
+    let tmp = dest.with_file_name(format!(".{}.sinew-tmp", name.to_string_lossy()));
+    let result = (|| {
+        let out = File::create(&tmp)
+            .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", tmp.display())))?;
+        let mut writer = std::io::BufWriter::with_capacity(1 << 20, &out);
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let n = input.read(&mut buf).map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            writer.write_all(&buf[..n]).map_err(io)?;
+            total += n as u64;
+        }
+        writer.flush().map_err(io)?;
+        drop(writer);
+        if BlobId::from_bytes(*hasher.finalize().as_bytes()) != *id {
+            return Err(StoreError::Io(format!(
+                "the stored copy of blob {id} is corrupt (its hash differs): nothing was exported; delete it and fetch it again"
+            )));
+        }
+        out.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, dest)
+            .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", dest.display())))?;
+        Ok(total)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 impl FsStore {
     /// Opens (or creates) the store in `dir`.
+    ///
+    /// Fails if another process has the store open.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(dir.join("blobs")).map_err(io)?;
-        let db = Database::create(dir.join("meta.redb")).map_err(io)?;
+        let blobs = dir.join("blobs");
+        std::fs::create_dir_all(&blobs)
+            .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", blobs.display())))?;
+        let db = Database::create(dir.join("meta.redb")).map_err(|e| {
+            StoreError::Io(format!(
+                "cannot open the blob store in {}: {e} (is another node using it?)",
+                dir.display()
+            ))
+        })?;
         let txn = db.begin_write().map_err(io)?;
         txn.open_table(BLOBS).map_err(io)?;
         txn.commit().map_err(io)?;
+        // Leftovers of imports that never finished.
+        for entry in std::fs::read_dir(&blobs).map_err(io)?.flatten() {
+            if entry.path().extension().is_some_and(|e| e == "tmp") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        let db = Arc::new(db);
+        let (tx, rx) = mpsc::sync_channel(SYNC_QUEUE);
+        let failed = Arc::new(Mutex::new(None));
+        let thread = {
+            let (db, failed) = (db.clone(), failed.clone());
+            std::thread::Builder::new()
+                .name("sinew-blob-sync".into())
+                .spawn(move || sync_thread(db, rx, failed))
+                .map_err(io)?
+        };
         Ok(Self {
             dir,
             db,
             partial: BTreeMap::new(),
             complete: Mutex::new(BTreeMap::new()),
+            syncer: Syncer {
+                jobs: Some(tx),
+                thread: Some(thread),
+                failed,
+            },
         })
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// An [`Importer`] for this store, to copy files in from another thread.
+    pub fn importer(&self) -> Importer {
+        Importer {
+            blobs: self.dir.join("blobs"),
+        }
+    }
+
+    /// Makes a prepared import visible: writes its outboard, renames both files into place
+    /// and commits the entry (see the module docs). Idempotent: importing content the
+    /// store already holds completely changes nothing.
+    pub fn commit_import(&mut self, mut prepared: PreparedImport) -> Result<BlobId, StoreError> {
+        let outboard = prepared
+            .outboard
+            .take()
+            .ok_or_else(|| StoreError::Io("the import was not prepared".into()))?;
+        let id = outboard.id();
+        if self.meta(&id)?.is_some_and(|m| m.complete) {
+            return Ok(id);
+        }
+        // A download of the same content in progress is superseded.
+        if self.partial.remove(&id).is_some() {
+            self.drain_syncs();
+        }
+        let blobs = self.dir.join("blobs");
+        let tmp = tmp_path(&blobs);
+        let write = (|| {
+            let mut f = File::create(&tmp)?;
+            f.write_all(outboard.as_bytes())?;
+            f.sync_all()
+        })();
+        if let Err(e) = write {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(e));
+        }
+        std::fs::rename(&tmp, self.path(&id, "obao")).map_err(io)?;
+        std::fs::rename(&prepared.data, self.path(&id, "data")).map_err(io)?;
+        for ext in ["data.partial", "obao.partial"] {
+            let _ = std::fs::remove_file(self.path(&id, ext));
+        }
+        sync_dir(&blobs)?;
+        self.put_meta(
+            &id,
+            &Meta {
+                size: outboard.size(),
+                complete: true,
+                verified: Vec::new(),
+            },
+        )?;
+        Ok(id)
+    }
+
+    /// The data file of `id` and its size, if the blob is complete (for
+    /// [`export_verified`]).
+    pub fn complete_data(&self, id: &BlobId) -> Result<Option<(PathBuf, u64)>, StoreError> {
+        Ok(self
+            .meta(id)?
+            .filter(|m| m.complete)
+            .map(|m| (self.path(id, "data"), m.size)))
     }
 
     fn path(&self, id: &BlobId, ext: &str) -> PathBuf {
@@ -136,8 +487,8 @@ impl FsStore {
         };
         let partial = Partial {
             size: meta.size,
-            data: open(self.path(id, "data.partial"))?,
-            outboard: open(self.path(id, "obao.partial"))?,
+            data: Arc::new(open(self.path(id, "data.partial"))?),
+            outboard: Arc::new(open(self.path(id, "obao.partial"))?),
             verified: pairs_to_ranges(meta.verified.iter().copied()),
             unsynced: 0,
         };
@@ -145,7 +496,7 @@ impl FsStore {
         Ok(())
     }
 
-    /// Syncs every download's written bytes and commits its verified ranges.
+    /// Syncs every download's written bytes and commits its verified ranges, now.
     pub fn flush(&mut self) -> Result<(), StoreError> {
         let ids: Vec<BlobId> = self.partial.keys().copied().collect();
         for id in ids {
@@ -161,12 +512,47 @@ impl FsStore {
         p.data.sync_data().map_err(io)?;
         p.outboard.sync_data().map_err(io)?;
         p.unsynced = 0;
-        let meta = Meta {
-            size: p.size,
-            complete: false,
-            verified: ranges_to_pairs(&p.verified),
+        commit_ranges(&self.db, id, p.size, &p.verified)
+    }
+
+    /// Hands a snapshot of a download's verified ranges to the sync thread.
+    fn sync_in_background(&mut self, id: &BlobId) -> Result<(), StoreError> {
+        let Some(p) = self.partial.get_mut(id) else {
+            return Ok(());
         };
-        self.put_meta(id, &meta)
+        p.unsynced = 0;
+        let job = SyncJob::Sync {
+            id: *id,
+            data: p.data.clone(),
+            outboard: p.outboard.clone(),
+            size: p.size,
+            verified: p.verified.clone(),
+        };
+        match &self.syncer.jobs {
+            // Blocks only when the disk is behind by SYNC_QUEUE syncs: backpressure.
+            Some(jobs) if jobs.send(job).is_ok() => Ok(()),
+            _ => Err(StoreError::Io(
+                "the blob store's sync thread stopped".into(),
+            )),
+        }
+    }
+
+    /// Waits until the sync thread has done every job queued so far, so that no late
+    /// commit of an old download can touch an entry that is about to be replaced.
+    fn drain_syncs(&self) {
+        let (tx, rx) = mpsc::channel();
+        if let Some(jobs) = &self.syncer.jobs {
+            if jobs.send(SyncJob::Barrier(tx)).is_ok() {
+                let _ = rx.recv();
+            }
+        }
+    }
+
+    fn background_failure(&self) -> Result<(), StoreError> {
+        match self.syncer.failed.lock().map_err(io)?.as_ref() {
+            Some(err) => Err(StoreError::Io(err.clone())),
+            None => Ok(()),
+        }
     }
 
     fn finish(&mut self, id: &BlobId) -> Result<(), StoreError> {
@@ -178,9 +564,7 @@ impl FsStore {
         p.outboard.sync_all().map_err(io)?;
         std::fs::rename(self.path(id, "data.partial"), self.path(id, "data")).map_err(io)?;
         std::fs::rename(self.path(id, "obao.partial"), self.path(id, "obao")).map_err(io)?;
-        File::open(self.dir.join("blobs"))
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
+        sync_dir(&self.dir.join("blobs"))?;
         self.put_meta(
             id,
             &Meta {
@@ -262,9 +646,7 @@ impl BlobStore for FsStore {
             f.sync_all().map_err(io)?;
             std::fs::rename(&tmp, self.path(&id, ext)).map_err(io)?;
         }
-        File::open(self.dir.join("blobs"))
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
+        sync_dir(&self.dir.join("blobs"))?;
         self.put_meta(
             &id,
             &Meta {
@@ -302,13 +684,20 @@ impl BlobStore for FsStore {
         };
         let partial = Partial {
             size,
-            data: create(self.path(id, "data.partial"), size)?,
-            outboard: create(self.path(id, "obao.partial"), outboard_size(size))?,
+            data: Arc::new(create(self.path(id, "data.partial"), size)?),
+            outboard: Arc::new(create(self.path(id, "obao.partial"), outboard_size(size))?),
             verified: ChunkRanges::empty(),
             unsynced: 0,
         };
         self.partial.insert(*id, partial);
-        self.sync_partial(id)?;
+        self.put_meta(
+            id,
+            &Meta {
+                size,
+                complete: false,
+                verified: Vec::new(),
+            },
+        )?;
         if size == 0 {
             self.finish(id)?;
         }
@@ -351,14 +740,17 @@ impl BlobStore for FsStore {
             return self.finish(id);
         }
         if p.unsynced >= SYNC_EVERY {
-            self.sync_partial(id)?;
+            self.background_failure()?;
+            self.sync_in_background(id)?;
         }
         Ok(())
     }
 
     fn delete(&mut self, id: &BlobId) -> Result<bool, StoreError> {
         let existed = self.meta(id)?.is_some();
-        self.partial.remove(id);
+        if self.partial.remove(id).is_some() {
+            self.drain_syncs();
+        }
         self.complete.lock().map_err(io)?.remove(id);
         for ext in ["data", "obao", "data.partial", "obao.partial"] {
             let _ = std::fs::remove_file(self.path(id, ext));

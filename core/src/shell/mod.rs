@@ -10,9 +10,11 @@
 mod behaviour;
 mod client;
 mod config;
+mod download;
 mod driver;
 mod fs_store;
 mod metrics;
+mod node_store;
 mod stream;
 
 use std::sync::Arc;
@@ -22,10 +24,14 @@ use futures::future::BoxFuture;
 use libp2p::Swarm;
 
 pub use behaviour::{message_id, Behaviour, BehaviourEvent, BuildError};
-pub use client::{ClientError, EventStream, NetworkClient, NetworkEvent, NetworkStatus};
+pub use client::{BlobInfo, ClientError, EventStream, NetworkClient, NetworkEvent, NetworkStatus};
 pub use config::{GossipConfig, KadMode, NetworkConfig};
-pub use fs_store::{FsStore, SYNC_EVERY};
+pub use download::{BlobDownload, BlobDownloaded, BlobProgress, DownloadUpdate, PROGRESS_BUFFER};
+pub use fs_store::{
+    export_verified, export_verified_bytes, FsStore, Importer, PreparedImport, SYNC_EVERY,
+};
 pub use metrics::Metrics;
+pub use node_store::NodeStore;
 pub use stream::{SinewStream, StreamError};
 
 /// What the shell needs from an async runtime: spawning and sleeping.
@@ -39,13 +45,15 @@ pub trait Runtime: std::fmt::Debug + Send + Sync + 'static {
 /// Starts the driver for `swarm` on `runtime`; returns the client and the event stream.
 ///
 /// `metrics`, when given, are recorded for every event (serve them from the registry they
-/// were created with).
+/// were created with). Opens the blob store first (`config.blob_dir`; memory if `None`)
+/// and fails if it cannot be opened, e.g. because another node uses it.
 pub fn start(
     swarm: Swarm<Behaviour>,
     config: NetworkConfig,
     runtime: Arc<dyn Runtime>,
     metrics: Option<Metrics>,
-) -> (NetworkClient, EventStream) {
+) -> Result<(NetworkClient, EventStream), crate::store::StoreError> {
+    let store = NodeStore::open(config.blob_dir.as_deref())?;
     let (command_tx, command_rx) = futures::channel::mpsc::channel(config.command_buffer);
     let (events, stream) = client::EventSender::channel(config.event_buffer);
     let client = NetworkClient {
@@ -56,7 +64,15 @@ pub fn start(
         max_frame_len: config.node.max_frame_len,
         runtime: runtime.clone(),
     };
-    let driver = driver::Driver::new(swarm, config, runtime.clone(), command_rx, events, metrics);
+    let driver = driver::Driver::new(
+        swarm,
+        config,
+        runtime.clone(),
+        command_rx,
+        events,
+        metrics,
+        store,
+    );
     runtime.spawn(Box::pin(driver.run()));
-    (client, stream)
+    Ok((client, stream))
 }

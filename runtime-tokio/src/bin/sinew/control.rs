@@ -6,8 +6,13 @@
 //! `{"cmd":"status","topic":"t"}` (topic optional: adds the mesh size),
 //! `{"cmd":"publish","topic":"t","data":"text"}`, `{"cmd":"subscribe","topic":"t"}`,
 //! `{"cmd":"received","topic":"t"}` (the last 10 000 messages, topic optional),
-//! `{"cmd":"dial","address":"/ip4/.../p2p/..."}`, `{"cmd":"shutdown"}`.
-//! Responses: `{"ok":true,"result":...}` or `{"ok":false,"error":"..."}`.
+//! `{"cmd":"dial","address":"/ip4/.../p2p/..."}`, `{"cmd":"shutdown"}`, and the blob
+//! requests `{"cmd":"blob_add","path":"/abs/file"}`, `{"cmd":"blob_get","id":"<hex>",
+//! "from":["/ip4/.../p2p/..."],"output":"/abs/file"}`, `{"cmd":"blob_ls"}`,
+//! `{"cmd":"blob_rm","id":"<hex>"}`.
+//! Responses: `{"ok":true,"result":...}` or `{"ok":false,"error":"..."}`. `blob_get`
+//! first sends any number of progress lines, `{"progress":{"verified":..,"size":..,
+//! "providers":..}}`, then its response.
 
 use std::path::Path;
 
@@ -51,6 +56,28 @@ pub(crate) enum Request {
     },
     /// Stop the node.
     Shutdown,
+    /// Import a file into the blob store and announce it.
+    BlobAdd {
+        /// Absolute path of the file (the node reads it).
+        path: String,
+    },
+    /// Download a blob into the store and export it to a file.
+    BlobGet {
+        /// The blob id (64 hex digits).
+        id: String,
+        /// Providers' addresses, each ending in /p2p/<peer id>; empty: ask the DHT.
+        #[serde(default)]
+        from: Vec<String>,
+        /// Absolute path of the file to write.
+        output: String,
+    },
+    /// The blobs in the store.
+    BlobLs,
+    /// Delete a blob from the store.
+    BlobRm {
+        /// The blob id.
+        id: String,
+    },
 }
 
 /// A control response.
@@ -108,17 +135,34 @@ impl Control {
     }
 
     pub(crate) async fn call(&mut self, request: &Request) -> anyhow::Result<serde_json::Value> {
+        self.call_with_progress(request, |_| {}).await
+    }
+
+    /// Like [`Control::call`], handing each progress line to `progress` until the response.
+    pub(crate) async fn call_with_progress(
+        &mut self,
+        request: &Request,
+        mut progress: impl FnMut(&serde_json::Value),
+    ) -> anyhow::Result<serde_json::Value> {
         let mut line = serde_json::to_vec(request)?;
         line.push(b'\n');
         self.write.write_all(&line).await?;
-        let Some(reply) = self.lines.next_line().await? else {
-            bail!("the node closed its control socket");
-        };
-        let response: Response = serde_json::from_str(&reply)?;
-        match (response.ok, response.result, response.error) {
-            (true, Some(result), _) => Ok(result),
-            (_, _, Some(error)) => bail!("{error}"),
-            _ => bail!("malformed control response: {reply}"),
+        loop {
+            let Some(reply) = self.lines.next_line().await? else {
+                bail!("the node closed its control socket");
+            };
+            let value: serde_json::Value = serde_json::from_str(&reply)
+                .with_context(|| format!("malformed control response: {reply}"))?;
+            if let Some(p) = value.get("progress") {
+                progress(p);
+                continue;
+            }
+            let response: Response = serde_json::from_value(value)?;
+            return match (response.ok, response.result, response.error) {
+                (true, Some(result), _) => Ok(result),
+                (_, _, Some(error)) => bail!("{error}"),
+                _ => bail!("malformed control response: {reply}"),
+            };
         }
     }
 }

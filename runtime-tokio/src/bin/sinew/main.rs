@@ -6,12 +6,16 @@
 //! sinew peers  [--data-dir DIR] [--json]
 //! sinew status [--data-dir DIR] [--json]
 //! sinew devnet [--nodes 5] [--keep] [--dir DIR]
+//! sinew blob add <file>                       [--data-dir DIR] [--json]
+//! sinew blob get <id|ticket> [--from ADDR].. -o <file> [--no-progress] [--json]
+//! sinew blob ls | rm <id>                     [--data-dir DIR] [--json]
 //! ```
 //!
 //! Commands that act on a running node talk to it over its control socket,
 //! `<data-dir>/control.sock` (newline-delimited JSON; see the README). Logs go to stderr
 //! through `tracing`, filtered by `RUST_LOG` (default `info` for `sinew node`).
 
+mod blob;
 mod control;
 mod devnet;
 mod node;
@@ -59,6 +63,8 @@ enum Command {
     },
     /// Start N node processes on loopback, run the demo, print a summary.
     Devnet(devnet::DevnetArgs),
+    /// Blobs of a running node: add, get, ls, rm.
+    Blob(blob::BlobArgs),
 }
 
 fn main() -> ExitCode {
@@ -96,6 +102,7 @@ fn main() -> ExitCode {
             Command::Peers { data_dir, json } => control::peers(&data_dir, json).await,
             Command::Status { data_dir, json } => control::status(&data_dir, json).await,
             Command::Devnet(args) => devnet::run(args).await,
+            Command::Blob(args) => blob::run(args).await,
         }
     });
     match result {

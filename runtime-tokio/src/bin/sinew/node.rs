@@ -122,10 +122,16 @@ fn settings(args: &NodeArgs) -> anyhow::Result<Settings> {
             bail!("invalid kad_mode {other:?} in config file: use auto, server or client")
         }
     };
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from(".sinew"));
     let network = NetworkConfig {
         listen,
         bootstrap,
         kad_mode,
+        blob_dir: Some(data_dir.join("store")),
         ..NetworkConfig::default()
     };
     let security = match (&args.security, &file.security) {
@@ -145,11 +151,7 @@ fn settings(args: &NodeArgs) -> anyhow::Result<Settings> {
         args.topic.clone()
     };
     Ok(Settings {
-        data_dir: args
-            .data_dir
-            .clone()
-            .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from(".sinew")),
+        data_dir,
         network,
         topics,
         security,
@@ -297,6 +299,9 @@ fn serve_control(
                 let mut lines = BufReader::new(read).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
                     let response = match serde_json::from_str::<Request>(&line) {
+                        Ok(Request::BlobGet { id, from, output }) => {
+                            crate::blob::serve_get(&client, &id, &from, &output, &mut write).await
+                        }
                         Ok(request) => handle(request, &client, &state).await,
                         Err(e) => Response::error(format!("invalid request: {e}")),
                     };
@@ -353,6 +358,13 @@ async fn handle(request: Request, client: &NetworkClient, state: &Mutex<State>) 
                 client.shutdown().await?;
                 serde_json::json!({})
             }
+            Request::BlobAdd { path } => {
+                let listen = state.lock().expect("state lock").listen.clone();
+                crate::blob::serve_add(client, &path, &listen).await?
+            }
+            Request::BlobLs => crate::blob::serve_ls(client).await?,
+            Request::BlobRm { id } => crate::blob::serve_rm(client, &id).await?,
+            Request::BlobGet { .. } => unreachable!("served with its progress lines"),
         })
     }
     .await;

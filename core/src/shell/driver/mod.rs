@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures::channel::{mpsc, oneshot};
-use futures::{AsyncReadExt, AsyncWriteExt, FutureExt, SinkExt, StreamExt};
+use futures::channel::mpsc;
+use futures::{FutureExt, SinkExt, StreamExt};
 use libp2p::gossipsub::{self, IdentTopic};
 use libp2p::kad::{self, QueryId, QueryResult};
 use libp2p::metrics::Recorder;
@@ -28,12 +28,17 @@ use super::client::{
 };
 use super::config::{KadMode, NetworkConfig};
 use super::metrics::Metrics;
+use super::node_store::NodeStore;
 use super::stream::SinewStream;
 use super::Runtime;
 use crate::blob::BlobId;
 use crate::node::{self, Input, Node, Output, StreamId};
-use crate::store::MemStore;
 use crate::wire::ProtocolId;
+
+mod blobs;
+mod stream_task;
+
+use stream_task::stream_task;
 
 /// Messages from stream tasks to the driver. Bounded: a slow driver stops the readers.
 #[derive(Debug)]
@@ -80,7 +85,7 @@ fn now() -> Instant {
 pub(crate) struct Driver {
     swarm: Swarm<Behaviour>,
     config: NetworkConfig,
-    node: Node<MemStore>,
+    node: Node<NodeStore>,
     runtime: Arc<dyn Runtime>,
     control: libp2p_stream::Control,
     commands: mpsc::Receiver<Command>,
@@ -110,6 +115,10 @@ pub(crate) struct Driver {
     pending_announces: Vec<(QueryId, BlobId, Reply<()>)>,
     /// Provider lookups: `query_blob` calls, and `request_blob` calls without providers.
     provider_queries: Vec<ProviderQuery>,
+    /// Download handles waiting for their blob's progress and outcome.
+    watchers: blobs::Watchers,
+    /// Blobs this node provides in the DHT.
+    announced: std::collections::BTreeSet<BlobId>,
     /// The watchdog: each connection's peer and its last sign of life (established or a
     /// successful ping).
     alive: BTreeMap<ConnectionId, (PeerId, Instant)>,
@@ -124,6 +133,7 @@ impl Driver {
         commands: mpsc::Receiver<Command>,
         events: EventSender,
         metrics: Option<Metrics>,
+        store: NodeStore,
     ) -> Self {
         let local = *swarm.local_peer_id();
         let mut control = swarm.behaviour().stream.new_control();
@@ -138,7 +148,7 @@ impl Driver {
             );
         }
         let start = now();
-        let node = Node::new(local, config.node.clone(), MemStore::new(), start);
+        let node = Node::new(local, config.node.clone(), store, start);
         Self {
             swarm,
             config,
@@ -164,6 +174,8 @@ impl Driver {
             next_watchdog: start,
             pending_announces: Vec::new(),
             provider_queries: Vec::new(),
+            watchers: Default::default(),
+            announced: Default::default(),
         }
     }
 
@@ -214,6 +226,9 @@ impl Driver {
         for peer in peers {
             let _ = self.swarm.disconnect_peer_id(peer);
         }
+        if let Err(err) = self.node.store_mut().flush() {
+            tracing::warn!(%err, "cannot sync the blob store at shutdown");
+        }
         if let Some(reply) = self.shutdown.take() {
             let _ = reply.send(Ok(()));
         }
@@ -252,6 +267,7 @@ impl Driver {
     }
 
     fn start(&mut self) {
+        self.announce_stored();
         match self.config.kad_mode {
             KadMode::Server => self
                 .swarm
@@ -313,6 +329,7 @@ impl Driver {
                     }
                 }
                 Output::Event(event) => {
+                    self.notify_watchers(&event);
                     if let node::Event::PeerMisbehaved { peer, reason } = &event {
                         tracing::warn!(%peer, %reason, "peer misbehaved: disconnecting");
                         let _ = self.swarm.disconnect_peer_id(*peer);
@@ -551,55 +568,8 @@ impl Driver {
                     }
                 }
             }
-            Command::AddBlob(content, reply) => {
-                let _ = reply.send(self.node.add_blob(content).map_err(ClientError::from));
-            }
-            Command::RequestBlob(id, providers, reply) => {
-                let complete = self.node.store().get(&id).is_some();
-                if providers.is_empty() && !complete {
-                    let query = self.swarm.behaviour_mut().kad.get_providers(blob_key(&id));
-                    self.provider_queries.push(ProviderQuery {
-                        id: query,
-                        blob: id,
-                        found: Default::default(),
-                        reply: None,
-                        request: Some(reply),
-                    });
-                } else {
-                    let result = self.node.request_blob(id, providers);
-                    let _ = reply.send(result.map_err(ClientError::from));
-                }
-            }
-            Command::AnnounceBlob(id, reply) => {
-                match self
-                    .swarm
-                    .behaviour_mut()
-                    .kad
-                    .start_providing(blob_key(&id))
-                {
-                    Ok(query) => self.pending_announces.push((query, id, reply)),
-                    Err(e) => {
-                        let _ = reply.send(Err(ClientError::Announce {
-                            id,
-                            reason: e.to_string(),
-                        }));
-                    }
-                }
-            }
-            Command::QueryBlob(id, reply) => {
-                let query = self.swarm.behaviour_mut().kad.get_providers(blob_key(&id));
-                self.provider_queries.push(ProviderQuery {
-                    id: query,
-                    blob: id,
-                    found: Default::default(),
-                    reply: Some(reply),
-                    request: None,
-                });
-            }
-            Command::GetBlob(id, reply) => {
-                let _ = reply.send(Ok(self.node.store().get(&id)));
-            }
             Command::Shutdown(_) => unreachable!("handled in the loop"),
+            blob => self.handle_blob_command(blob),
         }
     }
 
@@ -845,40 +815,6 @@ impl Driver {
         }
     }
 
-    fn handle_providers(&mut self, id: QueryId, result: kad::GetProvidersResult, last: bool) {
-        let Some(i) = self.provider_queries.iter().position(|q| q.id == id) else {
-            return;
-        };
-        let done = match result {
-            Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) => {
-                self.provider_queries[i].found.extend(providers);
-                last
-            }
-            Ok(kad::GetProvidersOk::FinishedWithNoAdditionalRecord { .. }) | Err(_) => true,
-        };
-        if !done {
-            return;
-        }
-        let mut query = self.provider_queries.swap_remove(i);
-        let local = *self.swarm.local_peer_id();
-        query.found.remove(&local);
-        let providers: Vec<PeerId> = query.found.into_iter().collect();
-        self.events.send(NetworkEvent::BlobProvidersFound {
-            id: query.blob,
-            providers: providers.clone(),
-        });
-        if let Some(reply) = query.reply {
-            let _ = reply.send(Ok(providers.clone()));
-        }
-        if let Some(reply) = query.request {
-            let _ = reply.send(
-                self.node
-                    .request_blob(query.blob, providers)
-                    .map_err(ClientError::from),
-            );
-        }
-    }
-
     fn handle_gossip(&mut self, event: gossipsub::Event) {
         match event {
             gossipsub::Event::Message {
@@ -912,93 +848,6 @@ impl Driver {
             _ => {}
         }
     }
-}
-
-/// Serves one of the node's streams: reads into the driver's channel, writes what the
-/// driver sends, reports flushes, ends on finish or reset.
-async fn stream_task(
-    id: StreamId,
-    stream: libp2p::Stream,
-    mut commands: mpsc::UnboundedReceiver<StreamCmd>,
-    io: mpsc::Sender<StreamIo>,
-) {
-    let mut end_io = io.clone();
-    let (mut reader, mut writer) = stream.split();
-    let (reset_tx, reset_rx) = oneshot::channel::<()>();
-    let mut read_io = io.clone();
-    let read = async move {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match reader.read(&mut buf).await {
-                Ok(0) => {
-                    let _ = read_io.send(StreamIo::Finished(id)).await;
-                    return;
-                }
-                Ok(n) => {
-                    let data = Bytes::copy_from_slice(&buf[..n]);
-                    if read_io.send(StreamIo::Data(id, data)).await.is_err() {
-                        return;
-                    }
-                }
-                Err(_) => {
-                    let _ = read_io.send(StreamIo::Reset(id)).await;
-                    return;
-                }
-            }
-        }
-    };
-    let mut write_io = io;
-    let write = async move {
-        let mut next = commands.next().await;
-        while let Some(cmd) = next.take() {
-            match cmd {
-                StreamCmd::Send(data) => {
-                    if writer.write_all(&data).await.is_err() {
-                        let _ = write_io.send(StreamIo::Reset(id)).await;
-                        return;
-                    }
-                    match commands.try_recv() {
-                        // More is queued: write it before reporting a flush.
-                        Ok(more) => {
-                            next = Some(more);
-                            continue;
-                        }
-                        Err(e) if e.is_closed() => return,
-                        Err(_) => {
-                            if writer.flush().await.is_err() {
-                                let _ = write_io.send(StreamIo::Reset(id)).await;
-                                return;
-                            }
-                            let _ = write_io.send(StreamIo::Flushed(id)).await;
-                        }
-                    }
-                }
-                StreamCmd::Finish => {
-                    let _ = writer.close().await;
-                    return;
-                }
-                StreamCmd::Reset => {
-                    let _ = reset_tx.send(());
-                    return;
-                }
-            }
-            next = commands.next().await;
-        }
-    };
-    let read = read.fuse();
-    let write = write.fuse();
-    let reset = reset_rx.fuse();
-    futures::pin_mut!(read, write, reset);
-    // The stream lives until both directions are done, or a reset.
-    let (mut read_done, mut write_done) = (false, false);
-    while !(read_done && write_done) {
-        futures::select! {
-            () = read => read_done = true,
-            () = write => write_done = true,
-            result = reset => if result.is_ok() { break },
-        }
-    }
-    let _ = end_io.send(StreamIo::Ended(id)).await;
 }
 
 /// The DHT key of a blob: its 32-byte id.

@@ -1,0 +1,137 @@
+//! [`NodeStore`]: the blob store the driver runs on — in memory, or on disk.
+//!
+//! `NetworkConfig::blob_dir` picks one: `None` keeps blobs in memory ([`MemStore`]: tests,
+//! short-lived nodes), `Some(dir)` persists them ([`FsStore`]: downloads resume after a
+//! restart, blobs are served after one).
+
+use std::path::Path;
+
+use bytes::Bytes;
+
+use super::fs_store::{FsStore, Importer, PreparedImport};
+use crate::blob::tree::PAIR_BYTES;
+use crate::blob::{BlobId, Outboard};
+use crate::store::{BlobState, BlobStore, MemStore, StoreError};
+
+/// The driver's store: one of the two implementations, chosen at start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum NodeStore {
+    /// Blobs in memory, gone when the process ends.
+    Memory(MemStore),
+    /// Blobs on disk (redb metadata, files).
+    Disk(FsStore),
+}
+
+impl NodeStore {
+    /// A disk store in `dir` if given, else a memory store.
+    pub fn open(dir: Option<&Path>) -> Result<Self, StoreError> {
+        Ok(match dir {
+            Some(dir) => Self::Disk(FsStore::open(dir)?),
+            None => Self::Memory(MemStore::new()),
+        })
+    }
+
+    /// An importer for files, if this store is on disk.
+    pub(crate) fn importer(&self) -> Option<Importer> {
+        match self {
+            Self::Disk(fs) => Some(fs.importer()),
+            Self::Memory(_) => None,
+        }
+    }
+
+    /// Makes a prepared import visible (disk stores only).
+    pub(crate) fn commit_import(&mut self, prepared: PreparedImport) -> Result<BlobId, StoreError> {
+        match self {
+            Self::Disk(fs) => fs.commit_import(prepared),
+            Self::Memory(_) => Err(StoreError::Io(
+                "a file import was prepared for a memory store".into(),
+            )),
+        }
+    }
+
+    /// Syncs what downloads wrote (disk stores), e.g. before shutting down.
+    pub(crate) fn flush(&mut self) -> Result<(), StoreError> {
+        match self {
+            Self::Disk(fs) => fs.flush(),
+            Self::Memory(_) => Ok(()),
+        }
+    }
+
+    /// Where the complete content of `id` can be read from, if it is complete.
+    pub(crate) fn export_source(&self, id: &BlobId) -> Result<Option<ExportSource>, StoreError> {
+        match self {
+            Self::Disk(fs) => Ok(fs
+                .complete_data(id)?
+                .map(|(path, size)| ExportSource::File { path, size })),
+            Self::Memory(mem) => Ok(mem.get(id).map(ExportSource::Memory)),
+        }
+    }
+}
+
+/// Where an export reads a complete blob from.
+#[derive(Debug, Clone)]
+pub(crate) enum ExportSource {
+    /// The store's data file (hashed again while it is copied).
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Its size.
+        #[allow(dead_code)] // reported in logs and by future callers
+        size: u64,
+    },
+    /// The content, in memory.
+    Memory(Bytes),
+}
+
+macro_rules! each {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            NodeStore::Memory($s) => $e,
+            NodeStore::Disk($s) => $e,
+        }
+    };
+}
+
+impl BlobStore for NodeStore {
+    fn state(&self, id: &BlobId) -> Result<Option<BlobState>, StoreError> {
+        each!(self, s => s.state(id))
+    }
+
+    fn read_data(&self, id: &BlobId, offset: u64, len: usize) -> Result<Bytes, StoreError> {
+        each!(self, s => s.read_data(id, offset, len))
+    }
+
+    fn read_outboard(&self, id: &BlobId, offset: u64, len: usize) -> Result<Bytes, StoreError> {
+        each!(self, s => s.read_outboard(id, offset, len))
+    }
+
+    fn import(&mut self, content: Bytes, outboard: Outboard) -> Result<BlobId, StoreError> {
+        each!(self, s => s.import(content, outboard))
+    }
+
+    fn begin_partial(&mut self, id: &BlobId, size: u64) -> Result<(), StoreError> {
+        each!(self, s => s.begin_partial(id, size))
+    }
+
+    fn write_pair(
+        &mut self,
+        id: &BlobId,
+        offset: u64,
+        pair: &[u8; PAIR_BYTES],
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.write_pair(id, offset, pair))
+    }
+
+    fn write_verified(&mut self, id: &BlobId, offset: u64, data: &Bytes) -> Result<(), StoreError> {
+        each!(self, s => s.write_verified(id, offset, data))
+    }
+
+    fn delete(&mut self, id: &BlobId) -> Result<bool, StoreError> {
+        each!(self, s => s.delete(id))
+    }
+
+    fn list(&self) -> Result<Vec<(BlobId, BlobState)>, StoreError> {
+        each!(self, s => s.list())
+    }
+}
