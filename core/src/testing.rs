@@ -509,11 +509,15 @@ impl World {
         let (to, remote) = end.remote;
         let len = data.len();
         let at = self.transmit(from, to, len);
-        let input = Input::StreamData {
-            stream: remote,
-            data,
-        };
-        self.schedule(at, to, input, Some((from, to)), None);
+        // A real stream never delivers an empty read (a read of 0 bytes is its end), so
+        // neither does the harness.
+        if !data.is_empty() {
+            let input = Input::StreamData {
+                stream: remote,
+                data,
+            };
+            self.schedule(at, to, input, Some((from, to)), None);
+        }
         let flushed_at = self.links[&(from, to)].busy_until;
         let flushed = Input::StreamFlushed { stream };
         self.schedule(flushed_at, from, flushed, None, Some(tag));

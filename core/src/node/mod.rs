@@ -679,6 +679,11 @@ impl<S: BlobStore> Node<S> {
                 max: self.config.max_downloads,
             });
         }
+        if let Some(state) = &state {
+            // Resuming: the store reopens what it kept of the blob (after a restart it may
+            // only have the metadata in memory).
+            self.store.begin_partial(&id, state.size())?;
+        }
         let mut download = download::Download::new(id, state, self.config.download.clone());
         for p in providers {
             download.add_provider(p);

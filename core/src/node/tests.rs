@@ -56,6 +56,25 @@ fn a_blob_moves_between_two_nodes() {
 }
 
 #[test]
+fn the_smallest_blobs_move_between_two_nodes() {
+    // The empty blob's response carries no bytes after its header; one byte is one chunk.
+    for len in [0usize, 1] {
+        let mut pair = Pair::new(7);
+        let data = content(len, 1);
+        let id = pair.add_blob(0, data.clone());
+        let provider = pair.peer_id(0);
+        pair.command(1, |n| n.request_blob(id, [provider])).unwrap();
+        assert!(pair.drive_bounded(10_000));
+        assert!(
+            downloaded(&pair, 1, &id),
+            "{len} bytes: {:?}",
+            failure(&pair, 1, &id)
+        );
+        assert_eq!(pair.blob(1, &id).unwrap(), Bytes::from(data));
+    }
+}
+
+#[test]
 fn requesting_a_blob_already_held_completes_at_once() {
     let mut pair = Pair::new(2);
     let id = pair.add_blob(1, vec![9u8; 1000]);

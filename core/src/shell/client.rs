@@ -103,7 +103,7 @@ pub enum ClientError {
         /// The blob.
         id: BlobId,
         /// Why, with each provider dropped and the reason.
-        reason: node::DownloadFailure,
+        reason: Box<node::DownloadFailure>,
     },
     /// A DHT lookup found no provider of the blob.
     #[error("no provider of blob {0} was found in the DHT: check the id, or name a provider (a ticket, or --from)")]

@@ -145,5 +145,8 @@ impl Stream for BlobDownload {
 
 /// The error a failed download reports.
 pub(crate) fn failure(id: BlobId, reason: DownloadFailure) -> ClientError {
-    ClientError::Download { id, reason }
+    ClientError::Download {
+        id,
+        reason: Box::new(reason),
+    }
 }

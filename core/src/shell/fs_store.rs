@@ -157,29 +157,47 @@ fn sync_thread(
     jobs: mpsc::Receiver<SyncJob>,
     failed: Arc<Mutex<Option<String>>>,
 ) {
-    for job in jobs {
-        let (id, data, outboard, size, verified) = match job {
-            SyncJob::Sync {
+    while let Ok(first) = jobs.recv() {
+        // Coalesce what queued up while the disk was busy: one sync per blob covers every
+        // write before it, so only each blob's newest snapshot is needed.
+        let mut batch = vec![first];
+        while let Ok(more) = jobs.try_recv() {
+            batch.push(more);
+        }
+        let mut latest: BTreeMap<BlobId, SyncJob> = BTreeMap::new();
+        let mut barriers = Vec::new();
+        for job in batch {
+            match job {
+                SyncJob::Sync { id, .. } => {
+                    latest.insert(id, job);
+                }
+                SyncJob::Barrier(done) => barriers.push(done),
+            }
+        }
+        for job in latest.into_values() {
+            let SyncJob::Sync {
                 id,
                 data,
                 outboard,
                 size,
                 verified,
-            } => (id, data, outboard, size, verified),
-            SyncJob::Barrier(done) => {
-                let _ = done.send(());
+            } = job
+            else {
                 continue;
+            };
+            let result = data
+                .sync_data()
+                .and_then(|()| outboard.sync_data())
+                .map_err(io)
+                .and_then(|()| commit_ranges(&db, &id, size, &verified));
+            if let Err(err) = result {
+                if let Ok(mut slot) = failed.lock() {
+                    slot.get_or_insert(format!("syncing blob {id}: {err}"));
+                }
             }
-        };
-        let result = data
-            .sync_data()
-            .and_then(|()| outboard.sync_data())
-            .map_err(io)
-            .and_then(|()| commit_ranges(&db, &id, size, &verified));
-        if let Err(err) = result {
-            if let Ok(mut slot) = failed.lock() {
-                slot.get_or_insert(format!("syncing blob {id}: {err}"));
-            }
+        }
+        for done in barriers {
+            let _ = done.send(());
         }
     }
 }

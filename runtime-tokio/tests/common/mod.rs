@@ -155,3 +155,178 @@ pub fn control(dir: &Path, request: Value) -> Result<Value, String> {
         Err(v["error"].as_str().unwrap_or("unknown error").to_string())
     }
 }
+
+/// One request on a node's control socket, skipping progress lines; waits up to `timeout`.
+pub fn control_long(dir: &Path, request: Value, timeout: Duration) -> Result<Value, String> {
+    let mut stream = UnixStream::connect(dir.join("control.sock")).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(timeout)).expect("timeout");
+    let mut line = serde_json::to_vec(&request).unwrap();
+    line.push(b'\n');
+    stream.write_all(&line).map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut reply = String::new();
+        let n = reader.read_line(&mut reply).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("the node closed the control socket".into());
+        }
+        let v: Value = serde_json::from_str(&reply).map_err(|e| e.to_string())?;
+        if v.get("progress").is_some() {
+            continue;
+        }
+        return if v["ok"] == true {
+            Ok(v["result"].clone())
+        } else {
+            Err(v["error"].as_str().unwrap_or("unknown error").to_string())
+        };
+    }
+}
+
+/// Starts `sinew node` on loopback TCP with extra config-file lines (TOML), no topic.
+pub fn spawn_blob_node(dir: &Path, config: &str) -> NodeProc {
+    std::fs::create_dir_all(dir).expect("data dir");
+    let file = dir.join("sinew.toml");
+    std::fs::write(&file, config).expect("config file");
+    let out = dir.join("stdout.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sinew"))
+        .args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--json"])
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--config")
+        .arg(&file)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).expect("stdout file"))
+        .stderr(std::fs::File::create(dir.join("node.log")).expect("log file"))
+        .spawn()
+        .expect("sinew node starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "node exited early ({status}): {}",
+                std::fs::read_to_string(dir.join("node.log")).unwrap_or_default()
+            );
+        }
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        if let Some(ready) = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["event"] == "ready")
+        {
+            return NodeProc {
+                child,
+                dir: dir.to_path_buf(),
+                peer_id: ready["peer_id"].as_str().unwrap().parse().unwrap(),
+                address: ready["addresses"][0].as_str().unwrap().to_string(),
+            };
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node in {} not ready",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs the `sinew` CLI; returns (success, stdout, stderr).
+pub fn sinew(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sinew"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the sinew CLI runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Writes `len` pseudo-random bytes (seeded xorshift) to `path`.
+pub fn write_random(path: &Path, len: u64, seed: u64) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("file"));
+    let mut x = seed | 1;
+    let mut left = len;
+    let mut buf = vec![0u8; 1 << 20];
+    while left > 0 {
+        for word in buf.chunks_exact_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            word.copy_from_slice(&x.to_le_bytes());
+        }
+        let n = left.min(buf.len() as u64) as usize;
+        f.write_all(&buf[..n]).expect("write");
+        left -= n as u64;
+    }
+    f.flush().expect("flush");
+}
+
+/// The BLAKE3 hash of a file, in hex: what `b3sum` prints.
+pub fn b3(path: &Path) -> String {
+    let mut hasher = blake3::Hasher::new();
+    let mut f = std::fs::File::open(path).expect("file to hash");
+    std::io::copy(&mut f, &mut hasher).expect("read");
+    hasher.finalize().to_hex().to_string()
+}
+
+/// A line of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`), 0 if unknown.
+pub fn proc_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Sends a signal to a process with `kill(1)` (`STOP`, `CONT`, `KILL`).
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill runs")
+        .success();
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+/// A `blob_get` on a node's control socket whose progress lines the caller reads.
+pub struct GetInProgress {
+    reader: BufReader<UnixStream>,
+}
+
+impl GetInProgress {
+    pub fn start(dir: &Path, request: Value) -> Self {
+        let mut stream = UnixStream::connect(dir.join("control.sock")).expect("control socket");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(120)))
+            .expect("timeout");
+        let mut line = serde_json::to_vec(&request).unwrap();
+        line.push(b'\n');
+        stream.write_all(&line).expect("request sent");
+        Self {
+            reader: BufReader::new(stream),
+        }
+    }
+
+    /// The next line: `Ok(progress)` for a progress line, `Err(response)` at the end (or a
+    /// closed socket: `Null`).
+    pub fn next(&mut self) -> Result<Value, Value> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) | Err(_) => Err(Value::Null),
+            Ok(_) => {
+                let v: Value = serde_json::from_str(&line).unwrap();
+                match v.get("progress") {
+                    Some(p) => Ok(p.clone()),
+                    None => Err(v),
+                }
+            }
+        }
+    }
+}

@@ -87,6 +87,7 @@ impl Driver {
                     request: None,
                 });
             }
+            #[allow(clippy::result_large_err)] // the error goes straight into the reply
             Command::GetBlob(id, reply) => {
                 let store = self.node.store();
                 let content = match store.state(&id) {
@@ -113,6 +114,7 @@ impl Driver {
 
     /// Starts providing `id` in the DHT, and remembers it so that it is announced again
     /// after a restart.
+    #[allow(clippy::result_large_err)] // the error goes straight into a reply
     fn announce(&mut self, id: BlobId) -> Result<QueryId, ClientError> {
         match self.node.store().state(&id) {
             Ok(Some(state)) if state.is_complete() => {}

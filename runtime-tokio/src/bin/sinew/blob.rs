@@ -152,7 +152,7 @@ pub(crate) async fn run(args: BlobArgs) -> anyhow::Result<()> {
                     &Request::BlobGet {
                         id: id.to_string(),
                         from: addresses.iter().map(|a| a.to_string()).collect(),
-                        output: output.display().to_string(),
+                        output: Some(output.display().to_string()),
                     },
                     |p| {
                         if json {
@@ -324,7 +324,7 @@ pub(crate) async fn serve_get(
     client: &NetworkClient,
     id: &str,
     from: &[String],
-    output: &str,
+    output: Option<&str>,
     write: &mut tokio::net::unix::OwnedWriteHalf,
 ) -> Response {
     let result: anyhow::Result<Value> = async {
@@ -361,22 +361,24 @@ pub(crate) async fn serve_get(
         let mut last_line = Instant::now() - Duration::from_secs(1);
         while let Some(update) = download.next().await {
             match update {
-                DownloadUpdate::Progress(p) => {
-                    // The CLI redraws at most ten times a second.
-                    if last_line.elapsed() >= Duration::from_millis(100) {
-                        last_line = Instant::now();
-                        let line = json!({ "progress": {
-                            "verified": p.verified, "size": p.size, "providers": p.providers,
-                        }});
-                        let mut bytes = serde_json::to_vec(&line)?;
-                        bytes.push(b'\n');
-                        // A CLI that went away does not stop the download.
-                        let _ = write.write_all(&bytes).await;
-                    }
+                // The CLI redraws at most ten times a second.
+                DownloadUpdate::Progress(p)
+                    if last_line.elapsed() >= Duration::from_millis(100) =>
+                {
+                    last_line = Instant::now();
+                    let line = json!({ "progress": {
+                        "verified": p.verified, "size": p.size, "providers": p.providers,
+                    }});
+                    let mut bytes = serde_json::to_vec(&line)?;
+                    bytes.push(b'\n');
+                    // A CLI that went away does not stop the download.
+                    let _ = write.write_all(&bytes).await;
                 }
                 DownloadUpdate::Downloaded(done) => {
                     let secs = started.elapsed().as_secs_f64();
-                    client.export_blob(id, output).await?;
+                    if let Some(output) = output {
+                        client.export_blob(id, output).await?;
+                    }
                     announce_in_background(client, id);
                     return Ok(json!({
                         "id": id.to_string(), "size": done.size, "received": done.received,

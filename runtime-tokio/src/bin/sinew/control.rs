@@ -68,8 +68,9 @@ pub(crate) enum Request {
         /// Providers' addresses, each ending in /p2p/<peer id>; empty: ask the DHT.
         #[serde(default)]
         from: Vec<String>,
-        /// Absolute path of the file to write.
-        output: String,
+        /// Absolute path of the file to write; none: only download into the store.
+        #[serde(default)]
+        output: Option<String>,
     },
     /// The blobs in the store.
     BlobLs,

@@ -70,6 +70,11 @@ pub(crate) struct FileConfig {
     pub metrics: Option<SocketAddr>,
     /// Kademlia mode: auto, server or client.
     pub kad_mode: Option<String>,
+    /// Check each chunk group against the outboard before serving it (default true).
+    pub validate_on_serve: Option<bool>,
+    /// Seconds a blob request may receive nothing before its provider is dropped as
+    /// stalled (default 10).
+    pub blob_request_timeout: Option<u64>,
 }
 
 struct Settings {
@@ -127,13 +132,22 @@ fn settings(args: &NodeArgs) -> anyhow::Result<Settings> {
         .clone()
         .or(file.data_dir)
         .unwrap_or_else(|| PathBuf::from(".sinew"));
-    let network = NetworkConfig {
+    let mut network = NetworkConfig {
         listen,
         bootstrap,
         kad_mode,
         blob_dir: Some(data_dir.join("store")),
         ..NetworkConfig::default()
     };
+    if let Some(validate) = file.validate_on_serve {
+        network.node.validate_on_serve = validate;
+    }
+    if let Some(secs) = file.blob_request_timeout {
+        if secs == 0 {
+            bail!("blob_request_timeout must be at least 1 second");
+        }
+        network.node.download.request_timeout = std::time::Duration::from_secs(secs);
+    }
     let security = match (&args.security, &file.security) {
         (Some(s), _) => *s,
         (None, Some(s)) => s.parse().map_err(|e: String| anyhow::anyhow!(e))?,
@@ -261,6 +275,12 @@ pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
                     NetworkEvent::PeerConnected { peer, .. } => tracing::info!(%peer, "connected"),
                     NetworkEvent::PeerDisconnected { peer } => tracing::info!(%peer, "disconnected"),
                     NetworkEvent::Lagged { missed } => tracing::warn!(missed, "event consumer lagged"),
+                    NetworkEvent::Blob(sinew_tokio::core::node::Event::BlobProviderDropped { id, peer, reason }) => {
+                        tracing::info!(%id, %peer, %reason, "blob provider dropped");
+                    }
+                    NetworkEvent::Blob(sinew_tokio::core::node::Event::BlobStoreFailed { id, reason }) => {
+                        tracing::error!(%id, %reason, "local blob store failed");
+                    }
                     _ => {}
                 }
             }
@@ -300,7 +320,14 @@ fn serve_control(
                 while let Ok(Some(line)) = lines.next_line().await {
                     let response = match serde_json::from_str::<Request>(&line) {
                         Ok(Request::BlobGet { id, from, output }) => {
-                            crate::blob::serve_get(&client, &id, &from, &output, &mut write).await
+                            crate::blob::serve_get(
+                                &client,
+                                &id,
+                                &from,
+                                output.as_deref(),
+                                &mut write,
+                            )
+                            .await
                         }
                         Ok(request) => handle(request, &client, &state).await,
                         Err(e) => Response::error(format!("invalid request: {e}")),
