@@ -1,5 +1,6 @@
-//! `sinew devnet --nodes 5` starts five real node processes on loopback and every node
-//! receives every other node's message.
+//! `sinew devnet --nodes 5` starts five real node processes on loopback; every node
+//! receives every other node's message, and the four others each fetch node 0's 64 MiB
+//! blob with an identical copy.
 #![allow(clippy::unwrap_used)] // a test reports failure by panicking
 
 use std::process::Command;
@@ -16,11 +17,21 @@ fn five_node_devnet_delivers_every_message() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "devnet failed:\n{stdout}\n{stderr}");
-    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON summary");
+    let mut lines = stdout.lines();
+    let summary: serde_json::Value =
+        serde_json::from_str(lines.next().unwrap()).expect("JSON gossip summary");
     assert_eq!(summary["expected"], 20);
     assert_eq!(summary["delivered"], 20);
     for node in summary["nodes"].as_array().unwrap() {
         assert_eq!(node["received"], 4, "{node}");
         assert!(node["peers"].as_u64().unwrap() >= 1, "{node}");
+    }
+    let blob: serde_json::Value =
+        serde_json::from_str(lines.next().unwrap()).expect("JSON blob summary");
+    assert_eq!(blob["blob"]["mib"], 64);
+    assert_eq!(blob["blob"]["fetched"], 4, "{blob}");
+    for node in blob["blob"]["nodes"].as_array().unwrap() {
+        assert_eq!(node["ok"], true, "{node}");
+        assert_eq!(node["copy_b3"], blob["blob"]["id"], "{node}");
     }
 }

@@ -37,11 +37,14 @@ pub(crate) struct DevnetArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+    /// Size of the blob node 0 adds and every other node fetches, in MiB (0: no blob demo).
+    #[arg(long, default_value_t = 64)]
+    blob_mib: u64,
 }
 
-struct Proc {
-    index: usize,
-    dir: PathBuf,
+pub(crate) struct Proc {
+    pub(crate) index: usize,
+    pub(crate) dir: PathBuf,
     child: Child,
     peer_id: String,
     address: String,
@@ -80,7 +83,13 @@ pub(crate) async fn run(args: DevnetArgs) -> anyhow::Result<()> {
         let mesh_time = mesh_started.elapsed();
         let sent = publish_all(&procs, &args.topic, timeout).await?;
         let received = collect(&procs, &args.topic, args.nodes - 1, timeout).await?;
-        report(&procs, &mesh, &sent, &received, mesh_time, &args)
+        let gossip = report(&procs, &mesh, &sent, &received, mesh_time, &args);
+        let blobs = if args.blob_mib > 0 {
+            crate::devnet_blob::run(&procs, &base, args.blob_mib, args.json, timeout).await
+        } else {
+            Ok(())
+        };
+        gossip.and(blobs)
     }
     .await;
 

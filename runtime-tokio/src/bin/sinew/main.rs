@@ -18,6 +18,7 @@
 mod blob;
 mod control;
 mod devnet;
+mod devnet_blob;
 mod node;
 
 use std::path::PathBuf;
