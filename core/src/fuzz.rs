@@ -292,7 +292,8 @@ mod tests {
         fn framing_body_holds_on_valid_streams(
             selector in any::<u8>(),
             payloads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 0..10),
-            sizes in prop::collection::vec(any::<u8>(), 1..10),
+            // Never a 0-byte piece: splitting by zero forever would not end.
+            sizes in prop::collection::vec(1u8..=255, 1..10),
         ) {
             let mut stream = BytesMut::new();
             let encoder = Encoder::new(Config { max_frame_len: usize::MAX });

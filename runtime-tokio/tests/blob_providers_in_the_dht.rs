@@ -74,3 +74,60 @@ async fn a_blob_nobody_announced_fails_with_no_providers() {
     assert!(err.to_string().contains("no provider"), "{err}");
     let _ = a;
 }
+
+async fn configured(
+    config: sinew_tokio::NetworkConfig,
+) -> (sinew_tokio::NetworkClient, libp2p::Multiaddr) {
+    let (client, _events) = sinew_tokio::start(config, sinew_tokio::Options::default()).unwrap();
+    let addr = client
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .await
+        .unwrap()
+        .with_p2p(client.local_peer_id())
+        .unwrap();
+    (client, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announcing_stops_at_max_provided_blobs_with_a_clear_error() {
+    let config = sinew_tokio::NetworkConfig {
+        max_provided_blobs: 2,
+        ..Default::default()
+    };
+    let (a, _) = configured(config).await;
+    let (b, b_addr) = configured(Default::default()).await;
+    a.dial(b_addr).await.unwrap();
+    let ids: Vec<BlobId> = {
+        let mut v = Vec::new();
+        for i in 0..3u8 {
+            v.push(a.add_blob(vec![i; 1000]).await.unwrap());
+        }
+        v
+    };
+    a.announce_blob(ids[0]).await.unwrap();
+    a.announce_blob(ids[1]).await.unwrap();
+    let err = a.announce_blob(ids[2]).await.unwrap_err().to_string();
+    assert!(err.contains("max_provided_blobs is 2"), "{err}");
+    // Deleting one frees its slot.
+    assert!(a.delete_blob(ids[0]).await.unwrap());
+    a.announce_blob(ids[2]).await.unwrap();
+    // A blob that is not (or no longer) complete here is not announced.
+    let err = a.announce_blob(ids[0]).await.unwrap_err().to_string();
+    assert!(err.contains("not complete"), "{err}");
+}
+
+#[tokio::test]
+async fn provider_records_must_be_republished_before_they_expire() {
+    let config = sinew_tokio::NetworkConfig {
+        provider_record_ttl: Duration::from_secs(60),
+        provider_republish: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let err = sinew_tokio::start(config, sinew_tokio::Options::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("must be shorter than provider_record_ttl"),
+        "{err}"
+    );
+}

@@ -362,14 +362,16 @@ impl Serve {
         let ServePhase::Sending(encoder) = &mut self.phase else {
             return;
         };
-        let mut sent = 0usize;
-        while sent < window {
+        // One buffer per window: one write per window for the driver and the stream,
+        // instead of one per 64-byte parent and 16 KiB group.
+        let mut batch = BytesMut::with_capacity(window + window / 128);
+        while batch.len() < window {
             match encoder.next_piece(store) {
-                Ok(Some(piece)) => {
-                    sent += piece.len();
-                    step.sends.push(piece);
-                }
+                Ok(Some(piece)) => batch.extend_from_slice(&piece),
                 Ok(None) => {
+                    if !batch.is_empty() {
+                        step.sends.push(batch.freeze());
+                    }
                     step.finish = true;
                     step.done = true;
                     self.phase = ServePhase::Done;
@@ -384,6 +386,7 @@ impl Serve {
                 }
             }
         }
+        step.sends.push(batch.freeze());
         self.window_open = false;
     }
 }

@@ -56,6 +56,27 @@ fn a_blob_moves_between_two_nodes() {
 }
 
 #[test]
+fn progress_is_reported_at_most_once_per_interval() {
+    let mut pair = Pair::new(3);
+    let data = content(4 << 20, 5);
+    let id = pair.add_blob(0, data);
+    let provider = pair.peer_id(0);
+    let start = pair.now();
+    pair.command(1, |n| n.request_blob(id, [provider])).unwrap();
+    assert!(pair.drive_bounded(100_000));
+    assert!(downloaded(&pair, 1, &id));
+    let elapsed = pair.now() - start;
+    let interval = pair.node(1).config().progress_interval;
+    let reports = pair
+        .events_of(1)
+        .filter(|e| matches!(e, Event::BlobDownloadProgress { .. }))
+        .count() as u128;
+    let bound = elapsed.as_nanos() / interval.as_nanos() + 1;
+    assert!(reports >= 1, "no progress reported");
+    assert!(reports <= bound, "{reports} reports in {elapsed:?}");
+}
+
+#[test]
 fn the_smallest_blobs_move_between_two_nodes() {
     // The empty blob's response carries no bytes after its header; one byte is one chunk.
     for len in [0usize, 1] {

@@ -150,3 +150,45 @@ pub(crate) fn failure(id: BlobId, reason: DownloadFailure) -> ClientError {
         reason: Box::new(reason),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures::executor::block_on;
+
+    use super::*;
+
+    #[test]
+    fn a_holder_that_does_not_read_skips_progress_but_never_the_outcome() {
+        let id = BlobId::of(b"x");
+        let (mut handle, mut watcher) = BlobDownload::new(id);
+        for verified in 0..100 {
+            watcher.progress(BlobProgress {
+                verified,
+                size: Some(100),
+                providers: 1,
+            });
+        }
+        watcher.finish(Ok(BlobDownloaded {
+            id,
+            size: 100,
+            received: 100,
+        }));
+        let updates: Vec<DownloadUpdate> = block_on(async {
+            let mut v = Vec::new();
+            while let Some(u) = handle.next().await {
+                v.push(u);
+            }
+            v
+        });
+        let progress = updates
+            .iter()
+            .filter(|u| matches!(u, DownloadUpdate::Progress(_)))
+            .count();
+        // The buffer (plus the sender's own slot) kept the first ones; the rest were skipped.
+        assert_eq!(progress, PROGRESS_BUFFER + 1);
+        assert!(matches!(
+            updates.last(),
+            Some(DownloadUpdate::Downloaded(BlobDownloaded { size: 100, .. }))
+        ));
+    }
+}
