@@ -95,7 +95,7 @@ async fn announcing_stops_at_max_provided_blobs_with_a_clear_error() {
         ..Default::default()
     };
     let (a, _) = configured(config).await;
-    let (b, b_addr) = configured(Default::default()).await;
+    let (_b, b_addr) = configured(Default::default()).await; // kept alive: a peer for the DHT
     a.dial(b_addr).await.unwrap();
     let ids: Vec<BlobId> = {
         let mut v = Vec::new();
