@@ -48,6 +48,15 @@ async fn recv_fails_promptly_when_the_peer_vanishes_mid_frame() {
     })
     .await
     .expect("stream arrives");
+    // Let the half frame arrive before the peer vanishes (its writes only reach its own
+    // muxer; a peer killed at once may take them with it): a first recv buffers it and
+    // keeps waiting for the rest.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), incoming.recv())
+            .await
+            .is_err(),
+        "half a frame is not a frame"
+    );
     die_tx.send(()).unwrap();
     peer.join().unwrap();
     let started = Instant::now();

@@ -434,14 +434,7 @@ impl FsStore {
             let _ = std::fs::remove_file(self.path(&id, ext));
         }
         sync_dir(&blobs)?;
-        self.put_meta(
-            &id,
-            &Meta {
-                size: outboard.size(),
-                complete: true,
-                verified: Vec::new(),
-            },
-        )?;
+        self.put_complete(&id, outboard.size())?;
         Ok(id)
     }
 
@@ -477,6 +470,17 @@ impl FsStore {
             table.insert(id.as_bytes(), bytes.as_slice()).map_err(io)?;
         }
         txn.commit().map_err(io)
+    }
+
+    fn put_complete(&self, id: &BlobId, size: u64) -> Result<(), StoreError> {
+        self.put_meta(
+            id,
+            &Meta {
+                size,
+                complete: true,
+                verified: Vec::new(),
+            },
+        )
     }
 
     fn complete_files(&self, id: &BlobId) -> Result<Arc<(File, File)>, StoreError> {
@@ -583,14 +587,7 @@ impl FsStore {
         std::fs::rename(self.path(id, "data.partial"), self.path(id, "data")).map_err(io)?;
         std::fs::rename(self.path(id, "obao.partial"), self.path(id, "obao")).map_err(io)?;
         sync_dir(&self.dir.join("blobs"))?;
-        self.put_meta(
-            id,
-            &Meta {
-                size: p.size,
-                complete: true,
-                verified: Vec::new(),
-            },
-        )
+        self.put_complete(id, p.size)
     }
 }
 
@@ -665,14 +662,7 @@ impl BlobStore for FsStore {
             std::fs::rename(&tmp, self.path(&id, ext)).map_err(io)?;
         }
         sync_dir(&self.dir.join("blobs"))?;
-        self.put_meta(
-            &id,
-            &Meta {
-                size: outboard.size(),
-                complete: true,
-                verified: Vec::new(),
-            },
-        )?;
+        self.put_complete(&id, outboard.size())?;
         Ok(id)
     }
 

@@ -104,7 +104,12 @@ pub fn spawn_node(dir: &Path, bootstrap: Option<&str>, topic: &str) -> NodeProc 
     if let Some(b) = bootstrap {
         cmd.args(["--bootstrap", b]);
     }
-    let mut child = cmd.spawn().expect("sinew node starts");
+    let child = cmd.spawn().expect("sinew node starts");
+    wait_ready(child, dir, &out)
+}
+
+/// Waits until the node writing its JSON lines to `out` prints `ready`.
+fn wait_ready(mut child: Child, dir: &Path, out: &Path) -> NodeProc {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(Some(status)) = child.try_wait() {
@@ -113,7 +118,7 @@ pub fn spawn_node(dir: &Path, bootstrap: Option<&str>, topic: &str) -> NodeProc 
                 std::fs::read_to_string(dir.join("node.log")).unwrap_or_default()
             );
         }
-        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        let text = std::fs::read_to_string(out).unwrap_or_default();
         if let Some(ready) = text
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -188,7 +193,7 @@ pub fn spawn_blob_node(dir: &Path, config: &str) -> NodeProc {
     let file = dir.join("sinew.toml");
     std::fs::write(&file, config).expect("config file");
     let out = dir.join("stdout.jsonl");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sinew"))
+    let child = Command::new(env!("CARGO_BIN_EXE_sinew"))
         .args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--json"])
         .arg("--data-dir")
         .arg(dir)
@@ -199,34 +204,7 @@ pub fn spawn_blob_node(dir: &Path, config: &str) -> NodeProc {
         .stderr(std::fs::File::create(dir.join("node.log")).expect("log file"))
         .spawn()
         .expect("sinew node starts");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "node exited early ({status}): {}",
-                std::fs::read_to_string(dir.join("node.log")).unwrap_or_default()
-            );
-        }
-        let text = std::fs::read_to_string(&out).unwrap_or_default();
-        if let Some(ready) = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|v| v["event"] == "ready")
-        {
-            return NodeProc {
-                child,
-                dir: dir.to_path_buf(),
-                peer_id: ready["peer_id"].as_str().unwrap().parse().unwrap(),
-                address: ready["addresses"][0].as_str().unwrap().to_string(),
-            };
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node in {} not ready",
-            dir.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_ready(child, dir, &out)
 }
 
 /// Runs the `sinew` CLI; returns (success, stdout, stderr).
