@@ -137,8 +137,10 @@ impl Driver {
         Ok(query)
     }
 
-    /// At start: every complete blob of a persistent store is provided again (provider
-    /// records live in memory, so a restart would otherwise forget them).
+    /// After a start, once the routing table has its first peer: every complete blob of a
+    /// persistent store is provided again (provider records live in memory, so a restart
+    /// would otherwise forget them, and an announcement with an empty routing table
+    /// reaches nobody until the next republish).
     pub(super) fn announce_stored(&mut self) {
         if !self.config.announce_stored_blobs {
             return;

@@ -119,6 +119,9 @@ pub(crate) struct Driver {
     watchers: blobs::Watchers,
     /// Blobs this node provides in the DHT.
     announced: std::collections::BTreeSet<BlobId>,
+    /// Whether the stored blobs were announced since the start (done once the routing
+    /// table has a peer, so that the announcement reaches someone).
+    stored_announced: bool,
     /// The watchdog: each connection's peer and its last sign of life (established or a
     /// successful ping).
     alive: BTreeMap<ConnectionId, (PeerId, Instant)>,
@@ -176,6 +179,7 @@ impl Driver {
             provider_queries: Vec::new(),
             watchers: Default::default(),
             announced: Default::default(),
+            stored_announced: false,
         }
     }
 
@@ -267,7 +271,6 @@ impl Driver {
     }
 
     fn start(&mut self) {
-        self.announce_stored();
         match self.config.kad_mode {
             KadMode::Server => self
                 .swarm
@@ -784,6 +787,11 @@ impl Driver {
                                     .kad
                                     .add_address(&peer_id, address);
                             }
+                        }
+                        // The routing table has a peer now: announcing reaches someone.
+                        if !self.stored_announced {
+                            self.stored_announced = true;
+                            self.announce_stored();
                         }
                     }
                 }
