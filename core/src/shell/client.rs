@@ -471,7 +471,7 @@ impl NetworkClient {
             .await?
             .ok_or(ClientError::BlobNotComplete(id))?;
         let exported = blocking(move || match source {
-            super::node_store::ExportSource::File { path, .. } => {
+            super::node_store::ExportSource::File(path) => {
                 super::fs_store::export_verified(&path, &id, &dest)
             }
             super::node_store::ExportSource::Memory(bytes) => {

@@ -63,7 +63,7 @@ impl NodeStore {
         match self {
             Self::Disk(fs) => Ok(fs
                 .complete_data(id)?
-                .map(|(path, size)| ExportSource::File { path, size })),
+                .map(|(path, _size)| ExportSource::File(path))),
             Self::Memory(mem) => Ok(mem.get(id).map(ExportSource::Memory)),
         }
     }
@@ -73,13 +73,7 @@ impl NodeStore {
 #[derive(Debug, Clone)]
 pub(crate) enum ExportSource {
     /// The store's data file (hashed again while it is copied).
-    File {
-        /// The file.
-        path: std::path::PathBuf,
-        /// Its size.
-        #[allow(dead_code)] // reported in logs and by future callers
-        size: u64,
-    },
+    File(std::path::PathBuf),
     /// The content, in memory.
     Memory(Bytes),
 }
