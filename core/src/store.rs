@@ -101,6 +101,21 @@ pub trait BlobStore {
     /// Fails with [`StoreError::NotVerified`] if any of them is not verified.
     fn read_data(&self, id: &BlobId, offset: u64, len: usize) -> Result<Bytes, StoreError>;
 
+    /// Fills `out` with verified bytes of `id` from `offset`: [`BlobStore::read_data`]
+    /// into the caller's buffer (a provider reads straight into its send batch).
+    fn read_data_into(&self, id: &BlobId, offset: u64, out: &mut [u8]) -> Result<(), StoreError> {
+        let data = self.read_data(id, offset, out.len())?;
+        if data.len() != out.len() {
+            return Err(StoreError::Io(format!(
+                "blob {id}: read {} bytes at {offset}, wanted {}",
+                data.len(),
+                out.len()
+            )));
+        }
+        out.copy_from_slice(&data);
+        Ok(())
+    }
+
     /// `len` bytes of the pre-order outboard of `id` from `offset`.
     fn read_outboard(&self, id: &BlobId, offset: u64, len: usize) -> Result<Bytes, StoreError>;
 

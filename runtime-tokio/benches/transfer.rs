@@ -11,6 +11,10 @@
 //!   the same number of bytes written in 1 MiB writes and read into a 1 MiB buffer; no
 //!   verification, no disk.
 //!
+//! - Also shown, not a baseline: the same raw stream over Sinew's own transport (TCP +
+//!   `shell::tls` with AES-GCM + `shell::muxer` with 256 KiB frames), i.e. what the
+//!   transport costs without verification and the store.
+//!
 //! Rounds are interleaved and the best of `SINEW_BENCH_ROUNDS` (3) is kept for each.
 //! `SINEW_BENCH_TRANSFER_MIB` sets the size (512). Both stores are put under
 //! `SINEW_BENCH_DIR` (default `/dev/shm` when it exists, else the temp directory): the
@@ -39,9 +43,33 @@ fn env(name: &str, default: usize) -> usize {
 
 // --- the baseline: raw rust-libp2p ---
 
-fn raw_swarm(quic: bool) -> Swarm<libp2p_stream::Behaviour> {
+/// Which transport a raw stream runs on.
+#[derive(Clone, Copy, PartialEq)]
+enum Raw {
+    /// libp2p's defaults: TCP + Noise + Yamux (the baseline).
+    Tcp,
+    /// QUIC (the baseline of the QUIC line's side figure).
+    Quic,
+    /// Sinew's transport alone: TCP + `shell::tls` (AES-GCM) + `shell::muxer` (256 KiB
+    /// frames). Not a baseline: it shows what the transport costs without the blob work.
+    SinewTransport,
+}
+
+fn raw_swarm(kind: Raw) -> Swarm<libp2p_stream::Behaviour> {
     let builder = libp2p::SwarmBuilder::with_new_identity().with_tokio();
-    if quic {
+    if kind == Raw::SinewTransport {
+        return builder
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                |k: &libp2p::identity::Keypair| sinew_tokio::core::shell::tls::TlsConfig::new(k),
+                sinew_tokio::core::shell::muxer::YamuxConfig::default,
+            )
+            .unwrap()
+            .with_behaviour(|_| libp2p_stream::Behaviour::new())
+            .unwrap()
+            .build();
+    }
+    if kind == Raw::Quic {
         builder
             .with_quic()
             .with_behaviour(|_| libp2p_stream::Behaviour::new())
@@ -62,10 +90,10 @@ fn raw_swarm(quic: bool) -> Swarm<libp2p_stream::Behaviour> {
 }
 
 /// MiB/s of one raw libp2p stream carrying `bytes`.
-async fn raw(bytes: u64, quic: bool) -> f64 {
-    let mut a = raw_swarm(quic);
-    let mut b = raw_swarm(quic);
-    let listen = if quic {
+async fn raw(bytes: u64, kind: Raw) -> f64 {
+    let mut a = raw_swarm(kind);
+    let mut b = raw_swarm(kind);
+    let listen = if kind == Raw::Quic {
         "/ip4/127.0.0.1/udp/0/quic-v1"
     } else {
         "/ip4/127.0.0.1/tcp/0"
@@ -291,14 +319,17 @@ async fn main() {
     println!("  {mib} MiB blob {id}, stores under {}", parent.display());
 
     let (mut raw_tcp, mut raw_quic, mut sinew_tcp, mut sinew_quic) = (0f64, 0f64, 0f64, 0f64);
+    let mut transport = 0f64;
     for round in 0..rounds {
-        let rt = raw(size, false).await;
+        let rt = raw(size, Raw::Tcp).await;
+        let tr = raw(size, Raw::SinewTransport).await;
         let st = sinew(base.path(), round, &id, &tcp_addr, size, false).await;
-        let rq = raw(size, true).await;
+        let rq = raw(size, Raw::Quic).await;
         let sq = sinew(base.path(), round, &id, &quic_addr, size, true).await;
         println!(
-            "  round {round}: raw tcp {rt:.0}, sinew tcp {st:.0}, raw quic {rq:.0}, sinew quic {sq:.0} MiB/s"
+            "  round {round}: raw tcp {rt:.0}, sinew transport alone {tr:.0}, sinew tcp {st:.0}, raw quic {rq:.0}, sinew quic {sq:.0} MiB/s"
         );
+        transport = transport.max(tr);
         raw_tcp = raw_tcp.max(rt);
         raw_quic = raw_quic.max(rq);
         sinew_tcp = sinew_tcp.max(st);
@@ -307,6 +338,10 @@ async fn main() {
     stop(provider).await;
     println!(
         "  best of {rounds}: raw libp2p TCP+Noise+Yamux {raw_tcp:.0} MiB/s, raw libp2p QUIC {raw_quic:.0} MiB/s"
+    );
+    println!(
+        "  sinew's transport alone (TLS AES-GCM + 256 KiB Yamux frames, raw stream, no verification, no disk): {transport:.0} MiB/s ({:.2}x raw-libp2p)",
+        transport / raw_tcp
     );
     println!(
         "  sinew over QUIC vs raw libp2p QUIC: {:.2}x",

@@ -44,7 +44,13 @@ pub struct Encoder {
     /// A leaf found while batching parents, to be sent next.
     pending_leaf: Option<BaoChunk>,
     sent: u64,
+    /// The block of the outboard read last: (byte offset, bytes). Parents of neighbouring
+    /// groups sit close together in the pre-order outboard, so one read serves many.
+    outboard_block: Option<(u64, Bytes)>,
 }
+
+/// Bytes of outboard read at once (the parents of up to 64 MiB of data).
+pub(crate) const OUTBOARD_READ: usize = 16 * 1024;
 
 impl Encoder {
     /// Encoder for `requested` ranges of blob `id`, which has `size` bytes in the store.
@@ -58,6 +64,7 @@ impl Encoder {
             stack: vec![id.to_hash()],
             pending_leaf: None,
             sent: 0,
+            outboard_block: None,
         }
     }
 
@@ -99,20 +106,7 @@ impl Encoder {
                     ..
                 }) => {
                     let pair = self.read_pair(store, node)?;
-                    if self.validate {
-                        let l = blake3::Hash::from_slice(&pair[..32]).expect("32 bytes");
-                        let r = blake3::Hash::from_slice(&pair[32..]).expect("32 bytes");
-                        let expected = self.stack.pop().expect("walk matches the stack");
-                        if parent_cv(&l, &r, is_root) != expected {
-                            return Err(self.corrupt(node.chunk_range().start.to_bytes()));
-                        }
-                        if right {
-                            self.stack.push(r);
-                        }
-                        if left {
-                            self.stack.push(l);
-                        }
-                    }
+                    self.check_pair(&pair, node, is_root, left, right)?;
                     parents.extend_from_slice(&pair);
                 }
                 Some(
@@ -150,19 +144,118 @@ impl Encoder {
         Ok(Some(parents.freeze()))
     }
 
+    /// Appends the response to `out` until it holds at least `max` bytes or the response
+    /// is complete; returns whether it is complete.
+    ///
+    /// Chunk groups are read from the store straight into `out` and checked there: one
+    /// copy from the store per byte, none afterwards.
+    pub fn fill<S: BlobStore + ?Sized>(
+        &mut self,
+        store: &S,
+        out: &mut BytesMut,
+        max: usize,
+    ) -> Result<bool, EncodeError> {
+        while out.len() < max {
+            let item = match self.pending_leaf.take() {
+                Some(leaf) => Some(leaf),
+                None => self.iter.next(),
+            };
+            match item {
+                None => return Ok(true),
+                Some(BaoChunk::Parent {
+                    node,
+                    is_root,
+                    left,
+                    right,
+                    ..
+                }) => {
+                    let pair = self.read_pair(store, node)?;
+                    self.check_pair(&pair, node, is_root, left, right)?;
+                    out.extend_from_slice(&pair);
+                    self.sent += PAIR_BYTES as u64;
+                }
+                Some(BaoChunk::Leaf {
+                    start_chunk,
+                    size,
+                    is_root,
+                    ..
+                }) => {
+                    let offset = start_chunk.to_bytes();
+                    let at = out.len();
+                    out.resize(at + size, 0);
+                    store.read_data_into(&self.id, offset, &mut out[at..])?;
+                    if self.validate {
+                        let expected = self.stack.pop().expect("walk matches the stack");
+                        if hash_subtree(start_chunk.0, &out[at..], is_root) != expected {
+                            out.truncate(at);
+                            return Err(self.corrupt(offset));
+                        }
+                    }
+                    self.sent += size as u64;
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// With validation on: checks a parent pair against the hash expected for its node and
+    /// pushes the children still to be checked.
+    fn check_pair(
+        &mut self,
+        pair: &[u8; PAIR_BYTES],
+        node: TreeNode,
+        is_root: bool,
+        left: bool,
+        right: bool,
+    ) -> Result<(), EncodeError> {
+        if !self.validate {
+            return Ok(());
+        }
+        let l = blake3::Hash::from_slice(&pair[..32]).expect("32 bytes");
+        let r = blake3::Hash::from_slice(&pair[32..]).expect("32 bytes");
+        let expected = self.stack.pop().expect("walk matches the stack");
+        if parent_cv(&l, &r, is_root) != expected {
+            return Err(self.corrupt(node.chunk_range().start.to_bytes()));
+        }
+        if right {
+            self.stack.push(r);
+        }
+        if left {
+            self.stack.push(l);
+        }
+        Ok(())
+    }
+
     fn read_pair<S: BlobStore + ?Sized>(
-        &self,
+        &mut self,
         store: &S,
         node: TreeNode,
     ) -> Result<[u8; PAIR_BYTES], EncodeError> {
-        let offset = tree(self.size)
+        let tree = tree(self.size);
+        let at = tree
             .pre_order_offset(node)
-            .expect("canonical ranges only walk nodes that the outboard stores");
-        let bytes = store.read_outboard(&self.id, offset * PAIR_BYTES as u64, PAIR_BYTES)?;
+            .expect("canonical ranges only walk nodes that the outboard stores")
+            * PAIR_BYTES as u64;
+        let cached = |block: &Option<(u64, Bytes)>| match block {
+            Some((start, bytes))
+                if at >= *start && at + PAIR_BYTES as u64 <= start + bytes.len() as u64 =>
+            {
+                let from = (at - start) as usize;
+                Some(bytes.slice(from..from + PAIR_BYTES))
+            }
+            _ => None,
+        };
+        let bytes = match cached(&self.outboard_block) {
+            Some(bytes) => bytes,
+            None => {
+                let len = (tree.outboard_size().saturating_sub(at) as usize)
+                    .clamp(PAIR_BYTES, OUTBOARD_READ);
+                self.outboard_block = Some((at, store.read_outboard(&self.id, at, len)?));
+                cached(&self.outboard_block)
+                    .ok_or_else(|| self.corrupt(node.chunk_range().start.to_bytes()))?
+            }
+        };
         let mut pair = [0u8; PAIR_BYTES];
-        if bytes.len() != PAIR_BYTES {
-            return Err(self.corrupt(node.chunk_range().start.to_bytes()));
-        }
         pair.copy_from_slice(&bytes);
         Ok(pair)
     }

@@ -445,3 +445,74 @@ fn the_provider_refuses_to_serve_its_own_corrupt_copy() {
     }
     assert!(matches!(result, Err(EncodeError::Corrupt { offset, .. }) if offset == 49_152));
 }
+
+/// Fills batches of at most `max` bytes until the response is complete.
+fn fill_all(
+    store: &MemStore,
+    id: BlobId,
+    ranges: &ChunkRanges,
+    max: usize,
+    validate: bool,
+) -> Vec<u8> {
+    let size = store.state(&id).unwrap().unwrap().size();
+    let mut enc = Encoder::new(id, size, ranges, validate);
+    let mut out = Vec::new();
+    loop {
+        let mut batch = bytes::BytesMut::new();
+        let done = enc.fill(store, &mut batch, max).unwrap();
+        assert!(
+            done || batch.len() >= max,
+            "a batch short of its size without the end"
+        );
+        out.extend_from_slice(&batch);
+        if done {
+            assert_eq!(enc.bytes_sent(), out.len() as u64);
+            return out;
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    /// Batches (what the node sends) carry exactly the bytes of the piece-by-piece encoding,
+    /// for any batch size, any ranges, with and without validation.
+    #[test]
+    fn batches_equal_the_piece_encoding(
+        len in 0usize..2_000_000,
+        a in 0u64..2048,
+        b in 0u64..2048,
+        c in 0u64..2048,
+        max in 1usize..600_000,
+        validate: bool,
+    ) {
+        let mut store = MemStore::new();
+        let id = store.add(content(len, len as u64));
+        let (lo, hi) = (a.min(b), a.max(b));
+        let ranges = ChunkRanges::from(bao_tree::ChunkNum(lo)..bao_tree::ChunkNum(hi.max(lo + 1)))
+            | ChunkRanges::from(bao_tree::ChunkNum(c)..);
+        let pieces: Vec<u8> = encode(&store, id, &ranges).concat();
+        prop_assert_eq!(fill_all(&store, id, &ranges, max, validate), pieces);
+    }
+}
+
+#[test]
+fn batches_refuse_a_corrupt_copy_and_keep_only_checked_bytes() {
+    let mut store = MemStore::new();
+    let data = content(300_000, 4);
+    let id = store.add(data.clone());
+    store.corrupt(&id, 50_000);
+    let mut enc = Encoder::new(id, 300_000, &ChunkRanges::all(), true);
+    let mut batch = bytes::BytesMut::new();
+    let result = enc.fill(&store, &mut batch, 1 << 20);
+    assert!(matches!(result, Err(EncodeError::Corrupt { offset, .. }) if offset == 49_152));
+    // What is in the batch is the honest prefix of the encoding, ending before the bad group.
+    let mut honest = MemStore::new();
+    let honest_id = honest.add(data);
+    let full: Vec<u8> = encode(&honest, honest_id, &ChunkRanges::all()).concat();
+    assert!(!batch.is_empty());
+    assert_eq!(&batch[..], &full[..batch.len()]);
+    assert!(
+        batch.len() < 49_152 + 16_384,
+        "the corrupt group was not held back"
+    );
+}

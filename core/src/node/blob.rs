@@ -212,8 +212,13 @@ pub(super) struct Serve {
     phase: ServePhase,
     deadline: Instant,
     counted: bool,
-    window_open: bool,
+    /// Response bytes handed to the driver and not yet reported written.
+    in_flight: usize,
 }
+
+/// Largest single write of response bytes handed to the driver (with a send window of at
+/// least twice this, one batch is being written while the next is prepared).
+pub(super) const SEND_BATCH: usize = 256 * 1024;
 
 impl Serve {
     pub(super) fn new(peer: PeerId, deadline: Instant, max_frame_len: usize) -> Self {
@@ -223,7 +228,7 @@ impl Serve {
             phase: ServePhase::Hello,
             deadline,
             counted: false,
-            window_open: true,
+            in_flight: 0,
         }
     }
 
@@ -278,9 +283,14 @@ impl Serve {
     /// The requester finished its side (expected right after its request).
     pub(super) fn remote_finished(&mut self) {}
 
-    /// The driver wrote everything: open the window again.
+    /// The driver wrote everything handed to it: the whole window is open again.
     pub(super) fn flushed(&mut self, now: Instant, timeout: Duration) {
-        self.window_open = true;
+        self.written(usize::MAX, now, timeout);
+    }
+
+    /// The driver wrote `bytes` more of what it was handed.
+    pub(super) fn written(&mut self, bytes: usize, now: Instant, timeout: Duration) {
+        self.in_flight = self.in_flight.saturating_sub(bytes);
         if matches!(self.phase, ServePhase::Sending(_)) {
             self.deadline = now + timeout;
         }
@@ -356,22 +366,22 @@ impl Serve {
     }
 
     fn send_window<S: BlobStore>(&mut self, store: &S, window: usize, step: &mut Step) {
-        if !self.window_open {
-            return;
-        }
         let ServePhase::Sending(encoder) = &mut self.phase else {
             return;
         };
-        // One buffer per window: one write per window for the driver and the stream,
-        // instead of one per 64-byte parent and 16 KiB group.
-        let mut batch = BytesMut::with_capacity(window + window / 128);
-        while batch.len() < window {
-            match encoder.next_piece(store) {
-                Ok(Some(piece)) => batch.extend_from_slice(&piece),
-                Ok(None) => {
-                    if !batch.is_empty() {
-                        step.sends.push(batch.freeze());
-                    }
+        // Batches of up to SEND_BATCH while the window has room: one write per batch for
+        // the driver and the stream, and the next batch ready while one is written.
+        while self.in_flight < window {
+            let want = (window - self.in_flight).min(SEND_BATCH);
+            let mut batch = BytesMut::with_capacity(want + want / 128);
+            let result = encoder.fill(store, &mut batch, want);
+            if !batch.is_empty() {
+                self.in_flight += batch.len();
+                step.sends.push(batch.freeze());
+            }
+            match result {
+                Ok(false) => {}
+                Ok(true) => {
                     step.finish = true;
                     step.done = true;
                     self.phase = ServePhase::Done;
@@ -386,7 +396,5 @@ impl Serve {
                 }
             }
         }
-        step.sends.push(batch.freeze());
-        self.window_open = false;
     }
 }

@@ -97,8 +97,9 @@ pub struct Config {
     /// Check every chunk group against the outboard before serving it (catches local
     /// corruption). Default on.
     pub validate_on_serve: bool,
-    /// Response bytes handed to the driver per stream before waiting for
-    /// [`Input::StreamFlushed`]. Bounds memory per stream. Default 256 KiB.
+    /// Response bytes per stream handed to the driver and not yet reported written
+    /// ([`Input::StreamWritten`], [`Input::StreamFlushed`]). Bounds memory per stream.
+    /// Default 512 KiB: two batches of 256 KiB, one being written while the next is read.
     pub send_window: usize,
     /// Largest frame accepted on a stream (framing limit). Default 8 MiB.
     pub max_frame_len: usize,
@@ -117,7 +118,7 @@ impl Default for Config {
             max_inbound_requests: 64,
             serve_timeout: Duration::from_secs(10),
             validate_on_serve: true,
-            send_window: 256 * 1024,
+            send_window: 512 * 1024,
             max_frame_len: crate::framing::DEFAULT_MAX_FRAME_LEN,
             progress_interval: Duration::from_millis(100),
         }
@@ -168,6 +169,15 @@ pub enum Input {
     StreamFlushed {
         /// The stream.
         stream: StreamId,
+    },
+    /// `bytes` more of what was handed over for this stream have been written (more may
+    /// still be queued). Optional: a driver that only reports [`Input::StreamFlushed`]
+    /// works, with less overlap between preparing and writing.
+    StreamWritten {
+        /// The stream.
+        stream: StreamId,
+        /// How many bytes, counted in the order they were handed over.
+        bytes: usize,
     },
     /// The remote finished writing (end of stream).
     StreamFinished {
@@ -491,6 +501,11 @@ impl<S: BlobStore> Node<S> {
             Input::StreamFlushed { stream } => {
                 if let Some(Stream::Serve(serve)) = self.streams.get_mut(&stream) {
                     serve.flushed(self.now, self.config.serve_timeout);
+                }
+            }
+            Input::StreamWritten { stream, bytes } => {
+                if let Some(Stream::Serve(serve)) = self.streams.get_mut(&stream) {
+                    serve.written(bytes, self.now, self.config.serve_timeout);
                 }
             }
             Input::StreamFinished { stream } => self.handle_stream_finished(stream),

@@ -529,3 +529,100 @@ fn a_stream_that_opens_after_its_download_was_cancelled_is_reset() {
     assert_eq!(drain(&mut node), vec![Output::Reset { stream }]);
     assert_eq!(node.open_streams(), 0);
 }
+
+/// A response never has more than `send_window` (plus one chunk group) handed to the
+/// driver unwritten; `StreamWritten` reopens the window by what was written, so the next
+/// batch is ready while one is on the wire; and the bytes are the whole encoding.
+#[test]
+fn a_response_keeps_its_send_window_and_refills_as_bytes_are_written() {
+    let (mut node, now) = lone_node();
+    let window = node.config.send_window;
+    let data = content(4 << 20, 3);
+    let id = node.add_blob(Bytes::from(data.clone())).unwrap();
+    let stream = StreamId::inbound(0);
+    node.handle_input(
+        now,
+        Input::StreamOpened {
+            stream,
+            peer: peer_id(0, 1),
+            protocol: ProtocolId::BLOB,
+        },
+    );
+    let mut request = frame(&Message::Hello(Hello::ours())).to_vec();
+    request.extend_from_slice(&frame(&Message::BlobRequest(wire::BlobRequest {
+        id,
+        ranges: super::blob::to_wire(&crate::blob::ChunkRanges::all()),
+    })));
+    node.handle_input(
+        now,
+        Input::StreamData {
+            stream,
+            data: Bytes::from(request),
+        },
+    );
+    let mut sent = Vec::new();
+    let mut batches = std::collections::VecDeque::new();
+    let (_, mut finished) = take_sends(&mut node, &mut sent, &mut batches);
+    // The header frames, then batches up to the window.
+    let header = batches.pop_front().unwrap();
+    let in_flight: usize = batches.iter().sum();
+    assert!(
+        in_flight >= window && in_flight <= window + 17 * 1024,
+        "{in_flight}"
+    );
+    assert!(batches.len() >= 2, "the window is split into batches");
+    let mut rounds = 0;
+    while !finished {
+        // One batch written: about that much more comes, not more.
+        let written = batches.pop_front().unwrap();
+        let before: usize = batches.iter().sum();
+        node.handle_input(
+            now,
+            Input::StreamWritten {
+                stream,
+                bytes: written,
+            },
+        );
+        let (more, done) = take_sends(&mut node, &mut sent, &mut batches);
+        finished = done;
+        assert!(
+            before + more <= window + 17 * 1024,
+            "{} unwritten",
+            before + more
+        );
+        assert!(finished || more > 0, "nothing more was prepared");
+        rounds += 1;
+    }
+    assert!(rounds > 10);
+    let mut store = crate::store::MemStore::new();
+    let same = store.add(data);
+    let size = 4u64 << 20;
+    let mut enc = crate::blob::Encoder::new(same, size, &crate::blob::ChunkRanges::all(), false);
+    let mut expected = Vec::new();
+    while let Some(piece) = enc.next_piece(&store).unwrap() {
+        expected.extend_from_slice(&piece);
+    }
+    assert_eq!(&sent[header..], &expected[..]);
+}
+
+/// Drains the node: appends what it sends, records each send's length; returns the bytes
+/// sent now and whether the stream was finished.
+fn take_sends(
+    node: &mut Node<crate::store::MemStore>,
+    sent: &mut Vec<u8>,
+    batches: &mut std::collections::VecDeque<usize>,
+) -> (usize, bool) {
+    let (mut more, mut finished) = (0, false);
+    for o in drain(node) {
+        match o {
+            Output::Send { data, .. } => {
+                more += data.len();
+                batches.push_back(data.len());
+                sent.extend_from_slice(&data);
+            }
+            Output::Finish { .. } => finished = true,
+            _ => {}
+        }
+    }
+    (more, finished)
+}

@@ -110,9 +110,19 @@ pub struct FsStore {
     dir: PathBuf,
     db: Arc<Database>,
     partial: BTreeMap<BlobId, Partial>,
-    /// Open files of complete blobs: (data, outboard).
-    complete: Mutex<BTreeMap<BlobId, Arc<(File, File)>>>,
+    /// Complete blobs being read: their open files and size. An entry exists only for a
+    /// complete blob (it is made from the final file names and dropped on delete), so a
+    /// read that finds one needs no metadata lookup.
+    complete: Mutex<BTreeMap<BlobId, Arc<CompleteFiles>>>,
     syncer: Syncer,
+}
+
+/// The open files of a complete blob.
+#[derive(Debug)]
+struct CompleteFiles {
+    data: File,
+    outboard: File,
+    size: u64,
 }
 
 fn io(e: impl std::fmt::Display) -> StoreError {
@@ -483,14 +493,19 @@ impl FsStore {
         )
     }
 
-    fn complete_files(&self, id: &BlobId) -> Result<Arc<(File, File)>, StoreError> {
+    /// The open files of a complete blob of `size` bytes.
+    fn complete_files(&self, id: &BlobId, size: u64) -> Result<Arc<CompleteFiles>, StoreError> {
         let mut cache = self.complete.lock().map_err(io)?;
         if let Some(files) = cache.get(id) {
             return Ok(files.clone());
         }
         let data = File::open(self.path(id, "data")).map_err(io)?;
         let outboard = File::open(self.path(id, "obao")).map_err(io)?;
-        let files = Arc::new((data, outboard));
+        let files = Arc::new(CompleteFiles {
+            data,
+            outboard,
+            size,
+        });
         cache.insert(*id, files.clone());
         Ok(files)
     }
@@ -618,35 +633,63 @@ impl BlobStore for FsStore {
     }
 
     fn read_data(&self, id: &BlobId, offset: u64, len: usize) -> Result<Bytes, StoreError> {
+        let mut buf = vec![0u8; len];
+        self.read_data_into(id, offset, &mut buf)?;
+        Ok(Bytes::from(buf))
+    }
+
+    fn read_data_into(&self, id: &BlobId, offset: u64, out: &mut [u8]) -> Result<(), StoreError> {
+        let len = out.len();
         let not_verified = || StoreError::NotVerified {
             id: *id,
             offset,
             end: offset.saturating_add(len as u64),
         };
-        let state = self.state(id)?.ok_or(StoreError::NotFound(*id))?;
-        if offset
-            .checked_add(len as u64)
-            .is_none_or(|end| end > state.size())
-        {
-            return Err(not_verified());
-        }
-        match state {
-            BlobState::Complete { .. } => read_exact_at(&self.complete_files(id)?.0, offset, len),
-            _ => {
-                if !state.verified().is_superset(&leaf_chunks(offset, len)) {
+        let in_bounds = |size: u64| {
+            offset
+                .checked_add(len as u64)
+                .is_some_and(|end| end <= size)
+        };
+        // Fast path: a complete blob being served (no metadata transaction per read).
+        let cached = self.complete.lock().map_err(io)?.get(id).cloned();
+        let files = match cached {
+            Some(files) => files,
+            None => {
+                let state = self.state(id)?.ok_or(StoreError::NotFound(*id))?;
+                if !in_bounds(state.size()) {
                     return Err(not_verified());
                 }
-                let p = self.partial.get(id).ok_or_else(not_verified)?;
-                read_exact_at(&p.data, offset, len)
+                match state {
+                    BlobState::Complete { size } => self.complete_files(id, size)?,
+                    _ => {
+                        if !state.verified().is_superset(&leaf_chunks(offset, len)) {
+                            return Err(not_verified());
+                        }
+                        let p = self.partial.get(id).ok_or_else(not_verified)?;
+                        return p.data.read_exact_at(out, offset).map_err(io);
+                    }
+                }
             }
+        };
+        if !in_bounds(files.size) {
+            return Err(not_verified());
         }
+        files.data.read_exact_at(out, offset).map_err(io)
     }
 
     fn read_outboard(&self, id: &BlobId, offset: u64, len: usize) -> Result<Bytes, StoreError> {
         if let Some(p) = self.partial.get(id) {
             return read_exact_at(&p.outboard, offset, len);
         }
-        read_exact_at(&self.complete_files(id)?.1, offset, len)
+        let files = self.complete.lock().map_err(io)?.get(id).cloned();
+        let files = match files {
+            Some(files) => files,
+            None => {
+                let size = self.state(id)?.ok_or(StoreError::NotFound(*id))?.size();
+                self.complete_files(id, size)?
+            }
+        };
+        read_exact_at(&files.outboard, offset, len)
     }
 
     fn import(&mut self, content: Bytes, outboard: Outboard) -> Result<BlobId, StoreError> {

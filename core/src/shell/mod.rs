@@ -14,8 +14,10 @@ mod download;
 mod driver;
 mod fs_store;
 mod metrics;
+pub mod muxer;
 mod node_store;
 mod stream;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;

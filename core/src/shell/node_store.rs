@@ -96,6 +96,10 @@ impl BlobStore for NodeStore {
         each!(self, s => s.read_data(id, offset, len))
     }
 
+    fn read_data_into(&self, id: &BlobId, offset: u64, out: &mut [u8]) -> Result<(), StoreError> {
+        each!(self, s => s.read_data_into(id, offset, out))
+    }
+
     fn read_outboard(&self, id: &BlobId, offset: u64, len: usize) -> Result<Bytes, StoreError> {
         each!(self, s => s.read_outboard(id, offset, len))
     }

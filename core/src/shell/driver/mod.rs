@@ -18,7 +18,7 @@ use futures::{FutureExt, SinkExt, StreamExt};
 use libp2p::gossipsub::{self, IdentTopic};
 use libp2p::kad::{self, QueryId, QueryResult};
 use libp2p::metrics::Recorder;
-use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{identify, ping, Multiaddr, PeerId, StreamProtocol, Swarm};
 
@@ -52,6 +52,8 @@ enum StreamIo {
     OpenFailed(StreamId, String),
     Data(StreamId, Bytes),
     Flushed(StreamId),
+    /// Bytes of one `Send` were written; more is queued.
+    Written(StreamId, usize),
     Finished(StreamId),
     Reset(StreamId),
     /// The stream's task ended: forget its command channel.
@@ -423,6 +425,7 @@ impl Driver {
             StreamIo::OpenFailed(stream, reason) => Input::StreamOpenFailed { stream, reason },
             StreamIo::Data(stream, data) => Input::StreamData { stream, data },
             StreamIo::Flushed(stream) => Input::StreamFlushed { stream },
+            StreamIo::Written(stream, bytes) => Input::StreamWritten { stream, bytes },
             StreamIo::Finished(stream) => Input::StreamFinished { stream },
             StreamIo::Reset(stream) => {
                 self.streams.remove(&stream);
@@ -442,8 +445,13 @@ impl Driver {
         match command {
             Command::Dial(address, reply) => {
                 let opts = DialOpts::unknown_peer_id().address(address.clone()).build();
-                let opts = match peer_of(&address) {
+                // With a known peer: dial unless already connected, even while another
+                // dial to it (a bootstrap, Kademlia) is in flight — failing the caller
+                // because someone else is dialing would be a race it cannot avoid.
+                let target = peer_of(&address);
+                let opts = match target {
                     Some(peer) => DialOpts::peer_id(peer)
+                        .condition(PeerCondition::Disconnected)
                         .addresses(vec![address.clone()])
                         .build(),
                     None => opts,
@@ -452,6 +460,9 @@ impl Driver {
                 match self.swarm.dial(opts) {
                     Ok(()) => {
                         self.pending_dials.insert(id, (address, reply));
+                    }
+                    Err(_) if target.is_some_and(|p| self.swarm.is_connected(&p)) => {
+                        let _ = reply.send(Ok(target.expect("checked by the guard")));
                     }
                     Err(err) => {
                         let _ = reply.send(Err(ClientError::Dial {
@@ -685,14 +696,20 @@ impl Driver {
             }
             SwarmEvent::OutgoingConnectionError {
                 connection_id,
+                peer_id,
                 error,
-                ..
             } => {
                 if let Some((address, reply)) = self.pending_dials.remove(&connection_id) {
-                    let _ = reply.send(Err(ClientError::Dial {
-                        address: address.to_string(),
-                        reason: error.to_string(),
-                    }));
+                    // This connection failed (or was denied as one too many) but another
+                    // one to the same peer is up: the caller's goal is reached.
+                    let result = match peer_id.or_else(|| peer_of(&address)) {
+                        Some(peer) if self.swarm.is_connected(&peer) => Ok(peer),
+                        _ => Err(ClientError::Dial {
+                            address: address.to_string(),
+                            reason: error.to_string(),
+                        }),
+                    };
+                    let _ = reply.send(result);
                 }
             }
             SwarmEvent::ExternalAddrConfirmed { .. } | SwarmEvent::ExternalAddrExpired { .. } => {

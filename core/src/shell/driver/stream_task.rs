@@ -52,8 +52,16 @@ pub(super) async fn stream_task(
                         return;
                     }
                     match commands.try_recv() {
-                        // More is queued: write it before reporting a flush.
+                        // More is queued: say this much is written, and write the next
+                        // (the node prepares more meanwhile) before flushing.
                         Ok(more) => {
+                            if write_io
+                                .send(StreamIo::Written(id, data.len()))
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
                             next = Some(more);
                             continue;
                         }

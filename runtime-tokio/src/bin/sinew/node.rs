@@ -38,7 +38,7 @@ pub(crate) struct NodeArgs {
     /// Topic to subscribe to at start (repeatable).
     #[arg(long, env = "SINEW_TOPIC", value_delimiter = ',')]
     topic: Vec<String>,
-    /// TCP security preference: noise,tls (default), tls,noise, noise or tls.
+    /// TCP security preference: tls,noise (default), noise,tls, noise or tls.
     #[arg(long, env = "SINEW_SECURITY")]
     security: Option<Security>,
     /// Serve Prometheus metrics on this loopback address (e.g. 127.0.0.1:9464).

@@ -1,0 +1,172 @@
+//! [`YamuxConfig`]: Yamux (`/yamux/1.0.0`, wire-compatible with every libp2p peer) with
+//! larger data frames.
+//!
+//! `libp2p-yamux` keeps the `yamux` crate's 16 KiB frames and does not expose the setting.
+//! A frame costs a header, a trip through the connection's queue and, beneath TLS, a
+//! record and a write of its own: on a blob transfer that is 65 536 frames per GiB. We
+//! send frames of up to [`DEFAULT_SPLIT_SEND_SIZE`]. Every Yamux implementation accepts
+//! them (the Rust one reads frames of up to [`MAX_SPLIT_SEND_SIZE`], Go's any size the
+//! window allows), and a small message still goes out as one small frame.
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use futures::{AsyncRead, AsyncWrite};
+use libp2p::core::muxing::{StreamMuxer, StreamMuxerEvent};
+use libp2p::core::upgrade::{InboundConnectionUpgrade, OutboundConnectionUpgrade, UpgradeInfo};
+
+/// Our data frames' largest payload.
+pub const DEFAULT_SPLIT_SEND_SIZE: usize = 256 * 1024;
+
+/// The largest frame payload the `yamux` crate accepts from a peer; we never send more.
+pub const MAX_SPLIT_SEND_SIZE: usize = 1024 * 1024;
+
+/// Inbound streams held while the swarm is not asking for them; more are dropped.
+pub const MAX_BUFFERED_INBOUND_STREAMS: usize = 256;
+
+/// The Yamux multiplexer upgrade.
+#[derive(Debug, Clone)]
+pub struct YamuxConfig {
+    inner: yamux::Config,
+}
+
+impl Default for YamuxConfig {
+    fn default() -> Self {
+        Self::with_split_send_size(DEFAULT_SPLIT_SEND_SIZE)
+    }
+}
+
+impl YamuxConfig {
+    /// Frames of at most `bytes` of payload, clamped to `1..=`[`MAX_SPLIT_SEND_SIZE`].
+    pub fn with_split_send_size(bytes: usize) -> Self {
+        let mut inner = yamux::Config::default();
+        inner.set_split_send_size(bytes.clamp(1, MAX_SPLIT_SEND_SIZE));
+        Self { inner }
+    }
+}
+
+impl UpgradeInfo for YamuxConfig {
+    type Info = &'static str;
+    type InfoIter = std::iter::Once<Self::Info>;
+
+    fn protocol_info(&self) -> Self::InfoIter {
+        std::iter::once("/yamux/1.0.0")
+    }
+}
+
+impl<C> InboundConnectionUpgrade<C> for YamuxConfig
+where
+    C: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    type Output = Muxer<C>;
+    type Error = io::Error;
+    type Future = futures::future::Ready<Result<Self::Output, Self::Error>>;
+
+    fn upgrade_inbound(self, io: C, _: Self::Info) -> Self::Future {
+        futures::future::ready(Ok(Muxer::new(io, self.inner, yamux::Mode::Server)))
+    }
+}
+
+impl<C> OutboundConnectionUpgrade<C> for YamuxConfig
+where
+    C: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    type Output = Muxer<C>;
+    type Error = io::Error;
+    type Future = futures::future::Ready<Result<Self::Output, Self::Error>>;
+
+    fn upgrade_outbound(self, io: C, _: Self::Info) -> Self::Future {
+        futures::future::ready(Ok(Muxer::new(io, self.inner, yamux::Mode::Client)))
+    }
+}
+
+/// One Yamux connection as a libp2p [`StreamMuxer`].
+#[derive(Debug)]
+pub struct Muxer<C> {
+    connection: yamux::Connection<C>,
+    /// Streams the peer opened while the swarm was driving the connection (`poll`) rather
+    /// than asking for streams (`poll_inbound`); bounded by
+    /// [`MAX_BUFFERED_INBOUND_STREAMS`].
+    inbound: VecDeque<yamux::Stream>,
+    inbound_waker: Option<Waker>,
+}
+
+impl<C> Muxer<C>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    fn new(io: C, config: yamux::Config, mode: yamux::Mode) -> Self {
+        Self {
+            connection: yamux::Connection::new(io, config, mode),
+            inbound: VecDeque::new(),
+            inbound_waker: None,
+        }
+    }
+
+    fn next_inbound(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<yamux::Stream, yamux::ConnectionError>> {
+        match futures::ready!(self.connection.poll_next_inbound(cx)) {
+            Some(result) => Poll::Ready(result),
+            None => Poll::Ready(Err(yamux::ConnectionError::Closed)),
+        }
+    }
+}
+
+impl<C> StreamMuxer for Muxer<C>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    type Substream = yamux::Stream;
+    type Error = yamux::ConnectionError;
+
+    fn poll_inbound(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Self::Substream, Self::Error>> {
+        let this = self.get_mut();
+        if let Some(stream) = this.inbound.pop_front() {
+            return Poll::Ready(Ok(stream));
+        }
+        if let Poll::Ready(result) = this.next_inbound(cx) {
+            return Poll::Ready(result);
+        }
+        this.inbound_waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    fn poll_outbound(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Self::Substream, Self::Error>> {
+        self.get_mut().connection.poll_new_outbound(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.get_mut().connection.poll_close(cx)
+    }
+
+    fn poll(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<StreamMuxerEvent, Self::Error>> {
+        let this = self.get_mut();
+        let stream = futures::ready!(this.next_inbound(cx))?;
+        if this.inbound.len() < MAX_BUFFERED_INBOUND_STREAMS {
+            this.inbound.push_back(stream);
+            if let Some(waker) = this.inbound_waker.take() {
+                waker.wake();
+            }
+        } else {
+            tracing::warn!(
+                "dropping an inbound stream: {MAX_BUFFERED_INBOUND_STREAMS} are waiting"
+            );
+        }
+        // Come back at once: the connection has more to do than this one stream.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
