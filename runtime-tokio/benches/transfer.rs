@@ -208,7 +208,14 @@ async fn control(dir: &Path, request: Value) -> Value {
     write.write_all(&line).await.unwrap();
     let mut lines = BufReader::new(read).lines();
     loop {
-        let reply = lines.next_line().await.unwrap().expect("a response");
+        let Some(reply) = lines.next_line().await.unwrap() else {
+            let log = std::fs::read_to_string(dir.join("node.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            panic!(
+                "no response from the node in {dir:?} to {request}; its log ends:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        };
         let v: Value = serde_json::from_str(&reply).unwrap();
         if v.get("progress").is_some() {
             continue;

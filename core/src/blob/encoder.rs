@@ -12,7 +12,7 @@ use bao_tree::iter::{BaoChunk, ResponseIter};
 use bao_tree::{ChunkRanges, TreeNode};
 use bytes::{Bytes, BytesMut};
 
-use super::tree::{canonical_ranges, hash_subtree, parent_cv, tree, PAIR_BYTES};
+use super::tree::{canonical_ranges, hash_subtree, leaf_chunks, parent_cv, tree, PAIR_BYTES};
 use super::BlobId;
 use crate::store::{BlobStore, StoreError};
 
@@ -47,6 +47,11 @@ pub struct Encoder {
     /// The block of the outboard read last: (byte offset, bytes). Parents of neighbouring
     /// groups sit close together in the pre-order outboard, so one read serves many.
     outboard_block: Option<(u64, Bytes)>,
+    /// Chunks already checked against the outboard (by an earlier response): with
+    /// validation on, their groups are not hashed again.
+    checked: ChunkRanges,
+    /// Chunks this encoder hashed and found right.
+    newly_checked: ChunkRanges,
 }
 
 /// Bytes of outboard read at once (the parents of up to 64 MiB of data).
@@ -65,7 +70,23 @@ impl Encoder {
             pending_leaf: None,
             sent: 0,
             outboard_block: None,
+            checked: ChunkRanges::empty(),
+            newly_checked: ChunkRanges::empty(),
         }
+    }
+
+    /// With validation on, skip hashing the chunk groups within `checked` (their bytes
+    /// were checked against this blob's hashes before): parents are still checked on the
+    /// way down. For a provider that serves the same blob again and again.
+    pub fn with_checked(mut self, checked: ChunkRanges) -> Self {
+        self.checked = checked;
+        self
+    }
+
+    /// The chunks this encoder hashed and found right so far (for
+    /// [`Encoder::with_checked`] of later responses); empties the record.
+    pub fn take_newly_checked(&mut self) -> ChunkRanges {
+        std::mem::replace(&mut self.newly_checked, ChunkRanges::empty())
     }
 
     /// The blob being served.
@@ -186,9 +207,14 @@ impl Encoder {
                     store.read_data_into(&self.id, offset, &mut out[at..])?;
                     if self.validate {
                         let expected = self.stack.pop().expect("walk matches the stack");
-                        if hash_subtree(start_chunk.0, &out[at..], is_root) != expected {
-                            out.truncate(at);
-                            return Err(self.corrupt(offset));
+                        let chunks = leaf_chunks(offset, size);
+                        // (The empty blob's one leaf covers no chunk: always hashed.)
+                        if chunks.is_empty() || !self.checked.is_superset(&chunks) {
+                            if hash_subtree(start_chunk.0, &out[at..], is_root) != expected {
+                                out.truncate(at);
+                                return Err(self.corrupt(offset));
+                            }
+                            self.newly_checked |= chunks;
                         }
                     }
                     self.sent += size as u64;

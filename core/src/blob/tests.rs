@@ -516,3 +516,27 @@ fn batches_refuse_a_corrupt_copy_and_keep_only_checked_bytes() {
         "the corrupt group was not held back"
     );
 }
+
+#[test]
+fn groups_checked_before_are_not_hashed_again_but_parents_still_are() {
+    let mut store = MemStore::new();
+    let id = store.add(content(300_000, 5));
+    store.corrupt(&id, 50_000);
+    // Told that the corrupt group was checked: it is not hashed, so it passes (this is
+    // what "checked before" means: the caller vouches for those bytes).
+    let group = ChunkRanges::from(bao_tree::ChunkNum(48)..bao_tree::ChunkNum(64));
+    let mut enc = Encoder::new(id, 300_000, &ChunkRanges::all(), true).with_checked(group.clone());
+    let mut out = bytes::BytesMut::new();
+    assert!(enc.fill(&store, &mut out, usize::MAX).unwrap());
+    // Every other group was hashed and is recorded; the skipped one is not.
+    let newly = enc.take_newly_checked();
+    assert!(!newly.intersects(&group));
+    assert!(newly.is_superset(&ChunkRanges::from(
+        bao_tree::ChunkNum(0)..bao_tree::ChunkNum(48)
+    )));
+    assert!(enc.take_newly_checked().is_empty());
+    // Without the record the corruption is caught.
+    let mut enc = Encoder::new(id, 300_000, &ChunkRanges::all(), true);
+    let mut out = bytes::BytesMut::new();
+    assert!(enc.fill(&store, &mut out, usize::MAX).is_err());
+}

@@ -19,6 +19,8 @@
 //! serving — and hands out their transmits before its events.
 
 mod blob;
+
+pub use blob::{MAX_CHECKED_BLOBS, MAX_CHECKED_BOUNDARIES};
 #[cfg(test)]
 mod tests;
 
@@ -94,8 +96,10 @@ pub struct Config {
     /// An inbound stream must deliver its request, and a reader must accept data, within
     /// this time or the stream is reset. Default 10 s.
     pub serve_timeout: Duration,
-    /// Check every chunk group against the outboard before serving it (catches local
-    /// corruption). Default on.
+    /// Check chunk groups against the outboard before serving them (catches local
+    /// corruption). A group is hashed the first time this node serves it after starting;
+    /// later responses reuse that check (see `node::blob::CheckedOnServe` limits).
+    /// Default on.
     pub validate_on_serve: bool,
     /// Response bytes per stream handed to the driver and not yet reported written
     /// ([`Input::StreamWritten`], [`Input::StreamFlushed`]). Bounds memory per stream.
@@ -367,6 +371,8 @@ pub struct Node<S> {
     now: Instant,
     connected: BTreeSet<PeerId>,
     streams: BTreeMap<StreamId, Stream>,
+    /// Chunk groups already checked before serving (`validate_on_serve`).
+    checked_on_serve: blob::CheckedOnServe,
     downloads: BTreeMap<BlobId, download::Download>,
     /// When each download last reported progress.
     last_progress: BTreeMap<BlobId, Instant>,
@@ -389,6 +395,7 @@ impl<S: BlobStore> Node<S> {
             now,
             connected: BTreeSet::new(),
             streams: BTreeMap::new(),
+            checked_on_serve: blob::CheckedOnServe::default(),
             downloads: BTreeMap::new(),
             last_progress: BTreeMap::new(),
             request_streams: BTreeMap::new(),
@@ -707,6 +714,12 @@ impl<S: BlobStore> Node<S> {
         Ok(())
     }
 
+    /// Forgets which chunk groups of `id` were already checked before serving: call it
+    /// when the stored copy is deleted or replaced.
+    pub fn forget_checked(&mut self, id: &BlobId) {
+        self.checked_on_serve.forget(id);
+    }
+
     /// Stops a download; verified ranges stay in the store.
     pub fn cancel_download(&mut self, id: &BlobId) {
         if self.downloads.remove(id).is_some() {
@@ -877,6 +890,7 @@ impl<S: BlobStore> Node<S> {
             let admitted = self.inbound_requests < self.config.max_inbound_requests;
             let step = serve.step(
                 &self.store,
+                &mut self.checked_on_serve,
                 admitted,
                 self.config.validate_on_serve,
                 self.config.send_window,

@@ -626,3 +626,71 @@ fn take_sends(
     }
     (more, finished)
 }
+
+/// Serves all of `id` on a fresh inbound stream and returns whether the node reported its
+/// own copy corrupt.
+fn serve_all(node: &mut Node<crate::store::MemStore>, n: u64, id: BlobId) -> bool {
+    let now = epoch();
+    let stream = StreamId::inbound(n);
+    node.handle_input(
+        now,
+        Input::StreamOpened {
+            stream,
+            peer: peer_id(0, 1),
+            protocol: ProtocolId::BLOB,
+        },
+    );
+    let mut request = frame(&Message::Hello(Hello::ours())).to_vec();
+    request.extend_from_slice(&frame(&Message::BlobRequest(wire::BlobRequest {
+        id,
+        ranges: super::blob::to_wire(&crate::blob::ChunkRanges::all()),
+    })));
+    node.handle_input(
+        now,
+        Input::StreamData {
+            stream,
+            data: Bytes::from(request),
+        },
+    );
+    let mut corrupt = false;
+    loop {
+        let mut progressed = false;
+        for o in drain(node) {
+            match o {
+                Output::Send { .. } => progressed = true,
+                Output::Event(Event::BlobStoreFailed { .. }) => corrupt = true,
+                _ => {}
+            }
+        }
+        if !progressed {
+            return corrupt;
+        }
+        node.handle_input(now, Input::StreamFlushed { stream });
+    }
+}
+
+/// `validate_on_serve` hashes a group the first time the node serves it; later responses
+/// reuse the check (a copy corrupted after that is served, and the requester's own
+/// verification catches it); `forget_checked` makes the next response check again.
+#[test]
+fn a_served_group_is_checked_once_until_forgotten() {
+    let (mut node, _) = lone_node();
+    let id = node.add_blob(Bytes::from(content(1 << 20, 8))).unwrap();
+    assert!(!serve_all(&mut node, 0, id));
+    assert_eq!(node.checked_on_serve.len(), 1);
+    node.store_mut().corrupt(&id, 500_000);
+    assert!(
+        !serve_all(&mut node, 1, id),
+        "checked groups are not hashed again"
+    );
+    node.forget_checked(&id);
+    assert!(
+        serve_all(&mut node, 2, id),
+        "after forgetting, the corruption is caught"
+    );
+    assert_eq!(
+        node.checked_on_serve.len(),
+        0,
+        "a corrupt blob's record is dropped"
+    );
+}

@@ -40,6 +40,7 @@ impl Driver {
             }
             Command::DeleteBlob(id, reply) => {
                 self.node.cancel_download(&id);
+                self.node.forget_checked(&id);
                 self.announced.remove(&id);
                 self.swarm
                     .behaviour_mut()
