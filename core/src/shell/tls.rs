@@ -13,6 +13,7 @@
 //! - it reads the socket through a 64 KiB buffer ([`READ_BUFFER`]): rustls asks its
 //!   transport for 4 KiB at a time, which costs four system calls per 16 KiB record.
 //!
+//! All cryptography is ring's (see [`TlsConfig::new`]'s notes on the key exchange).
 //! The certificate is generated and parsed by `libp2p_tls::certificate`; the verifiers are
 //! ours: exactly one certificate, whose libp2p extension proves the host key, and
 //! handshake signatures checked against it.
@@ -105,12 +106,15 @@ fn preferred_suite_name() -> &'static str {
     }
 }
 
-/// aws-lc-rs for everything but the bulk ciphers, which come from ring: on x86-64 ring
-/// has AES-GCM with 256-bit VAES/VPCLMULQDQ (about twice aws-lc's AES-NI code there),
-/// while aws-lc-rs brings the post-quantum key exchange libp2p peers prefer
-/// (X25519MLKEM768). The suites are in our order of preference.
+/// ring for everything: on x86-64 ring has AES-GCM with 256-bit VAES/VPCLMULQDQ (about
+/// twice aws-lc's AES-NI code there), and its random numbers come from the OS. aws-lc-rs
+/// (libp2p-tls's choice) seeds its generator from CPU jitter on first use — about 60 ms
+/// of CPU inside the first handshake of a process, and it aborts the process if that
+/// source fails its health tests. The cost: the key exchange is X25519 (as with Noise),
+/// not the post-quantum hybrid X25519MLKEM768; stock peers agree on X25519 with us.
+/// The suites are in our order of preference.
 fn provider() -> Arc<CryptoProvider> {
-    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    let mut provider = rustls::crypto::ring::default_provider();
     provider.cipher_suites = if has_aes_instructions() {
         vec![
             cipher_suite::TLS13_AES_128_GCM_SHA256,
@@ -129,6 +133,12 @@ fn provider() -> Arc<CryptoProvider> {
 
 impl TlsConfig {
     /// A configuration presenting a fresh certificate for `keypair`.
+    ///
+    /// Everything is ring's: AES-GCM (VAES/AVX2 where the CPU has it), X25519 key
+    /// exchange, random numbers from the OS. aws-lc-rs, which libp2p-tls uses, would add
+    /// the post-quantum X25519MLKEM768 exchange but seeds its generator from CPU jitter:
+    /// ~60 ms of CPU in the first handshake of a process, and an abort if that source
+    /// fails its health tests.
     pub fn new(keypair: &Keypair) -> Result<Self, TlsError> {
         let (cert, key) =
             certificate::generate(keypair).map_err(|e| TlsError::Certificate(e.to_string()))?;
