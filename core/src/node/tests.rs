@@ -539,27 +539,7 @@ fn a_response_keeps_its_send_window_and_refills_as_bytes_are_written() {
     let window = node.config.send_window;
     let data = content(4 << 20, 3);
     let id = node.add_blob(Bytes::from(data.clone())).unwrap();
-    let stream = StreamId::inbound(0);
-    node.handle_input(
-        now,
-        Input::StreamOpened {
-            stream,
-            peer: peer_id(0, 1),
-            protocol: ProtocolId::BLOB,
-        },
-    );
-    let mut request = frame(&Message::Hello(Hello::ours())).to_vec();
-    request.extend_from_slice(&frame(&Message::BlobRequest(wire::BlobRequest {
-        id,
-        ranges: super::blob::to_wire(&crate::blob::ChunkRanges::all()),
-    })));
-    node.handle_input(
-        now,
-        Input::StreamData {
-            stream,
-            data: Bytes::from(request),
-        },
-    );
+    let stream = request_all(&mut node, 0, id);
     let mut sent = Vec::new();
     let mut batches = std::collections::VecDeque::new();
     let (_, mut finished) = take_sends(&mut node, &mut sent, &mut batches);
@@ -631,27 +611,7 @@ fn take_sends(
 /// own copy corrupt.
 fn serve_all(node: &mut Node<crate::store::MemStore>, n: u64, id: BlobId) -> bool {
     let now = epoch();
-    let stream = StreamId::inbound(n);
-    node.handle_input(
-        now,
-        Input::StreamOpened {
-            stream,
-            peer: peer_id(0, 1),
-            protocol: ProtocolId::BLOB,
-        },
-    );
-    let mut request = frame(&Message::Hello(Hello::ours())).to_vec();
-    request.extend_from_slice(&frame(&Message::BlobRequest(wire::BlobRequest {
-        id,
-        ranges: super::blob::to_wire(&crate::blob::ChunkRanges::all()),
-    })));
-    node.handle_input(
-        now,
-        Input::StreamData {
-            stream,
-            data: Bytes::from(request),
-        },
-    );
+    let stream = request_all(node, n, id);
     let mut corrupt = false;
     loop {
         let mut progressed = false;
@@ -693,4 +653,31 @@ fn a_served_group_is_checked_once_until_forgotten() {
         0,
         "a corrupt blob's record is dropped"
     );
+}
+
+/// A peer opens inbound stream `n` and asks for all of `id`.
+fn request_all(node: &mut Node<crate::store::MemStore>, n: u64, id: BlobId) -> StreamId {
+    let now = epoch();
+    let stream = StreamId::inbound(n);
+    node.handle_input(
+        now,
+        Input::StreamOpened {
+            stream,
+            peer: peer_id(0, 1),
+            protocol: ProtocolId::BLOB,
+        },
+    );
+    let mut request = frame(&Message::Hello(Hello::ours())).to_vec();
+    request.extend_from_slice(&frame(&Message::BlobRequest(wire::BlobRequest {
+        id,
+        ranges: super::blob::to_wire(&crate::blob::ChunkRanges::all()),
+    })));
+    node.handle_input(
+        now,
+        Input::StreamData {
+            stream,
+            data: Bytes::from(request),
+        },
+    );
+    stream
 }
