@@ -170,3 +170,40 @@ where
         Poll::Pending
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split_size(config: &YamuxConfig) -> String {
+        let debug = format!("{:?}", config.inner);
+        let at = debug
+            .find("split_send_size: ")
+            .expect("yamux's Config shows the split size");
+        debug[at..]
+            .split([',', ' ', '}'])
+            .nth(1)
+            .expect("a number")
+            .to_string()
+    }
+
+    #[test]
+    fn the_frame_size_is_clamped_to_what_peers_accept() {
+        assert_eq!(
+            split_size(&YamuxConfig::default()),
+            DEFAULT_SPLIT_SEND_SIZE.to_string()
+        );
+        for (asked, got) in [
+            (MAX_SPLIT_SEND_SIZE, MAX_SPLIT_SEND_SIZE),
+            (MAX_SPLIT_SEND_SIZE + 1, MAX_SPLIT_SEND_SIZE),
+            (usize::MAX, MAX_SPLIT_SEND_SIZE),
+            (0, 1),
+            (1, 1),
+        ] {
+            assert_eq!(
+                split_size(&YamuxConfig::with_split_send_size(asked)),
+                got.to_string()
+            );
+        }
+    }
+}

@@ -473,3 +473,74 @@ impl<C: AsyncWrite + Unpin> AsyncWrite for ReadBuffered<C> {
         Pin::new(&mut self.get_mut().inner).poll_close(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures::executor::block_on;
+    use futures::AsyncReadExt;
+
+    use super::*;
+
+    /// A reader over `data` that records the size of every read asked of it.
+    struct Counting {
+        data: Vec<u8>,
+        at: usize,
+        asks: Vec<usize>,
+    }
+
+    impl AsyncRead for Counting {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            out: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            let this = self.get_mut();
+            this.asks.push(out.len());
+            let n = out.len().min(this.data.len() - this.at);
+            out[..n].copy_from_slice(&this.data[this.at..this.at + n]);
+            this.at += n;
+            Poll::Ready(Ok(n))
+        }
+    }
+
+    #[test]
+    fn small_reads_come_from_the_buffer_and_large_ones_bypass_it() {
+        let data: Vec<u8> = (0..(1usize << 20) + 77).map(|i| (i * 7) as u8).collect();
+        let inner = Counting {
+            data: data.clone(),
+            at: 0,
+            asks: Vec::new(),
+        };
+        let mut reader = ReadBuffered::new(inner);
+        let mut got = Vec::new();
+        let mut small = [0u8; 4096];
+        // Half the stream in 4 KiB reads (what rustls asks for)...
+        while got.len() < data.len() / 2 {
+            let n = block_on(reader.read(&mut small)).unwrap();
+            got.extend_from_slice(&small[..n]);
+        }
+        let asks_so_far = reader.inner.asks.len();
+        assert!(
+            asks_so_far <= data.len() / 2 / READ_BUFFER + 1,
+            "{asks_so_far} socket reads for {} bytes",
+            got.len()
+        );
+        assert!(reader.inner.asks.iter().all(|&a| a == READ_BUFFER));
+        // ...then the rest in reads of the buffer's size: once the buffer is drained they
+        // go to the socket directly.
+        let mut large = vec![0u8; READ_BUFFER];
+        loop {
+            let n = block_on(reader.read(&mut large)).unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&large[..n]);
+        }
+        assert_eq!(got, data);
+        assert!(reader.inner.asks[asks_so_far..]
+            .iter()
+            .all(|&a| a == READ_BUFFER));
+        // The end stays the end.
+        assert_eq!(block_on(reader.read(&mut small)).unwrap(), 0);
+    }
+}
