@@ -109,6 +109,7 @@
 pub mod blob;
 pub mod framing;
 pub mod node;
+pub(crate) mod pool;
 pub mod store;
 pub mod wire;
 

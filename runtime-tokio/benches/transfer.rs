@@ -90,7 +90,7 @@ fn raw_swarm(kind: Raw) -> Swarm<libp2p_stream::Behaviour> {
 }
 
 /// MiB/s of one raw libp2p stream carrying `bytes`.
-async fn raw(bytes: u64, kind: Raw) -> f64 {
+async fn raw(bytes: u64, kind: Raw) -> Run {
     let mut a = raw_swarm(kind);
     let mut b = raw_swarm(kind);
     let listen = if kind == Raw::Quic {
@@ -119,6 +119,7 @@ async fn raw(bytes: u64, kind: Raw) -> f64 {
         }
     });
     let mut s = control.open_stream(a_id, PROTO).await.unwrap();
+    let cpu0 = cpu_seconds("self");
     let t0 = Instant::now();
     let sender = tokio::spawn(async move {
         let chunk = vec![0xA5u8; 1 << 20];
@@ -142,10 +143,58 @@ async fn raw(bytes: u64, kind: Raw) -> f64 {
     }
     let elapsed = t0.elapsed();
     sender.await.unwrap();
+    let cpu = cpu_seconds("self") - cpu0;
     a_task.abort();
     b_task.abort();
     assert_eq!(got, bytes);
-    bytes as f64 / (1 << 20) as f64 / elapsed.as_secs_f64()
+    Run::new(bytes, elapsed.as_secs_f64(), cpu)
+}
+
+/// One timed transfer: its rate, and the CPU time all its processes spent on it.
+#[derive(Clone, Copy, Default)]
+struct Run {
+    mib_s: f64,
+    /// CPU-seconds per GiB moved (user + system, every thread of every process involved).
+    cpu_per_gib: f64,
+}
+
+impl Run {
+    fn new(bytes: u64, secs: f64, cpu: f64) -> Run {
+        Run {
+            mib_s: bytes as f64 / (1 << 20) as f64 / secs,
+            cpu_per_gib: cpu / (bytes as f64 / (1u64 << 30) as f64),
+        }
+    }
+
+    /// The better of two runs by rate (the CPU figure goes with its run).
+    fn best(self, other: Run) -> Run {
+        if other.mib_s > self.mib_s {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+/// User + system CPU time of a process so far (`self` or a pid), from `/proc`; 0 where
+/// there is no `/proc` (the CPU figures then read 0).
+fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) start at the state, field 3;
+    // utime and stime are fields 14 and 15, in clock ticks (100 per second on Linux).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 // --- Sinew: two node processes ---
@@ -154,6 +203,12 @@ struct Node {
     child: tokio::process::Child,
     dir: PathBuf,
     addresses: Vec<String>,
+}
+
+impl Node {
+    fn pid(&self) -> String {
+        self.child.id().map(|p| p.to_string()).unwrap_or_default()
+    }
 }
 
 async fn start_node(dir: &Path, listen: &[&str]) -> Node {
@@ -236,7 +291,15 @@ async fn stop(mut node: Node) {
 }
 
 /// MiB/s of one Sinew download of `id` from `provider` (address `from`) into a fresh store.
-async fn sinew(base: &Path, round: usize, id: &str, from: &str, size: u64, quic: bool) -> f64 {
+async fn sinew(
+    base: &Path,
+    provider: &Node,
+    round: usize,
+    id: &str,
+    from: &str,
+    size: u64,
+    quic: bool,
+) -> Run {
     let listen = if quic {
         "/ip4/127.0.0.1/udp/0/quic-v1"
     } else {
@@ -247,16 +310,19 @@ async fn sinew(base: &Path, round: usize, id: &str, from: &str, size: u64, quic:
         if quic { "quic" } else { "tcp" }
     ));
     let node = start_node(&dir, &[listen]).await;
+    let pids = [provider.pid(), node.pid()];
+    let cpu0: f64 = pids.iter().map(|p| cpu_seconds(p)).sum();
     let result = control(
         &dir,
         serde_json::json!({"cmd": "blob_get", "id": id, "from": [from]}),
     )
     .await;
     assert_eq!(result["size"].as_u64(), Some(size));
+    let cpu = pids.iter().map(|p| cpu_seconds(p)).sum::<f64>() - cpu0;
     let secs = result["seconds"].as_f64().unwrap();
     stop(node).await;
     let _ = std::fs::remove_dir_all(&dir);
-    size as f64 / (1 << 20) as f64 / secs
+    Run::new(size, secs, cpu)
 }
 
 /// Fills a file with `mib` MiB of pseudo-random bytes (xorshift; incompressible enough).
@@ -325,41 +391,55 @@ async fn main() {
         .clone();
     println!("  {mib} MiB blob {id}, stores under {}", parent.display());
 
-    let (mut raw_tcp, mut raw_quic, mut sinew_tcp, mut sinew_quic) = (0f64, 0f64, 0f64, 0f64);
-    let mut transport = 0f64;
+    let (mut raw_tcp, mut raw_quic) = (Run::default(), Run::default());
+    let (mut sinew_tcp, mut sinew_quic, mut transport) =
+        (Run::default(), Run::default(), Run::default());
     for round in 0..rounds {
         let rt = raw(size, Raw::Tcp).await;
         let tr = raw(size, Raw::SinewTransport).await;
-        let st = sinew(base.path(), round, &id, &tcp_addr, size, false).await;
+        let st = sinew(base.path(), &provider, round, &id, &tcp_addr, size, false).await;
         let rq = raw(size, Raw::Quic).await;
-        let sq = sinew(base.path(), round, &id, &quic_addr, size, true).await;
+        let sq = sinew(base.path(), &provider, round, &id, &quic_addr, size, true).await;
         println!(
-            "  round {round}: raw tcp {rt:.0}, sinew transport alone {tr:.0}, sinew tcp {st:.0}, raw quic {rq:.0}, sinew quic {sq:.0} MiB/s"
+            "  round {round}: raw tcp {:.0}, sinew transport alone {:.0}, sinew tcp {:.0}, raw quic {:.0}, sinew quic {:.0} MiB/s",
+            rt.mib_s, tr.mib_s, st.mib_s, rq.mib_s, sq.mib_s
         );
-        transport = transport.max(tr);
-        raw_tcp = raw_tcp.max(rt);
-        raw_quic = raw_quic.max(rq);
-        sinew_tcp = sinew_tcp.max(st);
-        sinew_quic = sinew_quic.max(sq);
+        transport = transport.best(tr);
+        raw_tcp = raw_tcp.best(rt);
+        raw_quic = raw_quic.best(rq);
+        sinew_tcp = sinew_tcp.best(st);
+        sinew_quic = sinew_quic.best(sq);
     }
     stop(provider).await;
     println!(
-        "  best of {rounds}: raw libp2p TCP+Noise+Yamux {raw_tcp:.0} MiB/s, raw libp2p QUIC {raw_quic:.0} MiB/s"
+        "  best of {rounds}: raw libp2p TCP+Noise+Yamux {:.0} MiB/s, raw libp2p QUIC {:.0} MiB/s",
+        raw_tcp.mib_s, raw_quic.mib_s
     );
     println!(
-        "  sinew's transport alone (TLS AES-GCM + 256 KiB Yamux frames, raw stream, no verification, no disk): {transport:.0} MiB/s ({:.2}x raw-libp2p)",
-        transport / raw_tcp
+        "  sinew's transport alone (TLS AES-GCM + 256 KiB Yamux frames, raw stream, no verification, no disk): {:.0} MiB/s ({:.2}x raw-libp2p)",
+        transport.mib_s,
+        transport.mib_s / raw_tcp.mib_s
+    );
+    println!(
+        "  CPU-seconds per GiB moved, both ends (in those best runs): raw tcp {:.2}, sinew transport alone {:.2}, sinew tcp {:.2}, raw quic {:.2}, sinew quic {:.2}",
+        raw_tcp.cpu_per_gib,
+        transport.cpu_per_gib,
+        sinew_tcp.cpu_per_gib,
+        raw_quic.cpu_per_gib,
+        sinew_quic.cpu_per_gib
     );
     println!(
         "  sinew over QUIC vs raw libp2p QUIC: {:.2}x",
-        sinew_quic / raw_quic
+        sinew_quic.mib_s / raw_quic.mib_s
     );
     println!(
-        "bench transfer-tcp: {sinew_tcp:.0} MiB/s ({:.2}x raw-libp2p)",
-        sinew_tcp / raw_tcp
+        "bench transfer-tcp: {:.0} MiB/s ({:.2}x raw-libp2p)",
+        sinew_tcp.mib_s,
+        sinew_tcp.mib_s / raw_tcp.mib_s
     );
     println!(
-        "bench transfer-quic: {sinew_quic:.0} MiB/s ({:.2}x raw-libp2p)",
-        sinew_quic / raw_tcp
+        "bench transfer-quic: {:.0} MiB/s ({:.2}x raw-libp2p)",
+        sinew_quic.mib_s,
+        sinew_quic.mib_s / raw_tcp.mib_s
     );
 }

@@ -41,7 +41,8 @@ pub struct Encoder {
     iter: ResponseIter,
     validate: bool,
     stack: Vec<blake3::Hash>,
-    /// A leaf found while batching parents, to be sent next.
+    /// A piece taken from the walk but not sent yet: a leaf found while batching parents
+    /// ([`Encoder::next_piece`]), or a piece that did not fit ([`Encoder::fill`]).
     pending_leaf: Option<BaoChunk>,
     sent: u64,
     /// The block of the outboard read last: (byte offset, bytes). Parents of neighbouring
@@ -53,6 +54,10 @@ pub struct Encoder {
     /// Chunks this encoder hashed and found right.
     newly_checked: ChunkRanges,
 }
+
+/// The largest piece of a response (one chunk group): an [`Encoder::fill`] buffer of at
+/// least this size always makes progress.
+pub const FILL_MIN: usize = super::CHUNK_GROUP_BYTES as usize;
 
 /// Bytes of outboard read at once (the parents of up to 64 MiB of data).
 pub(crate) const OUTBOARD_READ: usize = 16 * 1024;
@@ -165,63 +170,78 @@ impl Encoder {
         Ok(Some(parents.freeze()))
     }
 
-    /// Appends the response to `out` until it holds at least `max` bytes or the response
-    /// is complete; returns whether it is complete.
+    /// Writes the response into `out` from its start, piece after piece, while the next
+    /// piece fits; returns how many bytes were written and whether the response is
+    /// complete. A piece that does not fit is the first of the next call.
     ///
     /// Chunk groups are read from the store straight into `out` and checked there: one
-    /// copy from the store per byte, none afterwards.
+    /// copy from the store per byte, none afterwards. The largest piece is one chunk group
+    /// ([`FILL_MIN`] bytes): a shorter `out` may get nothing written.
+    ///
+    /// On an error, the pieces before the failing one are in `out` and may be sent: their
+    /// length is how much [`Encoder::bytes_sent`] grew during the call.
     pub fn fill<S: BlobStore + ?Sized>(
         &mut self,
         store: &S,
-        out: &mut BytesMut,
-        max: usize,
-    ) -> Result<bool, EncodeError> {
-        while out.len() < max {
+        out: &mut [u8],
+    ) -> Result<(usize, bool), EncodeError> {
+        let mut at = 0;
+        loop {
             let item = match self.pending_leaf.take() {
-                Some(leaf) => Some(leaf),
-                None => self.iter.next(),
+                Some(item) => item,
+                None => match self.iter.next() {
+                    Some(item) => item,
+                    None => return Ok((at, true)),
+                },
             };
+            let room = out.len() - at;
             match item {
-                None => return Ok(true),
-                Some(BaoChunk::Parent {
+                BaoChunk::Parent { .. } if room < PAIR_BYTES => {
+                    self.pending_leaf = Some(item);
+                    return Ok((at, false));
+                }
+                BaoChunk::Leaf { size, .. } if room < size => {
+                    self.pending_leaf = Some(item);
+                    return Ok((at, false));
+                }
+                BaoChunk::Parent {
                     node,
                     is_root,
                     left,
                     right,
                     ..
-                }) => {
+                } => {
                     let pair = self.read_pair(store, node)?;
                     self.check_pair(&pair, node, is_root, left, right)?;
-                    out.extend_from_slice(&pair);
+                    out[at..at + PAIR_BYTES].copy_from_slice(&pair);
+                    at += PAIR_BYTES;
                     self.sent += PAIR_BYTES as u64;
                 }
-                Some(BaoChunk::Leaf {
+                BaoChunk::Leaf {
                     start_chunk,
                     size,
                     is_root,
                     ..
-                }) => {
+                } => {
                     let offset = start_chunk.to_bytes();
-                    let at = out.len();
-                    out.resize(at + size, 0);
-                    store.read_data_into(&self.id, offset, &mut out[at..])?;
+                    let group = &mut out[at..at + size];
+                    store.read_data_into(&self.id, offset, group)?;
                     if self.validate {
                         let expected = self.stack.pop().expect("walk matches the stack");
                         let chunks = leaf_chunks(offset, size);
                         // (The empty blob's one leaf covers no chunk: always hashed.)
                         if chunks.is_empty() || !self.checked.is_superset(&chunks) {
-                            if hash_subtree(start_chunk.0, &out[at..], is_root) != expected {
-                                out.truncate(at);
+                            if hash_subtree(start_chunk.0, group, is_root) != expected {
                                 return Err(self.corrupt(offset));
                             }
                             self.newly_checked |= chunks;
                         }
                     }
+                    at += size;
                     self.sent += size as u64;
                 }
             }
         }
-        Ok(false)
     }
 
     /// With validation on: checks a parent pair against the hash expected for its node and

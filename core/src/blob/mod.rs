@@ -57,7 +57,7 @@ pub mod tree;
 
 pub use decoder::{DecodeError, Decoder, Item};
 pub use download::Download;
-pub use encoder::{EncodeError, Encoder};
+pub use encoder::{EncodeError, Encoder, FILL_MIN};
 pub use id::{BlobId, ParseBlobIdError};
 pub use tree::{Outboard, BLOCK_SIZE, CHUNK_GROUP_BYTES};
 

@@ -446,25 +446,26 @@ fn the_provider_refuses_to_serve_its_own_corrupt_copy() {
     assert!(matches!(result, Err(EncodeError::Corrupt { offset, .. }) if offset == 49_152));
 }
 
-/// Fills batches of at most `max` bytes until the response is complete.
+/// Fills buffers of `room` bytes until the response is complete.
 fn fill_all(
     store: &MemStore,
     id: BlobId,
     ranges: &ChunkRanges,
-    max: usize,
+    room: usize,
     validate: bool,
 ) -> Vec<u8> {
     let size = store.state(&id).unwrap().unwrap().size();
     let mut enc = Encoder::new(id, size, ranges, validate);
     let mut out = Vec::new();
+    // Stale bytes in the buffer must never leak into the response.
+    let mut batch = vec![0xEE; room];
     loop {
-        let mut batch = bytes::BytesMut::new();
-        let done = enc.fill(store, &mut batch, max).unwrap();
+        let (n, done) = enc.fill(store, &mut batch).unwrap();
         assert!(
-            done || batch.len() >= max,
-            "a batch short of its size without the end"
+            done || n > room.saturating_sub(crate::blob::FILL_MIN),
+            "a buffer left with room for a piece without the end ({n} of {room})"
         );
-        out.extend_from_slice(&batch);
+        out.extend_from_slice(&batch[..n]);
         if done {
             assert_eq!(enc.bytes_sent(), out.len() as u64);
             return out;
@@ -482,7 +483,7 @@ proptest! {
         a in 0u64..2048,
         b in 0u64..2048,
         c in 0u64..2048,
-        max in 1usize..600_000,
+        room in crate::blob::FILL_MIN..600_000,
         validate: bool,
     ) {
         let mut store = MemStore::new();
@@ -491,8 +492,35 @@ proptest! {
         let ranges = ChunkRanges::from(bao_tree::ChunkNum(lo)..bao_tree::ChunkNum(hi.max(lo + 1)))
             | ChunkRanges::from(bao_tree::ChunkNum(c)..);
         let pieces: Vec<u8> = encode(&store, id, &ranges).concat();
-        prop_assert_eq!(fill_all(&store, id, &ranges, max, validate), pieces);
+        prop_assert_eq!(fill_all(&store, id, &ranges, room, validate), pieces);
     }
+}
+
+#[test]
+fn a_buffer_too_small_for_the_next_piece_gets_nothing_and_loses_nothing() {
+    let mut store = MemStore::new();
+    let id = store.add(content(100_000, 6));
+    let full: Vec<u8> = encode(&store, id, &ChunkRanges::all()).concat();
+    let mut enc = Encoder::new(id, 100_000, &ChunkRanges::all(), true);
+    let mut out = Vec::new();
+    // Room for the first parents but not a chunk group: the parents come, then nothing.
+    let mut small = vec![0u8; crate::blob::FILL_MIN - 1];
+    let (n, done) = enc.fill(&store, &mut small).unwrap();
+    assert!(!done);
+    assert!(n > 0 && n % 64 == 0, "only parent pairs fit: {n}");
+    out.extend_from_slice(&small[..n]);
+    assert_eq!(enc.fill(&store, &mut small).unwrap(), (0, false));
+    // A buffer of FILL_MIN always makes progress, and the response resumes where it was.
+    let mut big = vec![0u8; crate::blob::FILL_MIN];
+    loop {
+        let (n, done) = enc.fill(&store, &mut big).unwrap();
+        assert!(n > 0 || done);
+        out.extend_from_slice(&big[..n]);
+        if done {
+            break;
+        }
+    }
+    assert_eq!(out, full);
 }
 
 #[test]
@@ -502,9 +530,11 @@ fn batches_refuse_a_corrupt_copy_and_keep_only_checked_bytes() {
     let id = store.add(data.clone());
     store.corrupt(&id, 50_000);
     let mut enc = Encoder::new(id, 300_000, &ChunkRanges::all(), true);
-    let mut batch = bytes::BytesMut::new();
-    let result = enc.fill(&store, &mut batch, 1 << 20);
+    let mut buf = vec![0u8; 1 << 20];
+    let result = enc.fill(&store, &mut buf);
     assert!(matches!(result, Err(EncodeError::Corrupt { offset, .. }) if offset == 49_152));
+    // What was written before the bad group is what bytes_sent counted.
+    let batch = &buf[..enc.bytes_sent() as usize];
     // What is in the batch is the honest prefix of the encoding, ending before the bad group.
     let mut honest = MemStore::new();
     let honest_id = honest.add(data);
@@ -526,8 +556,8 @@ fn groups_checked_before_are_not_hashed_again_but_parents_still_are() {
     // what "checked before" means: the caller vouches for those bytes).
     let group = ChunkRanges::from(bao_tree::ChunkNum(48)..bao_tree::ChunkNum(64));
     let mut enc = Encoder::new(id, 300_000, &ChunkRanges::all(), true).with_checked(group.clone());
-    let mut out = bytes::BytesMut::new();
-    assert!(enc.fill(&store, &mut out, usize::MAX).unwrap());
+    let mut out = vec![0u8; 1 << 20];
+    assert!(enc.fill(&store, &mut out).unwrap().1);
     // Every other group was hashed and is recorded; the skipped one is not.
     let newly = enc.take_newly_checked();
     assert!(!newly.intersects(&group));
@@ -537,6 +567,6 @@ fn groups_checked_before_are_not_hashed_again_but_parents_still_are() {
     assert!(enc.take_newly_checked().is_empty());
     // Without the record the corruption is caught.
     let mut enc = Encoder::new(id, 300_000, &ChunkRanges::all(), true);
-    let mut out = bytes::BytesMut::new();
-    assert!(enc.fill(&store, &mut out, usize::MAX).is_err());
+    let mut out = vec![0u8; 1 << 20];
+    assert!(enc.fill(&store, &mut out).is_err());
 }

@@ -15,8 +15,9 @@ use libp2p_identity::PeerId;
 use super::Event;
 use crate::blob::download::{Download, DropReason, RequestId};
 use crate::blob::tree::{pairs_to_ranges, ranges_to_pairs};
-use crate::blob::{BlobId, ChunkRanges, Encoder};
+use crate::blob::{BlobId, ChunkRanges, Encoder, FILL_MIN};
 use crate::framing;
+use crate::pool::BufferPool;
 use crate::store::BlobStore;
 use crate::wire::{self, BlobRequest, BlobResponse, ChunkRangeList, Hello, Message, Reason};
 
@@ -214,6 +215,8 @@ pub(super) struct Serve {
     counted: bool,
     /// Response bytes handed to the driver and not yet reported written.
     in_flight: usize,
+    /// Where send batches come from (the node's, shared by its streams).
+    pool: BufferPool,
 }
 
 /// Most blobs whose checked chunk groups a node remembers ([`CheckedOnServe`]); the
@@ -266,11 +269,25 @@ impl CheckedOnServe {
 }
 
 /// Largest single write of response bytes handed to the driver (with a send window of at
-/// least twice this, one batch is being written while the next is prepared).
+/// least twice this, one batch is being written while the next is prepared). A batch may
+/// exceed it by less than one chunk group.
 pub(super) const SEND_BATCH: usize = 256 * 1024;
 
+/// Send batches kept for reuse when idle (each `SEND_BATCH` + one chunk group).
+pub(super) const IDLE_SEND_BUFFERS: usize = 8;
+
+/// The pool send batches are taken from.
+pub(super) fn send_pool() -> BufferPool {
+    BufferPool::new(SEND_BATCH + FILL_MIN, IDLE_SEND_BUFFERS)
+}
+
 impl Serve {
-    pub(super) fn new(peer: PeerId, deadline: Instant, max_frame_len: usize) -> Self {
+    pub(super) fn new(
+        peer: PeerId,
+        deadline: Instant,
+        max_frame_len: usize,
+        pool: BufferPool,
+    ) -> Self {
         Self {
             peer,
             frames: framing::Decoder::new(framing::Config { max_frame_len }),
@@ -278,6 +295,7 @@ impl Serve {
             deadline,
             counted: false,
             in_flight: 0,
+            pool,
         }
     }
 
@@ -432,14 +450,18 @@ impl Serve {
         // the driver and the stream, and the next batch ready while one is written.
         while self.in_flight < window {
             let want = (window - self.in_flight).min(SEND_BATCH);
-            let mut batch = BytesMut::with_capacity(want + want / 128);
-            let result = encoder.fill(store, &mut batch, want);
+            let mut batch = self.pool.take();
+            let room = (want + FILL_MIN).min(batch.len());
+            let before = encoder.bytes_sent();
+            let result = encoder.fill(store, &mut batch[..room]);
             checked.add(encoder.id(), encoder.take_newly_checked());
-            if !batch.is_empty() {
-                self.in_flight += batch.len();
-                step.sends.push(batch.freeze());
+            // (On an error too: what was written before the failing piece is good.)
+            let written = (encoder.bytes_sent() - before) as usize;
+            if written > 0 {
+                self.in_flight += written;
+                step.sends.push(batch.freeze(written));
             }
-            match result {
+            match result.map(|(_, done)| done) {
                 Ok(false) => {}
                 Ok(true) => {
                     step.finish = true;

@@ -373,6 +373,8 @@ pub struct Node<S> {
     streams: BTreeMap<StreamId, Stream>,
     /// Chunk groups already checked before serving (`validate_on_serve`).
     checked_on_serve: blob::CheckedOnServe,
+    /// Reused send batches of every serving stream.
+    send_pool: crate::pool::BufferPool,
     downloads: BTreeMap<BlobId, download::Download>,
     /// When each download last reported progress.
     last_progress: BTreeMap<BlobId, Instant>,
@@ -396,6 +398,7 @@ impl<S: BlobStore> Node<S> {
             connected: BTreeSet::new(),
             streams: BTreeMap::new(),
             checked_on_serve: blob::CheckedOnServe::default(),
+            send_pool: blob::send_pool(),
             downloads: BTreeMap::new(),
             last_progress: BTreeMap::new(),
             request_streams: BTreeMap::new(),
@@ -553,6 +556,7 @@ impl<S: BlobStore> Node<S> {
                 peer,
                 self.now + self.config.serve_timeout,
                 self.config.max_frame_len,
+                self.send_pool.clone(),
             );
             self.streams.insert(stream, Stream::Serve(serve));
             return;

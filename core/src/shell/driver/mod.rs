@@ -13,6 +13,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+
+use crate::pool::BufferPool;
 use futures::channel::mpsc;
 use futures::{FutureExt, SinkExt, StreamExt};
 use libp2p::gossipsub::{self, IdentTopic};
@@ -128,7 +130,15 @@ pub(crate) struct Driver {
     /// successful ping).
     alive: BTreeMap<ConnectionId, (PeerId, Instant)>,
     next_watchdog: Instant,
+    /// Read buffers of the stream tasks, reused once the node is done with their bytes.
+    read_pool: BufferPool,
 }
+
+/// Bytes a stream task reads at once.
+const STREAM_READ: usize = 64 * 1024;
+
+/// Stream read buffers kept for reuse when idle (4 MiB).
+const IDLE_READ_BUFFERS: usize = 64;
 
 impl Driver {
     pub(crate) fn new(
@@ -177,6 +187,7 @@ impl Driver {
             bootstrapped: false,
             alive: BTreeMap::new(),
             next_watchdog: start,
+            read_pool: BufferPool::new(STREAM_READ, IDLE_READ_BUFFERS),
             pending_announces: Vec::new(),
             provider_queries: Vec::new(),
             watchers: Default::default(),
@@ -350,6 +361,7 @@ impl Driver {
         let mut io = self.io_tx.clone();
         let runtime = self.runtime.clone();
         let timeout = self.config.open_stream_timeout;
+        let pool = self.read_pool.clone();
         let task = async move {
             let open = control.open_stream(peer, StreamProtocol::new(protocol.as_str()));
             let result = match futures::future::select(Box::pin(open), runtime.sleep(timeout)).await
@@ -366,7 +378,7 @@ impl Driver {
                         .await
                         .is_ok()
                     {
-                        stream_task(stream, s, cmd_rx, io).await;
+                        stream_task(stream, s, cmd_rx, io, pool).await;
                     }
                 }
                 Err(reason) => {
@@ -388,8 +400,14 @@ impl Driver {
             self.next_inbound += 1;
             let (cmd_tx, cmd_rx) = mpsc::unbounded();
             self.streams.insert(id, cmd_tx);
-            self.runtime
-                .spawn(stream_task(id, stream, cmd_rx, self.io_tx.clone()).boxed());
+            let task = stream_task(
+                id,
+                stream,
+                cmd_rx,
+                self.io_tx.clone(),
+                self.read_pool.clone(),
+            );
+            self.runtime.spawn(task.boxed());
             self.node.handle_input(
                 now(),
                 Input::StreamOpened {

@@ -7,6 +7,10 @@ use futures::{AsyncReadExt, AsyncWriteExt, FutureExt, SinkExt, StreamExt};
 
 use super::{StreamCmd, StreamIo};
 use crate::node::StreamId;
+use crate::pool::BufferPool;
+
+/// Reads shorter than this are copied out of the read buffer rather than handed over.
+const SHORT_READ: usize = 4096;
 
 /// Serves one of the node's streams: reads into the driver's channel, writes what the
 /// driver sends, reports flushes, ends on finish or reset.
@@ -15,13 +19,16 @@ pub(super) async fn stream_task(
     stream: libp2p::Stream,
     mut commands: mpsc::UnboundedReceiver<StreamCmd>,
     io: mpsc::Sender<StreamIo>,
+    pool: BufferPool,
 ) {
     let mut end_io = io.clone();
     let (mut reader, mut writer) = stream.split();
     let (reset_tx, reset_rx) = oneshot::channel::<()>();
     let mut read_io = io.clone();
     let read = async move {
-        let mut buf = vec![0u8; 64 * 1024];
+        // A reused buffer: no zeroing, no fresh pages; it returns to the pool when the
+        // node has dropped the last of its bytes.
+        let mut buf = pool.take();
         loop {
             match reader.read(&mut buf).await {
                 Ok(0) => {
@@ -29,7 +36,13 @@ pub(super) async fn stream_task(
                     return;
                 }
                 Ok(n) => {
-                    let data = Bytes::copy_from_slice(&buf[..n]);
+                    // A short read is copied out, so that it does not hold a whole
+                    // buffer; a long one is handed over as it is.
+                    let data = if n < SHORT_READ {
+                        Bytes::copy_from_slice(&buf[..n])
+                    } else {
+                        std::mem::replace(&mut buf, pool.take()).freeze(n)
+                    };
                     if read_io.send(StreamIo::Data(id, data)).await.is_err() {
                         return;
                     }
