@@ -540,7 +540,7 @@ fn batches_refuse_a_corrupt_copy_and_keep_only_checked_bytes() {
     let honest_id = honest.add(data);
     let full: Vec<u8> = encode(&honest, honest_id, &ChunkRanges::all()).concat();
     assert!(!batch.is_empty());
-    assert_eq!(&batch[..], &full[..batch.len()]);
+    assert_eq!(batch, &full[..batch.len()]);
     assert!(
         batch.len() < 49_152 + 16_384,
         "the corrupt group was not held back"

@@ -353,7 +353,7 @@ enum Stream {
     /// We fetch from this stream.
     Fetch(Fetch),
     /// We serve on this stream.
-    Serve(Serve),
+    Serve(Box<Serve>),
     /// We asked to open it; nothing arrived yet.
     Opening {
         peer: PeerId,
@@ -558,7 +558,7 @@ impl<S: BlobStore> Node<S> {
                 self.config.max_frame_len,
                 self.send_pool.clone(),
             );
-            self.streams.insert(stream, Stream::Serve(serve));
+            self.streams.insert(stream, Stream::Serve(Box::new(serve)));
             return;
         }
         let Some(Stream::Opening { blob, request, .. }) = self.streams.get(&stream) else {
