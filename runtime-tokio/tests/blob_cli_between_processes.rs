@@ -1,13 +1,15 @@
 //! `sinew blob add` on one node process and `sinew blob get` on another produce a file
 //! whose BLAKE3 hash (what `b3sum` prints) equals the printed id — for 0-byte, 1-byte and
-//! multi-group blobs, by ticket and by DHT lookup; `ls` and `rm` see the store.
+//! multi-group blobs, by ticket and by DHT lookup; `ls` and `rm` see the store. And the
+//! control socket's `shutdown` is answered before the node exits.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{b3, sinew, spawn_blob_node, write_random};
+use common::{b3, control, sinew, spawn_blob_node, write_random};
+use serde_json::json;
 
 #[test]
 fn add_then_get_gives_the_same_bytes_and_the_b3sum_id() {
@@ -164,4 +166,29 @@ fn bad_requests_fail_with_errors_a_user_can_act_on() {
     let (ok, _, err) = sinew(&["blob", "ls", "--data-dir", none.to_str().unwrap()]);
     assert!(!ok);
     assert!(err.contains("no node is running"), "{err}");
+}
+
+/// `{"cmd":"shutdown"}` is answered, then the node stops and exits cleanly: the answer
+/// is written before the network (and with it the process) goes away.
+#[test]
+fn shutdown_is_answered_then_the_node_exits() {
+    let tmp = tempfile::tempdir().unwrap();
+    for round in 0..5 {
+        let dir = tmp.path().join(format!("n{round}"));
+        let mut node = spawn_blob_node(&dir, "");
+        assert_eq!(control(&dir, json!({"cmd": "shutdown"})), Ok(json!({})));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = node.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the node did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "exit status {status}");
+        assert!(
+            !dir.join("control.sock").exists(),
+            "control socket left behind"
+        );
+    }
 }

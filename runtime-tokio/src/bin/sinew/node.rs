@@ -329,6 +329,19 @@ fn serve_control(
                             )
                             .await
                         }
+                        Ok(Request::Shutdown) => {
+                            // Answered first: once the network stops the process ends, and
+                            // with it this task.
+                            let mut out = serde_json::to_vec(&Response::ok(serde_json::json!({})))
+                                .unwrap_or_default();
+                            out.push(b'\n');
+                            let _ = write.write_all(&out).await;
+                            let _ = write.flush().await;
+                            if let Err(e) = client.shutdown().await {
+                                tracing::warn!("shutdown: {e:#}");
+                            }
+                            return;
+                        }
                         Ok(request) => handle(request, &client, &state).await,
                         Err(e) => Response::error(format!("invalid request: {e}")),
                     };
@@ -381,10 +394,7 @@ async fn handle(request: Request, client: &NetworkClient, state: &Mutex<State>) 
                 let address: Multiaddr = address.parse().context("invalid address")?;
                 serde_json::json!({ "peer": client.dial(address).await?.to_string() })
             }
-            Request::Shutdown => {
-                client.shutdown().await?;
-                serde_json::json!({})
-            }
+            Request::Shutdown => unreachable!("answered before the network stops"),
             Request::BlobAdd { path } => {
                 let listen = state.lock().expect("state lock").listen.clone();
                 crate::blob::serve_add(client, &path, &listen).await?
