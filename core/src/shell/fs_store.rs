@@ -48,6 +48,12 @@ use crate::store::{BlobState, BlobStore, StoreError};
 /// Verified bytes written between two syncs of a download (and commits of its ranges).
 pub const SYNC_EVERY: u64 = 8 << 20;
 
+/// The most verified bytes of a download that may not be committed yet, i.e. what a crash
+/// can cost it: the bytes since the last hand-over to the sync thread, the `SYNC_QUEUE`
+/// syncs queued behind a slow disk (the download waits when the queue is full) and the one
+/// being synced.
+pub const MAX_UNCOMMITTED: u64 = (SYNC_QUEUE as u64 + 2) * SYNC_EVERY;
+
 const BLOBS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("blobs");
 
 #[derive(Debug, BorshSerialize, BorshDeserialize)]

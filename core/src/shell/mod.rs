@@ -30,7 +30,8 @@ pub use client::{BlobInfo, ClientError, EventStream, NetworkClient, NetworkEvent
 pub use config::{GossipConfig, KadMode, NetworkConfig};
 pub use download::{BlobDownload, BlobDownloaded, BlobProgress, DownloadUpdate, PROGRESS_BUFFER};
 pub use fs_store::{
-    export_verified, export_verified_bytes, FsStore, Importer, PreparedImport, SYNC_EVERY,
+    export_verified, export_verified_bytes, FsStore, Importer, PreparedImport, MAX_UNCOMMITTED,
+    SYNC_EVERY,
 };
 pub use metrics::Metrics;
 pub use node_store::NodeStore;
