@@ -206,4 +206,108 @@ mod tests {
             );
         }
     }
+
+    /// The peer's side of a connection in memory: what it sent is read by our muxer once,
+    /// then reads wait (the connection stays open); what our muxer writes is kept.
+    struct Wire {
+        incoming: Vec<u8>,
+        at: usize,
+        written: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    }
+
+    impl AsyncRead for Wire {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            let n = buf.len().min(self.incoming.len() - self.at);
+            if n == 0 {
+                return Poll::Pending;
+            }
+            let at = self.at;
+            buf[..n].copy_from_slice(&self.incoming[at..at + n]);
+            self.at += n;
+            Poll::Ready(Ok(n))
+        }
+    }
+
+    impl AsyncWrite for Wire {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.written
+                .lock()
+                .expect("test lock")
+                .extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A Yamux header (version 0): type, flags, stream id, length.
+    fn header(kind: u8, flags: u16, stream: u32, len: u32) -> Vec<u8> {
+        let mut h = vec![0, kind];
+        h.extend_from_slice(&flags.to_be_bytes());
+        h.extend_from_slice(&stream.to_be_bytes());
+        h.extend_from_slice(&len.to_be_bytes());
+        h
+    }
+
+    #[test]
+    fn inbound_streams_beyond_the_buffer_are_dropped_and_the_rest_kept() {
+        const SYN: u16 = 0x1;
+        const RST: u16 = 0x8;
+        // A peer (the client: odd stream ids) opens one stream more than we buffer, each
+        // with a window update carrying SYN, while the swarm only drives the connection.
+        let opened = MAX_BUFFERED_INBOUND_STREAMS + 1;
+        let mut incoming = Vec::new();
+        for n in 0..opened as u32 {
+            incoming.extend(header(1, SYN, 2 * n + 1, 0));
+        }
+        let written = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let wire = Wire {
+            incoming,
+            at: 0,
+            written: written.clone(),
+        };
+        let mut config = yamux::Config::default();
+        config.set_max_num_streams(2 * opened);
+        let mut muxer = Muxer::new(wire, config, yamux::Mode::Server);
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        for _ in 0..4 * opened {
+            assert!(Pin::new(&mut muxer).poll(&mut cx).is_pending());
+        }
+        assert_eq!(muxer.inbound.len(), MAX_BUFFERED_INBOUND_STREAMS);
+        // The dropped one, the last opened, is reset towards the peer.
+        for _ in 0..16 {
+            let _ = Pin::new(&mut muxer).poll(&mut cx);
+        }
+        let last = 2 * (opened as u32 - 1) + 1;
+        let written = written.lock().expect("test lock").clone();
+        let reset = written.chunks(12).any(|h| {
+            h.len() == 12
+                && u16::from_be_bytes([h[2], h[3]]) & RST != 0
+                && u32::from_be_bytes([h[4], h[5], h[6], h[7]]) == last
+        });
+        assert!(reset, "the stream beyond the buffer was not reset");
+        // Every buffered stream is handed out, oldest first, then none.
+        for n in 0..MAX_BUFFERED_INBOUND_STREAMS {
+            match Pin::new(&mut muxer).poll_inbound(&mut cx) {
+                Poll::Ready(Ok(stream)) => assert_eq!(stream.id().val(), 2 * n as u32 + 1),
+                other => panic!("stream {n} not handed out: {other:?}"),
+            }
+        }
+        assert!(Pin::new(&mut muxer).poll_inbound(&mut cx).is_pending());
+    }
 }
