@@ -462,6 +462,9 @@ impl Serve {
                 step.sends.push(batch.freeze(written));
             }
             match result.map(|(_, done)| done) {
+                // (A buffer of more than FILL_MIN always takes a piece: never 0 here, but
+                // a loop that made no progress must not spin.)
+                Ok(false) if written == 0 => return,
                 Ok(false) => {}
                 Ok(true) => {
                     step.finish = true;
