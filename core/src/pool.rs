@@ -29,6 +29,16 @@ struct Inner {
     idle: Mutex<Vec<Vec<u8>>>,
 }
 
+impl Inner {
+    /// The idle list (a panic while it was held cannot leave it inconsistent: a push or a
+    /// pop either happened or not).
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Vec<u8>>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 impl BufferPool {
     /// A pool of `size`-byte buffers keeping at most `max_idle` of them when unused.
     pub(crate) fn new(size: usize, max_idle: usize) -> Self {
@@ -43,10 +53,7 @@ impl BufferPool {
 
     /// An idle buffer, or a new one if none is idle.
     pub(crate) fn take(&self) -> Pooled {
-        let reused = match self.inner.idle.lock() {
-            Ok(mut idle) => idle.pop(),
-            Err(poisoned) => poisoned.into_inner().pop(),
-        };
+        let reused = self.inner.idle().pop();
         Pooled {
             buf: reused.unwrap_or_else(|| vec![0; self.inner.size]),
             home: Arc::downgrade(&self.inner),
@@ -56,10 +63,7 @@ impl BufferPool {
     /// Buffers idle in the pool now.
     #[cfg(test)]
     pub(crate) fn idle(&self) -> usize {
-        match self.inner.idle.lock() {
-            Ok(idle) => idle.len(),
-            Err(poisoned) => poisoned.into_inner().len(),
-        }
+        self.inner.idle().len()
     }
 }
 
@@ -109,10 +113,7 @@ impl Drop for Pooled {
         if self.buf.len() != home.size {
             return;
         }
-        let mut idle = match home.idle.lock() {
-            Ok(idle) => idle,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut idle = home.idle();
         if idle.len() < home.max_idle {
             idle.push(std::mem::take(&mut self.buf));
         }

@@ -318,7 +318,9 @@ fn serve_control(
                 let (read, mut write) = conn.into_split();
                 let mut lines = BufReader::new(read).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
-                    let response = match serde_json::from_str::<Request>(&line) {
+                    let request = serde_json::from_str::<Request>(&line);
+                    let shutdown = matches!(request, Ok(Request::Shutdown));
+                    let response = match request {
                         Ok(Request::BlobGet { id, from, output }) => {
                             crate::blob::serve_get(
                                 &client,
@@ -329,25 +331,22 @@ fn serve_control(
                             )
                             .await
                         }
-                        Ok(Request::Shutdown) => {
-                            // Answered first: once the network stops the process ends, and
-                            // with it this task.
-                            let mut out = serde_json::to_vec(&Response::ok(serde_json::json!({})))
-                                .unwrap_or_default();
-                            out.push(b'\n');
-                            let _ = write.write_all(&out).await;
-                            let _ = write.flush().await;
-                            if let Err(e) = client.shutdown().await {
-                                tracing::warn!("shutdown: {e:#}");
-                            }
-                            return;
-                        }
+                        // Answered below, before the network stops: once it has, the
+                        // process ends, and with it this task.
+                        Ok(Request::Shutdown) => Response::ok(serde_json::json!({})),
                         Ok(request) => handle(request, &client, &state).await,
                         Err(e) => Response::error(format!("invalid request: {e}")),
                     };
                     let mut out = serde_json::to_vec(&response).unwrap_or_default();
                     out.push(b'\n');
                     if write.write_all(&out).await.is_err() {
+                        return;
+                    }
+                    if shutdown {
+                        let _ = write.flush().await;
+                        if let Err(e) = client.shutdown().await {
+                            tracing::warn!("shutdown: {e:#}");
+                        }
                         return;
                     }
                 }
