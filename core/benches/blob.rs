@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rand::{RngCore, SeedableRng};
+use sinew_core::blob::store::{BlobState, BlobStore, MemStore};
 use sinew_core::blob::{download, ChunkRanges, Download, Encoder, Outboard};
-use sinew_core::store::{BlobState, BlobStore, MemStore};
 
 const ROUNDS: usize = 5;
 

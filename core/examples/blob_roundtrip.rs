@@ -13,8 +13,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use bytes::Bytes;
+use sinew_core::blob::store::{BlobStore, MemStore};
 use sinew_core::blob::{download, BlobId, Download, Encoder};
-use sinew_core::store::{BlobStore, MemStore};
 
 fn main() -> ExitCode {
     let Some(path) = std::env::args_os().nth(1) else {

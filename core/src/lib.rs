@@ -3,59 +3,109 @@
 //! Sinew is a peer-to-peer networking and replication library. This crate is its core:
 //! pure state machines that decide *what* to send and *what* to believe, with no sockets,
 //! tasks, threads, clocks or OS randomness. The runtimes (`sinew-tokio`, `sinew-smol`) and
-//! the simulator (`sinew-sim`) drive the very same [`node::Node`]; so do the tests, with
-//! the deterministic [`testing::World`].
+//! the simulator (`sinew-sim`) drive the very same [`Node`]; so do the tests, with the
+//! deterministic `testing::World` (feature `test-utils`).
 //!
-//! Today the core holds:
-//! - [`framing`]: length-delimited frames with a hard, configurable size limit;
-//! - [`wire`]: Sinew's versioned messages, protocol ids and version negotiation;
-//! - [`blob`]: verified BLAKE3 blob transfer — outboards, a provider [`blob::Encoder`], a
-//!   response [`blob::Decoder`], and a multi-provider, resumable [`blob::Download`];
-//! - [`store`]: the storage traits and an in-memory store;
-//! - [`node`]: all of it composed behind one `Input`/`Output` contract.
+//! What is inside:
+//! - [`node`]: the [`Node`], a router over protocol children, behind one
+//!   [`Input`]/[`Output`] contract (this page teaches it);
+//! - [`stream`] and [`peer`]: the areas of that contract — stream ids and the life of a
+//!   stream, peers connecting and what the node decides about them;
+//! - [`blob`]: verified BLAKE3 blob transfer — outboards, the provider's
+//!   [`blob::Encoder`], the response [`blob::Decoder`], the multi-provider, resumable
+//!   [`blob::Download`], the store trait ([`blob::store`]) and the protocol
+//!   `/sinew/blob/1`;
+//! - [`framing`] and [`wire`]: length-delimited frames with hard limits, and Sinew's
+//!   versioned messages.
 //!
-//! # The contract
+//! # The contract: drain after every mutation
 //!
 //! <div class="warning">
 //!
-//! After **every** call that changes the node — [`node::Node::handle_input`] or a command
-//! such as [`node::Node::request_blob`] — drain [`node::Node::poll_output`] until it returns
-//! [`node::Output::Timeout`].
+//! **The drain invariant.** After *every* call that mutates the node, drain
+//! [`Node::poll_output`] until it returns [`Output::Timeout`], before the next mutation.
 //!
 //! </div>
 //!
-//! A driver is one loop:
+//! The calls that mutate a node are exactly:
+//! - [`Node::handle_input`] — something happened (time passed, a peer came or went, a
+//!   stream opened, bytes arrived, bytes were written, a stream ended);
+//! - the commands: [`Node::request_blob`], [`Node::add_blob`], [`Node::cancel_download`],
+//!   [`Node::delete_blob`], [`Node::forget_checked`];
+//! - [`Node::store_mut`] (importing into the store behind the node's back).
 //!
-//! 1. Wait for whichever comes first: a network event (a stream opened, bytes arrived, a
-//!    stream closed, a peer connected) or the instant of the last [`node::Output::Timeout`].
-//! 2. Turn it into one [`node::Input`] and call `handle_input(now, input)`, passing the
-//!    current time. For a timer, the input is [`node::Input::Timeout`].
-//! 3. Drain `poll_output()`: open streams, write and finish them, hand events to the
-//!    application, until `Output::Timeout(at)` says when to wake up next.
-//! 4. Give the node's streams ids: the ones it opens carry its own [`node::StreamId`]s,
-//!    inbound ones get [`node::StreamId::inbound`] ids from the driver.
+//! Commands may be called *while* draining (say, on an event): their outputs join the same
+//! drain. Getters ([`Node::store`], [`Node::poll_timeout`], [`Node::downloads`], …) never
+//! mutate. [`Node::into_store`] takes the node apart (a restart builds a new node on the
+//! store).
 //!
-//! ```no_run
-//! use std::time::Instant;
-//! use bytes::Bytes;
-//! use sinew_core::node::{Config, Input, Node, Output, StreamId};
-//! use sinew_core::store::MemStore;
+//! # The loop
 //!
-//! /// Whatever the runtime gives: here, a fake network that never produces anything.
-//! struct FakeNet;
+//! A driver is one loop, the same in both runtimes, the simulator and the fuzzers:
+//!
+//! 1. **Wait** for whichever comes first: an event of the network (a stream opened, bytes
+//!    arrived, bytes were written out, a stream ended, a peer connected or disconnected) or
+//!    the instant of the last [`Output::Timeout`].
+//! 2. **Feed** it as one [`Input`] with the time it happened:
+//!    `node.handle_input(now, input)`. A timer is [`Input::Timeout`].
+//! 3. **Drain** `poll_output()` until `Output::Timeout(at)`, doing what each output says:
+//!    - [`Output::Stream`]: open a stream, write bytes, finish or reset it (see
+//!      [`stream`] for the life of a stream and its flow control);
+//!    - [`Output::Peer`]: act on a peer (disconnect one that misbehaved);
+//!    - [`Output::Event`]: hand it to the application;
+//!    - [`Output::Timeout`]: remember `at`, go back to 1.
+//!
+//! **Flow control is part of the contract.** Every byte handed out in a
+//! [`stream::Output::Send`] must be reported back once written, with
+//! [`stream::Input::Written`] (a count) or [`stream::Input::Flushed`] (everything). A
+//! driver that never does stalls every blob response at the send window (512 KiB,
+//! [`blob::Config::send_window`]), and the stream is reset when its timeout passes (10 s,
+//! [`blob::Config::serve_timeout`]).
+//!
+//! **Streams** carry ids: the node allocates the ids of streams it opens
+//! ([`stream::Output::Open`]); a stream a peer opened gets an id the driver allocates with
+//! [`StreamId::inbound`]. After a reset (either way) an id is dead.
+//!
+//! ```
+//! use std::collections::VecDeque;
+//! use std::time::{Duration, Instant};
+//! use sinew_core::blob::store::MemStore;
+//! use sinew_core::{peer, stream, Config, Event, Input, Node, Output, StreamId};
+//!
+//! /// Whatever the runtime gives: here, a network where nothing ever happens and every
+//! /// write completes at once.
+//! #[derive(Default)]
+//! struct FakeNet {
+//!     pending: VecDeque<Input>,
+//! }
 //! impl FakeNet {
-//!     fn next_input(&mut self, _deadline: Instant) -> (Instant, Input) {
-//!         (Instant::now(), Input::Timeout) // allowed: the driver owns the clock
+//!     /// The next thing that happened, or a timeout at `deadline`.
+//!     fn next_input(&mut self, deadline: Instant) -> (Instant, Input) {
+//!         match self.pending.pop_front() {
+//!             Some(input) => (deadline, input),
+//!             None => (deadline, Input::Timeout),
+//!         }
 //!     }
-//!     fn open(&mut self, _stream: StreamId) {}
-//!     fn write(&mut self, _stream: StreamId, _data: Bytes) {}
+//!     fn open(&mut self, stream: StreamId, peer: sinew_core::PeerId) {
+//!         let reason = format!("no connection to {peer}");
+//!         self.pending.push_back(stream::Input::OpenFailed { stream, reason }.into());
+//!     }
+//!     fn write(&mut self, stream: StreamId, data: bytes::Bytes) {
+//!         // Flow control: say what was written.
+//!         let bytes = data.len();
+//!         self.pending.push_back(stream::Input::Written { stream, bytes }.into());
+//!     }
+//!     fn finish(&mut self, _stream: StreamId) {}
+//!     fn reset(&mut self, _stream: StreamId) {}
+//!     fn disconnect(&mut self, _peer: sinew_core::PeerId) {}
 //! }
 //!
 //! # let local = libp2p_identity::Keypair::ed25519_from_bytes([1; 32]).unwrap().public().to_peer_id();
-//! let mut net = FakeNet;
+//! let mut net = FakeNet::default();
 //! let start = Instant::now(); // allowed: the driver owns the clock
 //! let mut node = Node::new(local, Config::default(), MemStore::new(), start);
 //! let mut deadline = start;
+//! # let mut turns = 0;
 //! loop {
 //!     // 1.-2. one input, with the time it happened
 //!     let (now, input) = net.next_input(deadline);
@@ -63,58 +113,72 @@
 //!     // 3. drain until Timeout
 //!     loop {
 //!         match node.poll_output() {
-//!             Output::OpenStream { stream, .. } => net.open(stream),
-//!             Output::Send { stream, data } => net.write(stream, data),
+//!             Output::Stream(stream::Output::Open { stream, peer, .. }) => net.open(stream, peer),
+//!             Output::Stream(stream::Output::Send { stream, data }) => net.write(stream, data),
+//!             Output::Stream(stream::Output::Finish { stream }) => net.finish(stream),
+//!             Output::Stream(stream::Output::Reset { stream }) => net.reset(stream),
+//!             Output::Peer(peer::Output::Disconnect { peer, .. }) => net.disconnect(peer),
+//!             Output::Event(Event::Blob(event)) => println!("blob: {event:?}"),
 //!             Output::Event(event) => println!("{event:?}"),
 //!             Output::Timeout(at) => {
 //!                 deadline = at;
 //!                 break;
 //!             }
-//!             _ => {} // finish, reset, and outputs of later versions
+//!             // Outputs of later versions (the enums are non-exhaustive).
+//!             other => println!("not handled yet: {other:?}"),
 //!         }
 //!     }
+//! #   turns += 1;
+//! #   if turns == 3 { break; }
 //! }
+//! # assert!(deadline >= start + Duration::from_secs(60)); // idle: the housekeeping wake-up
 //! ```
 //!
 //! # Time and randomness are arguments
 //!
 //! The core never reads a clock: every input comes with `now`, and a `now` earlier than the
 //! last one is taken as the last one (time never goes backwards). A timeout that fires
-//! early or twice does nothing. Randomness comes from [`node::Config::seed`]. Given the same
-//! inputs at the same times, a node produces the same outputs — which is what lets
-//! [`testing::World`] and the simulator replay a run from its seed. A `clippy.toml` forbids
-//! reading the clock (`now()` of `Instant` and `SystemTime`), thread RNGs and std hash
-//! collections in this crate.
+//! early or twice does nothing. The node says why it asked to be woken
+//! ([`Node::last_timeout_reason`]); a node whose only deadline is housekeeping reports
+//! [`Node::poll_timeout`] as `None`. Randomness comes from [`node::Config::seed`]; given
+//! the same inputs at the same times, a node produces the same outputs — which is what lets
+//! the harness and the simulator replay a run from its seed. A `clippy.toml` forbids
+//! reading the clock, thread RNGs and std hash collections in this crate.
 //!
 //! # Errors and bugs
 //!
 //! - **Network input is never an error and never a panic.** Bytes a peer sends are checked
 //!   against named limits before anything is allocated; what breaks a rule is dropped and
-//!   reported as an event ([`node::Event::PeerMisbehaved`],
-//!   [`node::Event::BlobProviderDropped`]), so the driver can disconnect the peer.
+//!   reported ([`peer::Event::Misbehaved`], [`blob::Event::ProviderDropped`]), and the node
+//!   disconnects the peer ([`peer::Output::Disconnect`]).
 //! - **Misuse of a command is a typed error** (`thiserror`, `#[non_exhaustive]`), e.g.
-//!   [`node::Error::TooManyDownloads`], saying what to do about it.
+//!   [`blob::Error::TooManyDownloads`], saying what to do about it.
 //! - **A broken internal invariant is a bug and panics**, and each `expect` says why it
 //!   holds.
 //!
 //! # Features
 //!
 //! - default: the pure core. `cargo tree -p sinew-core -e normal` lists no runtime, socket
-//!   or database crate; CI checks it.
-//! - `shell`: the runtime-agnostic libp2p shell ([`shell`]): behaviour, driver,
-//!   `NetworkClient` and `NetworkEvent`.
-//! - `test-utils`: [`testing::World`] and [`testing::Pair`].
-//! - `fuzzing`: the fuzz bodies in `fuzz`, shared by `cargo fuzz` and the corpus tests.
+//!   or database crate; CI checks it, and builds this crate alone without features.
+//! - `shell`: the runtime-agnostic libp2p shell: behaviour, driver, `NetworkClient` and
+//!   `NetworkEvent`.
+//! - `test-utils`: `testing::World` and `testing::Pair`.
+//! - `fuzzing`: the fuzz bodies, shared by `cargo fuzz` and the corpus tests.
 
 pub mod blob;
 pub mod framing;
 pub mod node;
+pub mod peer;
 pub(crate) mod pool;
-pub mod store;
+pub mod stream;
+pub(crate) mod timer;
 pub mod wire;
 
 /// The peer id type used throughout (libp2p's).
 pub use libp2p_identity::PeerId;
+
+pub use node::{Config, Event, Input, Node, Output, Reason};
+pub use stream::StreamId;
 
 #[cfg(feature = "fuzzing")]
 pub mod fuzz;

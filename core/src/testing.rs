@@ -26,9 +26,11 @@ use libp2p_identity::{Keypair, PeerId};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::blob::store::MemStore;
 use crate::blob::BlobId;
-use crate::node::{Config, Event, Input, Node, Output, StreamId};
-use crate::store::MemStore;
+use crate::node::{Config, Event, Input, Node, Output};
+use crate::peer;
+use crate::stream::{self, StreamId};
 
 /// The instant virtual time starts from.
 ///
@@ -65,6 +67,12 @@ pub struct LinkConfig {
     pub retransmit_delay: Duration,
     /// Whether the link is up. Default true.
     pub up: bool,
+    /// The sender's stream finishes never arrive: a peer that answers and keeps its
+    /// streams open. Default false.
+    pub swallow_finish: bool,
+    /// Stream data is delivered one byte at a time, one per this interval: a peer that
+    /// trickles. Default `None` (whole writes, at the link's bandwidth).
+    pub trickle: Option<Duration>,
 }
 
 impl Default for LinkConfig {
@@ -75,6 +83,8 @@ impl Default for LinkConfig {
             loss: 0.0,
             retransmit_delay: Duration::from_millis(200),
             up: true,
+            swallow_finish: false,
+            trickle: None,
         }
     }
 }
@@ -96,12 +106,17 @@ struct Delivery {
     link: Option<(usize, usize)>,
     /// For `StreamFlushed`: the stream's send count when scheduled (stale ones are dropped).
     flush_tag: Option<u64>,
+    /// A trickled byte: the sender's end, whose next byte follows this one.
+    trickle: Option<(usize, StreamId)>,
 }
 
 #[derive(Debug)]
 struct StreamEnd {
     remote: (usize, StreamId),
     sends: u64,
+    /// Bytes written but not yet trickled out, and whether a finish follows them.
+    trickling: std::collections::VecDeque<u8>,
+    finish_after_trickle: bool,
 }
 
 /// Many nodes, virtual time, configurable links. See the module docs.
@@ -111,11 +126,15 @@ pub struct World {
     now: Instant,
     seed: u64,
     nodes: Vec<Node<MemStore>>,
+    /// Each node's config, to rebuild it on a restart.
+    configs: Vec<Config>,
     peers: Vec<PeerId>,
     links: BTreeMap<(usize, usize), Link>,
     queue: BTreeMap<(Instant, u64), Delivery>,
     seq: u64,
     streams: BTreeMap<(usize, StreamId), StreamEnd>,
+    /// Pairs `(a, b)`, `a < b`, with a connection.
+    connected: std::collections::BTreeSet<(usize, usize)>,
     next_inbound: Vec<u64>,
     timers: Vec<Option<Instant>>,
     events: Vec<(usize, Instant, Event)>,
@@ -138,12 +157,15 @@ impl World {
     ) -> Self {
         let now = epoch();
         let peers: Vec<PeerId> = (0..n).map(|i| peer_id(seed, i)).collect();
-        let nodes = (0..n)
+        let configs: Vec<Config> = (0..n)
             .map(|i| {
                 let mut c = config(i);
                 c.seed = seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                Node::new(peers[i], c, MemStore::new(), now)
+                c
             })
+            .collect();
+        let nodes = (0..n)
+            .map(|i| Node::new(peers[i], configs[i].clone(), MemStore::new(), now))
             .collect();
         let mut links = BTreeMap::new();
         for a in 0..n {
@@ -165,11 +187,15 @@ impl World {
             now,
             seed,
             nodes,
+            configs,
             peers,
             links,
             queue: BTreeMap::new(),
             seq: 0,
             streams: BTreeMap::new(),
+            connected: (0..n)
+                .flat_map(|a| (a + 1..n).map(move |b| (a, b)))
+                .collect(),
             next_inbound: vec![0; n],
             timers: vec![None; n],
             events: Vec::new(),
@@ -180,7 +206,13 @@ impl World {
             for b in 0..n {
                 if a != b {
                     let peer = world.peers[b];
-                    world.schedule(now, a, Input::PeerConnected { peer }, None, None);
+                    world.schedule(
+                        now,
+                        a,
+                        Input::Peer(peer::Input::Connected { peer }),
+                        None,
+                        None,
+                    );
                 }
             }
         }
@@ -265,12 +297,22 @@ impl World {
     }
 
     /// Cuts both directions between `a` and `b`: streams reset, peers disconnected,
-    /// everything in flight lost.
+    /// everything in flight lost, and no stream can open until [`World::heal`].
     pub fn cut(&mut self, a: usize, b: usize) {
         for (x, y) in [(a, b), (b, a)] {
             if let Some(link) = self.links.get_mut(&(x, y)) {
                 link.config.up = false;
             }
+        }
+        self.disconnect(a, b);
+    }
+
+    /// Closes the connection between `a` and `b` (what a node's
+    /// `peer::Output::Disconnect` does): streams reset, peers disconnected, everything in
+    /// flight lost. The links stay up; [`World::heal`] connects the two again.
+    pub fn disconnect(&mut self, a: usize, b: usize) {
+        if !self.connected.remove(&(a.min(b), a.max(b))) {
+            return;
         }
         self.queue
             .retain(|_, d| d.link != Some((a, b)) && d.link != Some((b, a)));
@@ -285,11 +327,37 @@ impl World {
         let now = self.now;
         for (n, stream) in doomed {
             self.streams.remove(&(n, stream));
-            self.schedule(now, n, Input::StreamReset { stream }, None, None);
+            let input = Input::Stream(stream::Input::Reset { stream });
+            self.schedule(now, n, input, None, None);
         }
         let (pa, pb) = (self.peers[a], self.peers[b]);
-        self.schedule(now, a, Input::PeerDisconnected { peer: pb }, None, None);
-        self.schedule(now, b, Input::PeerDisconnected { peer: pa }, None, None);
+        let gone = |peer| Input::Peer(peer::Input::Disconnected { peer });
+        self.schedule(now, a, gone(pb), None, None);
+        self.schedule(now, b, gone(pa), None, None);
+    }
+
+    /// Restarts node `i` on its store: the node is taken apart into its store and a new
+    /// one built from it (what it verified survives; downloads stop and must be asked
+    /// again), its connections close and come back.
+    pub fn restart(&mut self, i: usize) {
+        let others: Vec<usize> = (0..self.nodes.len()).filter(|j| *j != i).collect();
+        for &j in &others {
+            self.disconnect(i, j);
+        }
+        let empty = Node::new(
+            self.peers[i],
+            self.configs[i].clone(),
+            MemStore::new(),
+            self.now,
+        );
+        let store = std::mem::replace(&mut self.nodes[i], empty).into_store();
+        self.nodes[i] = Node::new(self.peers[i], self.configs[i].clone(), store, self.now);
+        self.timers[i] = None;
+        // Whatever was still on its way to the old node is lost with it.
+        self.queue.retain(|_, d| d.node != i);
+        for &j in &others {
+            self.heal(i, j);
+        }
     }
 
     /// Brings both directions between `a` and `b` back up and reconnects the peers.
@@ -302,9 +370,13 @@ impl World {
                 link.last_delivery = now;
             }
         }
+        if !self.connected.insert((a.min(b), a.max(b))) {
+            return;
+        }
         let (pa, pb) = (self.peers[a], self.peers[b]);
-        self.schedule(now, a, Input::PeerConnected { peer: pb }, None, None);
-        self.schedule(now, b, Input::PeerConnected { peer: pa }, None, None);
+        let up = |peer| Input::Peer(peer::Input::Connected { peer });
+        self.schedule(now, a, up(pb), None, None);
+        self.schedule(now, b, up(pa), None, None);
     }
 
     // --- driving ---
@@ -328,7 +400,7 @@ impl World {
         if deliver {
             let (key, delivery) = self.queue.pop_first().expect("checked above");
             self.now = self.now.max(key.0);
-            if let (Input::StreamFlushed { stream }, Some(tag)) =
+            if let (Input::Stream(stream::Input::Flushed { stream }), Some(tag)) =
                 (&delivery.input, delivery.flush_tag)
             {
                 let current = self.streams.get(&(delivery.node, *stream)).map(|s| s.sends);
@@ -336,12 +408,18 @@ impl World {
                     return true; // more was sent since: a later flush will come
                 }
             }
-            if let Input::StreamReset { stream } = &delivery.input {
+            if let Input::Stream(stream::Input::Reset { stream }) = &delivery.input {
                 self.streams.remove(&(delivery.node, *stream));
             }
             let node = delivery.node;
             self.nodes[node].handle_input(self.now, delivery.input);
             self.drain(node);
+            if let Some((from, stream)) = delivery.trickle {
+                let to = delivery.node;
+                if let Some(every) = self.links[&(from, to)].config.trickle {
+                    self.next_trickle(from, stream, every);
+                }
+            }
         } else {
             let (at, node) = next_timer.expect("checked above");
             self.now = self.now.max(at);
@@ -352,9 +430,9 @@ impl World {
         true
     }
 
-    /// True when nothing is in flight and no node has a deadline of its own.
+    /// True when nothing is in flight and no node has a deadline other than housekeeping.
     pub fn is_idle(&self) -> bool {
-        self.queue.is_empty() && self.nodes.iter().all(|n| n.next_deadline().is_none())
+        self.queue.is_empty() && self.nodes.iter().all(|n| n.poll_timeout().is_none())
     }
 
     /// Steps until idle. Panics after ten million steps (a livelock).
@@ -409,25 +487,38 @@ impl World {
                     return;
                 }
                 Output::Event(event) => self.events.push((i, self.now, event)),
-                Output::OpenStream {
+                Output::Peer(peer::Output::Disconnect { peer, .. }) => {
+                    if let Some(j) = self.index_of(&peer) {
+                        self.disconnect(i, j);
+                    }
+                }
+                Output::Stream(stream::Output::Open {
                     stream,
                     peer,
                     protocol,
-                } => self.open_stream(i, stream, peer, protocol),
-                Output::Send { stream, data } => self.send(i, stream, data),
-                Output::Finish { stream } => {
-                    if let Some(end) = self.streams.get(&(i, stream)) {
+                }) => self.open_stream(i, stream, peer, protocol),
+                Output::Stream(stream::Output::Send { stream, data }) => self.send(i, stream, data),
+                Output::Stream(stream::Output::Finish { stream }) => {
+                    if let Some(end) = self.streams.get_mut(&(i, stream)) {
                         let (to, remote) = end.remote;
+                        let link = &self.links[&(i, to)].config;
+                        if link.swallow_finish {
+                            continue;
+                        }
+                        if !end.trickling.is_empty() {
+                            end.finish_after_trickle = true;
+                            continue;
+                        }
                         let at = self.transmit(i, to, 0);
-                        let input = Input::StreamFinished { stream: remote };
+                        let input = Input::Stream(stream::Input::Finished { stream: remote });
                         self.schedule(at, to, input, Some((i, to)), None);
                     }
                 }
-                Output::Reset { stream } => {
+                Output::Stream(stream::Output::Reset { stream }) => {
                     if let Some(end) = self.streams.remove(&(i, stream)) {
                         let (to, remote) = end.remote;
                         let at = self.now + self.links[&(i, to)].config.latency;
-                        let input = Input::StreamReset { stream: remote };
+                        let input = Input::Stream(stream::Input::Reset { stream: remote });
                         self.schedule(at, to, input, Some((i, to)), None);
                     }
                 }
@@ -448,13 +539,18 @@ impl World {
     ) {
         let now = self.now;
         let to = match self.index_of(&peer) {
-            Some(to) if self.links.get(&(from, to)).is_some_and(|l| l.config.up) => to,
+            Some(to)
+                if self.links.get(&(from, to)).is_some_and(|l| l.config.up)
+                    && self.connected.contains(&(from.min(to), from.max(to))) =>
+            {
+                to
+            }
             _ => {
                 let reason = format!("no link to {peer}");
                 self.schedule(
                     now,
                     from,
-                    Input::StreamOpenFailed { stream, reason },
+                    Input::Stream(stream::Input::OpenFailed { stream, reason }),
                     None,
                     None,
                 );
@@ -468,6 +564,8 @@ impl World {
             StreamEnd {
                 remote: (to, remote),
                 sends: 0,
+                trickling: Default::default(),
+                finish_after_trickle: false,
             },
         );
         self.streams.insert(
@@ -475,22 +573,24 @@ impl World {
             StreamEnd {
                 remote: (from, stream),
                 sends: 0,
+                trickling: Default::default(),
+                finish_after_trickle: false,
             },
         );
         let latency = self.links[&(from, to)].config.latency;
         let peer_from = self.peers[from];
-        let opened_remote = Input::StreamOpened {
+        let opened_remote = Input::Stream(stream::Input::Opened {
             stream: remote,
             peer: peer_from,
             protocol,
-        };
+        });
         self.schedule(now + latency, to, opened_remote, Some((from, to)), None);
         // Protocol negotiation takes a round trip before the opener may write.
-        let opened_local = Input::StreamOpened {
+        let opened_local = Input::Stream(stream::Input::Opened {
             stream,
             peer,
             protocol,
-        };
+        });
         self.schedule(
             now + latency * 2,
             from,
@@ -508,19 +608,61 @@ impl World {
         let tag = end.sends;
         let (to, remote) = end.remote;
         let len = data.len();
+        if let Some(every) = self.links[&(from, to)].config.trickle {
+            let idle = end.trickling.is_empty();
+            end.trickling.extend(data.iter());
+            if idle && !data.is_empty() {
+                self.next_trickle(from, stream, every);
+            }
+            let flushed = Input::Stream(stream::Input::Flushed { stream });
+            let now = self.now;
+            self.schedule(now, from, flushed, None, Some(tag));
+            return;
+        }
         let at = self.transmit(from, to, len);
         // A real stream never delivers an empty read (a read of 0 bytes is its end), so
         // neither does the harness.
         if !data.is_empty() {
-            let input = Input::StreamData {
+            let input = Input::Stream(stream::Input::Data {
                 stream: remote,
                 data,
-            };
+            });
             self.schedule(at, to, input, Some((from, to)), None);
         }
         let flushed_at = self.links[&(from, to)].busy_until;
-        let flushed = Input::StreamFlushed { stream };
+        let flushed = Input::Stream(stream::Input::Flushed { stream });
         self.schedule(flushed_at, from, flushed, None, Some(tag));
+    }
+
+    /// Schedules the next trickled byte of `from`'s `stream` (or its finish) `every` from now.
+    fn next_trickle(&mut self, from: usize, stream: StreamId, every: Duration) {
+        let Some(end) = self.streams.get_mut(&(from, stream)) else {
+            return;
+        };
+        let (to, remote) = end.remote;
+        let at = self.now + every;
+        let input = match end.trickling.pop_front() {
+            Some(byte) => Input::Stream(stream::Input::Data {
+                stream: remote,
+                data: Bytes::copy_from_slice(&[byte]),
+            }),
+            None if end.finish_after_trickle => {
+                end.finish_after_trickle = false;
+                Input::Stream(stream::Input::Finished { stream: remote })
+            }
+            None => return,
+        };
+        self.seq += 1;
+        self.queue.insert(
+            (at, self.seq),
+            Delivery {
+                node: to,
+                input,
+                link: Some((from, to)),
+                flush_tag: None,
+                trickle: Some((from, stream)),
+            },
+        );
     }
 
     /// Puts `len` bytes on the link; returns when they arrive.
@@ -564,6 +706,7 @@ impl World {
                 input,
                 link,
                 flush_tag,
+                trickle: None,
             },
         );
     }

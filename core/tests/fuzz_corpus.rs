@@ -30,7 +30,7 @@ macro_rules! corpus_tests {
     };
 }
 
-corpus_tests!(framing_decoder, wire_decoder, blob_requester);
+corpus_tests!(framing_decoder, wire_decoder, blob_requester, node_inputs);
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
@@ -92,6 +92,7 @@ fn seeds_are_current() {
         ("framing_decoder", framing_seeds()),
         ("wire_decoder", wire_seeds()),
         ("blob_requester", blob_seeds()),
+        ("node_inputs", node_seeds()),
     ] {
         let dir = fuzz_dir().join("seeds").join(target);
         for (name, data) in seeds {
@@ -128,11 +129,70 @@ fn blob_seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mut liar = vec![0u8, 0, 0, 0, 0, 0, 0, 0x10, 0x00, 0];
     liar.extend(std::iter::repeat_n(0xAB, 64));
     liar.extend([3, 0]);
+    // Byte 0 picks the blob size (0: three groups and a bit; 1: empty; 6: five groups).
+    let sized = |selector: u8, rest: &[u8]| [&[selector][..], rest].concat();
     vec![
-        ("honest", honest),
-        ("flipped", flipped),
-        ("cut", cut),
-        ("false-size", liar),
+        ("honest", sized(0, &honest)),
+        ("flipped", sized(0, &flipped)),
+        ("cut", sized(0, &cut)),
+        ("false-size", sized(0, &liar)),
+        ("honest-empty-blob", sized(1, &honest)),
+        ("honest-five-groups", sized(6, &honest)),
+        ("empty", Vec::new()),
+    ]
+}
+
+/// `node_inputs` inputs: 12 bytes of limits and blob sizes, then operations (see
+/// `sinew_core::fuzz::node_inputs`: 0 time, 1 connect, 2 disconnect, 3 inbound open,
+/// 4 outbound opened/failed, 5-6 data, 7 written/flushed, 8 finished, 9 reset,
+/// 10 request a blob, 11 cancel or delete).
+fn node_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let limits: &[u8] = &[0, 3, 2, 1, 4, 2, 2, 64, 0x10, 0, 0x10, 0];
+    let with = |ops: &[&[u8]]| [&[limits][..], ops].concat().concat();
+    vec![
+        (
+            "serve",
+            with(&[
+                &[1, 0],
+                &[3, 0, 1],
+                &[5, 0, 2, 0],
+                &[7, 0, 0],
+                &[7, 0, 0],
+                &[0, 0, 10],
+            ]),
+        ),
+        (
+            "fetch",
+            with(&[
+                &[1, 0, 1, 1],
+                &[10, 1, 0b11],
+                &[4, 0, 1],
+                &[5, 0, 4, 1, 1, 1],
+                &[8, 0],
+                &[0, 1, 0],
+            ]),
+        ),
+        (
+            "busy-and-hold",
+            with(&[
+                &[10, 1, 0b1111],
+                &[4, 0, 1],
+                &[5, 0, 3, 0],
+                &[4, 0, 1],
+                &[5, 0, 3, 1],
+                &[0, 2, 0],
+            ]),
+        ),
+        (
+            "garbage-and-churn",
+            with(&[
+                &[3, 1, 1],
+                &[6, 0, 0, 9, 1, 2, 3],
+                &[2, 1],
+                &[11, 0, 1],
+                &[0, 255, 255],
+            ]),
+        ),
         ("empty", Vec::new()),
     ]
 }

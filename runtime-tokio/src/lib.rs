@@ -113,7 +113,7 @@ pub enum StartError {
     Behaviour(#[from] sinew_core::shell::BuildError),
     /// The blob store could not be opened.
     #[error(transparent)]
-    Store(#[from] sinew_core::store::StoreError),
+    Store(#[from] sinew_core::blob::store::StoreError),
 }
 
 /// Options of [`start`] besides the network configuration.

@@ -1,5 +1,5 @@
 //! Two providers, one bad: a provider serving corrupt data is caught by the requester
-//! and dropped, a provider that stalls is dropped when its request times out; either
+//! and dropped, a provider that stalls is dropped or overtaken by the other (the endgame); either
 //! way the download completes from the honest one, byte for byte.
 #![allow(clippy::unwrap_used)]
 
@@ -65,7 +65,7 @@ fn a_provider_serving_corrupt_data_is_dropped_and_the_download_completes() {
 }
 
 #[test]
-fn a_provider_that_stalls_is_replaced() {
+fn a_provider_that_stalls_does_not_stop_the_download() {
     let size: u64 = 48 << 20;
     let tmp = tempfile::tempdir().unwrap();
     let (bad, good, id) = setup(tmp.path(), size, "");
@@ -88,12 +88,11 @@ fn a_provider_that_stalls_is_replaced() {
         }
     };
     signal(bad.child.id(), "CONT");
+    // Whatever the frozen provider still owed came from the other one: either its
+    // requests timed out and it was dropped as stalled, or (usually, and sooner) the
+    // endgame asked the idle provider for the same ranges. The core's virtual-time tests
+    // pin each path down (`a_silent_provider_is_dropped_as_stalled`,
+    // `a_stalled_provider_is_covered_by_the_endgame_before_its_timeout`).
     assert_eq!(result["ok"], true, "{result}");
     assert_eq!(b3(&out), id);
-    let log = std::fs::read_to_string(req.dir.join("node.log")).unwrap();
-    assert!(
-        log.lines()
-            .any(|l| l.contains("stalled") && l.contains(&bad.peer_id.to_string())),
-        "the stalled provider was not dropped:\n{log}"
-    );
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{eventually, node, wait_for};
 use sinew_tokio::core::blob::BlobId;
-use sinew_tokio::core::node::Event;
+use sinew_tokio::core::blob::Event;
 use sinew_tokio::{NetworkEvent, Security};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,10 +50,8 @@ async fn two_providers_are_found_and_used() {
 
     d.request_blob(id, vec![]).await.unwrap();
     let outcome = wait_for(&mut d_events, Duration::from_secs(30), |e| match e {
-        NetworkEvent::Blob(Event::BlobDownloaded { id: got, .. }) if got == id => Some(Ok(())),
-        NetworkEvent::Blob(Event::BlobDownloadFailed { reason, .. }) => {
-            Some(Err(reason.to_string()))
-        }
+        NetworkEvent::Blob(Event::Downloaded { id: got, .. }) if got == id => Some(Ok(())),
+        NetworkEvent::Blob(Event::DownloadFailed { reason, .. }) => Some(Err(reason.to_string())),
         _ => None,
     })
     .await

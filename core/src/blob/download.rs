@@ -16,8 +16,20 @@
 //!   good; the groups it already delivered stay (hashes bind bytes to positions, so they are
 //!   genuine), its unfinished ranges go back to the pool.
 //! - **Resume.** A download starts from the verified ranges the store already holds.
-//! - **Stalls.** A request that receives nothing for `request_timeout` is cancelled and its
-//!   provider dropped; a provider that ends responses early too often is dropped.
+//! - **Stalls and tricklers.** A request that receives nothing for `request_timeout` is
+//!   cancelled and its provider dropped; so is one that has not completed within
+//!   `request_timeout` plus its size at `min_request_rate` (a provider that sends one byte
+//!   every few seconds is dropped too, not only a silent one). A provider that ends
+//!   responses early too often is dropped.
+//! - **Every request that ends is released.** Whatever ends a request (a complete response,
+//!   a refusal, `Busy`, a lie, a stall), the download reports [`Event::Cancel`] for it, so
+//!   its stream is closed and its slot freed even if the provider keeps the stream open.
+//! - **No predictable victim.** The size probe goes to a provider picked with the
+//!   download's seeded RNG, and a second probe races it after `probe_race_delay`. At the
+//!   end of a download, the ranges still in flight are asked again of an idle provider
+//!   (each at most once), and whichever answer completes first wins.
+//! - **Sizes are bounded.** A provider claiming a size above `max_blob_size` is dropped
+//!   before anything is allocated for it.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -25,11 +37,13 @@ use std::time::{Duration, Instant};
 use bao_tree::{ChunkNum, ChunkRanges};
 use bytes::Bytes;
 use libp2p_identity::PeerId;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use super::decoder::{DecodeError, Decoder, Item};
-use super::tree::{all_chunks, leaf_chunks, tree, CHUNKS_PER_GROUP, PAIR_BYTES};
+use super::tree::{all_chunks, leaf_chunks, tree, CHUNKS_PER_GROUP, CHUNK_GROUP_BYTES, PAIR_BYTES};
 use super::BlobId;
-use crate::store::BlobState;
+use crate::blob::store::BlobState;
 
 /// The chunk number a size probe starts at: past the end of any blob, which a provider
 /// reads as "the last chunk group".
@@ -52,6 +66,21 @@ pub struct Config {
     /// When every provider left is merely disconnected, how long to wait for one to come
     /// back before giving up ([`Event::Stuck`]). Default 30 s.
     pub reconnect_grace: Duration,
+    /// The slowest a response may arrive, in bytes per second: a request must complete
+    /// within `request_timeout` plus its size at this rate, or it is cancelled and its
+    /// provider dropped ([`DropReason::TooSlow`]). With `requests_per_provider` = 2 a
+    /// provider needs about twice this rate. Default 16 KiB/s.
+    pub min_request_rate: u64,
+    /// While the size is unproven, a second size probe is sent to another provider when
+    /// the first has not proven the size after this long. Default 2 s.
+    pub probe_race_delay: Duration,
+    /// The largest blob this download accepts, in bytes. A provider claiming more is
+    /// dropped ([`DropReason::TooLarge`]) before the size is believed or anything is
+    /// allocated. Default 1 TiB.
+    pub max_blob_size: u64,
+    /// Providers one download keeps; more are ignored (a DHT query can return many, and
+    /// hostile responders can add more). Default 64.
+    pub max_providers: usize,
 }
 
 impl Default for Config {
@@ -63,6 +92,10 @@ impl Default for Config {
             request_timeout: Duration::from_secs(10),
             max_provider_failures: 2,
             reconnect_grace: Duration::from_secs(30),
+            min_request_rate: 16 << 10,
+            probe_race_delay: Duration::from_secs(2),
+            max_blob_size: 1 << 40,
+            max_providers: 64,
         }
     }
 }
@@ -100,6 +133,22 @@ pub enum DropReason {
     /// It sent nothing for the request timeout.
     #[error("stalled: nothing received for {0:?}")]
     Stalled(Duration),
+    /// It sent, but slower than the minimum rate (bytes per second).
+    #[error("too slow: a response took longer than its size at {min_rate} B/s allows")]
+    TooSlow {
+        /// `Config::min_request_rate`.
+        min_rate: u64,
+    },
+    /// It claimed a size above the limit.
+    #[error(
+        "claimed {claimed} bytes, more than the limit of {max} (download::Config::max_blob_size)"
+    )]
+    TooLarge {
+        /// Its claim.
+        claimed: u64,
+        /// `Config::max_blob_size`.
+        max: u64,
+    },
     /// It does not have the blob.
     #[error("does not have the blob")]
     NotFound,
@@ -137,7 +186,8 @@ pub enum Event {
         /// The bytes.
         data: Bytes,
     },
-    /// A request was abandoned: close its stream.
+    /// A request ended (answered in full, refused, failed or abandoned): close its stream
+    /// if it is still open, and free its slot.
     Cancel {
         /// The request.
         request: RequestId,
@@ -163,7 +213,21 @@ struct Provider {
     in_flight: usize,
     failures: u32,
     dropped: Option<DropReason>,
+    /// `Busy` answers in a row (reset by a complete response).
+    busy: u32,
+    /// Not asked again before this (after a `Busy`).
+    backoff_until: Option<Instant>,
 }
+
+/// The first pause after a provider answers `Busy`; it doubles with each `Busy` in a row.
+pub const BUSY_BACKOFF: Duration = Duration::from_millis(250);
+
+/// The longest pause after `Busy` answers.
+pub const MAX_BUSY_BACKOFF: Duration = Duration::from_secs(8);
+
+/// `Busy` answers in a row after which a provider is dropped
+/// ([`DropReason::TooManyFailures`]): about a minute of backing off.
+pub const MAX_BUSY_IN_A_ROW: u32 = 12;
 
 #[derive(Debug)]
 struct InFlight {
@@ -171,7 +235,15 @@ struct InFlight {
     ranges: ChunkRanges,
     probe: bool,
     decoder: Option<Decoder>,
+    /// Inactivity deadline: pushed back by every byte.
     deadline: Instant,
+    /// Completion deadline: `request_timeout` plus the request's size at
+    /// `min_request_rate`, from when it was sent. Never pushed back.
+    complete_by: Instant,
+    /// When it was sent (the endgame re-asks the oldest first).
+    sent: Instant,
+    /// Asked twice (endgame): neither copy is duplicated again.
+    duplicated: bool,
     /// Probe items held until the size is proven.
     held: Vec<Item>,
 }
@@ -193,6 +265,11 @@ pub struct Download {
     starved_since: Option<Instant>,
     grace_expired: bool,
     bytes_received: u64,
+    /// Picks the probe providers.
+    rng: ChaCha8Rng,
+    /// The latest time given to `poll_request` or `handle_timeout`: wake-ups that only
+    /// let `poll_request` act (a probe race, a backoff's end) are not reported once past.
+    now: Option<Instant>,
 }
 
 impl Download {
@@ -216,9 +293,19 @@ impl Download {
             starved_since: None,
             grace_expired: false,
             bytes_received: 0,
+            rng: ChaCha8Rng::from_seed(*id.as_bytes()),
+            now: None,
         };
         download.check_complete();
         download
+    }
+
+    /// Seeds the download's randomness (which provider gets the size probe). Without it
+    /// the seed is the blob id: deterministic, but the same on every node.
+    #[must_use]
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.rng = ChaCha8Rng::seed_from_u64(seed);
+        self
     }
 
     // --- getters ---
@@ -289,11 +376,19 @@ impl Download {
 
     /// Adds a provider. A provider dropped for lying, a wrong size or a refusal stays
     /// dropped; one that was removed, stalled or failed gets another chance.
+    ///
+    /// Beyond `max_providers` known providers a new one is ignored.
     pub fn add_provider(&mut self, peer: PeerId) {
+        if !self.providers.contains_key(&peer) && self.providers.len() >= self.config.max_providers
+        {
+            return;
+        }
         let provider = self.providers.entry(peer).or_insert(Provider {
             in_flight: 0,
             failures: 0,
             dropped: None,
+            busy: 0,
+            backoff_until: None,
         });
         if matches!(
             provider.dropped,
@@ -348,6 +443,14 @@ impl Download {
             return;
         };
         req.deadline = now + self.config.request_timeout;
+        if size > self.config.max_blob_size {
+            let reason = DropReason::TooLarge {
+                claimed: size,
+                max: self.config.max_blob_size,
+            };
+            self.fail_request(request, Some(reason));
+            return;
+        }
         if let Some(proven) = self.size {
             if proven != size {
                 let reason = DropReason::WrongSize {
@@ -376,6 +479,16 @@ impl Download {
     /// The provider refused `request` for good (`reason`): it is not asked again.
     pub fn handle_refused(&mut self, request: RequestId, reason: DropReason) {
         self.fail_request(request, Some(reason));
+    }
+
+    /// `len` bytes of `request`'s response header arrived (before `Found`): activity,
+    /// which pushes the inactivity deadline back (the completion deadline stays).
+    pub fn handle_header_bytes(&mut self, request: RequestId, len: usize, now: Instant) {
+        if let Some(req) = self.requests.get_mut(&request) {
+            if len > 0 {
+                req.deadline = now + self.config.request_timeout;
+            }
+        }
     }
 
     /// Response bytes for `request` arrived.
@@ -409,15 +522,35 @@ impl Download {
             None => Err(DecodeError::Truncated { missing: 1 }),
         };
         match done {
-            Ok(()) => {
-                let req = self.requests.remove(&request).expect("present above");
-                if let Some(p) = self.providers.get_mut(&req.peer) {
-                    p.in_flight -= 1;
-                }
-            }
+            Ok(()) => self.release(request),
             Err(DecodeError::Truncated { .. }) => self.fail_request(request, None),
             Err(err) => self.fail_request(request, Some(DropReason::Lied(err))),
         }
+    }
+
+    /// The provider answered `request` with `Busy`: it is not a failure. The request
+    /// leaves, and the provider is asked again after a backoff that doubles with each
+    /// `Busy` in a row ([`BUSY_BACKOFF`] up to [`MAX_BUSY_BACKOFF`]); after
+    /// [`MAX_BUSY_IN_A_ROW`] it is dropped.
+    pub fn handle_busy(&mut self, request: RequestId, now: Instant) {
+        let Some(req) = self.requests.remove(&request) else {
+            return;
+        };
+        self.events.push_back(Event::Cancel { request });
+        let Some(provider) = self.providers.get_mut(&req.peer) else {
+            return;
+        };
+        provider.in_flight = provider.in_flight.saturating_sub(1);
+        provider.busy += 1;
+        if provider.busy >= MAX_BUSY_IN_A_ROW {
+            let busy = provider.busy;
+            self.drop_provider(req.peer, DropReason::TooManyFailures(busy));
+            return;
+        }
+        let pause = BUSY_BACKOFF
+            .saturating_mul(1 << (provider.busy - 1).min(16))
+            .min(MAX_BUSY_BACKOFF);
+        provider.backoff_until = Some(now + pause);
     }
 
     /// The request's stream failed (could not open, reset, connection lost).
@@ -427,20 +560,32 @@ impl Download {
 
     /// Time passed: cancels stalled requests, ends the reconnect grace.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(Some(now));
+        for p in self.providers.values_mut() {
+            if p.backoff_until.is_some_and(|t| t <= now) {
+                p.backoff_until = None;
+            }
+        }
         if let Some(since) = self.starved_since {
             if now >= since + self.config.reconnect_grace {
                 self.grace_expired = true;
             }
         }
-        let stalled: Vec<RequestId> = self
+        let late: Vec<(RequestId, bool)> = self
             .requests
             .iter()
-            .filter(|(_, r)| r.deadline <= now)
-            .map(|(id, _)| *id)
+            .filter(|(_, r)| r.deadline <= now || r.complete_by <= now)
+            .map(|(id, r)| (*id, r.deadline <= now))
             .collect();
-        for id in stalled {
-            self.events.push_back(Event::Cancel { request: id });
-            self.fail_request(id, Some(DropReason::Stalled(self.config.request_timeout)));
+        for (id, silent) in late {
+            let reason = if silent {
+                DropReason::Stalled(self.config.request_timeout)
+            } else {
+                DropReason::TooSlow {
+                    min_rate: self.config.min_request_rate,
+                }
+            };
+            self.fail_request(id, Some(reason));
         }
     }
 
@@ -449,6 +594,7 @@ impl Download {
     /// The next request to send, if any provider can take one.
     #[must_use]
     pub fn poll_request(&mut self, now: Instant) -> Option<Request> {
+        self.now = self.now.max(Some(now));
         if self.complete {
             return None;
         }
@@ -456,15 +602,32 @@ impl Download {
         let usable: Vec<PeerId> = self
             .providers
             .iter()
-            .filter(|(_, p)| p.dropped.is_none())
+            .filter(|(_, p)| p.dropped.is_none() && p.backoff_until.is_none_or(|t| t <= now))
             .map(|(peer, _)| *peer)
             .collect();
         let Some(size) = self.size else {
-            // Size unknown: one probe at a time.
-            if self.requests.values().any(|r| r.probe) {
+            // Size unknown: a probe to a provider picked at random, and a second one to
+            // another provider if the first has not proven the size in time.
+            let probes: Vec<(PeerId, Instant)> = self
+                .requests
+                .values()
+                .filter(|r| r.probe)
+                .map(|r| (r.peer, r.sent))
+                .collect();
+            let race = match probes.as_slice() {
+                [] => false,
+                [(_, sent)] if now >= *sent + self.config.probe_race_delay => true,
+                _ => return None,
+            };
+            let candidates: Vec<PeerId> = usable
+                .iter()
+                .filter(|p| !probes.iter().any(|(q, _)| q == *p))
+                .copied()
+                .collect();
+            if candidates.is_empty() || (!probes.is_empty() && !race) {
                 return None;
             }
-            let peer = *usable.first()?;
+            let peer = candidates[self.rng.random_range(0..candidates.len())];
             let ranges = ChunkRanges::from(ChunkNum(PROBE_CHUNK)..);
             return Some(self.start_request(peer, ranges, true, now));
         };
@@ -479,7 +642,7 @@ impl Download {
             missing.difference_with(&req.ranges);
         }
         if missing.is_empty() {
-            return None;
+            return self.endgame(peer, now);
         }
         let total = count_chunks(&missing, size);
         let share = total / usable.len().max(1) as u64;
@@ -517,10 +680,34 @@ impl Download {
             .starved_since
             .filter(|_| !self.grace_expired && self.starving())
             .map(|since| since + self.config.reconnect_grace);
+        let race = match self.size {
+            None if self.usable_providers() > 1 => {
+                let mut probes = self.requests.values().filter(|r| r.probe);
+                match (probes.next(), probes.next()) {
+                    (Some(first), None) => Some(first.sent + self.config.probe_race_delay),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        // A provider coming out of its backoff may take a request (only matters while
+        // something is left to ask for).
+        let backoff = self
+            .providers
+            .values()
+            .filter(|p| p.dropped.is_none())
+            .filter_map(|p| p.backoff_until)
+            .filter(|_| !self.complete)
+            .min();
+        let wake_ups = race
+            .into_iter()
+            .chain(backoff)
+            .filter(|t| self.now.is_none_or(|now| *t > now));
         self.requests
             .values()
-            .map(|r| r.deadline)
+            .map(|r| r.deadline.min(r.complete_by))
             .chain(grace)
+            .chain(wake_ups)
             .min()
     }
 
@@ -539,6 +726,12 @@ impl Download {
             .get_mut(&peer)
             .expect("requests go to known providers")
             .in_flight += 1;
+        let bytes = match self.size {
+            Some(size) if !probe => count_chunks(&ranges, size) * 1024,
+            _ => CHUNK_GROUP_BYTES,
+        };
+        let rate = self.config.min_request_rate.max(1);
+        let allowance = Duration::from_secs_f64(bytes as f64 / rate as f64);
         self.requests.insert(
             id,
             InFlight {
@@ -547,10 +740,60 @@ impl Download {
                 probe,
                 decoder: None,
                 deadline: now + self.config.request_timeout,
+                complete_by: now + self.config.request_timeout + allowance,
+                sent: now,
+                duplicated: false,
                 held: Vec::new(),
             },
         );
         Request { id, peer, ranges }
+    }
+
+    /// Nothing is left to hand out but `peer` is idle: ask it for what the oldest request
+    /// of another provider still lacks. Each request is duplicated at most once; the copy
+    /// that loses is cancelled once its ranges are verified.
+    fn endgame(&mut self, peer: PeerId, now: Instant) -> Option<Request> {
+        if self.providers[&peer].in_flight > 0 {
+            return None;
+        }
+        let size = self.size?;
+        let (original, ranges) = self
+            .requests
+            .iter()
+            .filter(|(_, r)| !r.probe && !r.duplicated && r.peer != peer)
+            .min_by_key(|(id, r)| (r.sent, **id))
+            .map(|(id, r)| {
+                let mut lacking = r.ranges.clone();
+                lacking.difference_with(&self.have);
+                (*id, lacking)
+            })?;
+        if count_chunks(&ranges, size) == 0 {
+            return None;
+        }
+        self.requests
+            .get_mut(&original)
+            .expect("picked above")
+            .duplicated = true;
+        let request = self.start_request(peer, ranges, false, now);
+        self.requests
+            .get_mut(&request.id)
+            .expect("just started")
+            .duplicated = true;
+        Some(request)
+    }
+
+    /// A request ended well (its response is complete): it leaves, its provider is in
+    /// good standing, and its stream is released.
+    fn release(&mut self, request: RequestId) {
+        let Some(req) = self.requests.remove(&request) else {
+            return;
+        };
+        if let Some(p) = self.providers.get_mut(&req.peer) {
+            p.in_flight = p.in_flight.saturating_sub(1);
+            p.failures = 0;
+            p.busy = 0;
+        }
+        self.events.push_back(Event::Cancel { request });
     }
 
     /// Ends a request; with a reason, also drops its provider.
@@ -558,6 +801,7 @@ impl Download {
         let Some(req) = self.requests.remove(&request) else {
             return;
         };
+        self.events.push_back(Event::Cancel { request });
         let Some(provider) = self.providers.get_mut(&req.peer) else {
             return;
         };
@@ -609,7 +853,6 @@ impl Download {
                 None => break,
                 Some(Ok(item)) => item,
                 Some(Err(err)) => {
-                    self.events.push_back(Event::Cancel { request });
                     self.fail_request(request, Some(DropReason::Lied(err)));
                     return;
                 }
@@ -625,6 +868,7 @@ impl Download {
                     for item in held {
                         self.accept(claimed, item);
                     }
+                    self.settle_racing_probes(request, claimed);
                 }
             } else {
                 let size = decoder.claimed_size();
@@ -638,13 +882,50 @@ impl Download {
             .is_some_and(|d| d.is_done());
         if done {
             // The provider may keep the stream open; the response is complete either way.
-            let req = self.requests.remove(&request).expect("present above");
-            if let Some(p) = self.providers.get_mut(&req.peer) {
-                p.in_flight = p.in_flight.saturating_sub(1);
-                p.failures = 0;
+            self.release(request);
+        }
+        self.cancel_covered();
+        self.check_complete();
+    }
+
+    /// The size was just proven by `winner`: a racing probe that claimed another size is
+    /// dropped; one that agrees hands over what it held.
+    fn settle_racing_probes(&mut self, winner: RequestId, size: u64) {
+        let others: Vec<RequestId> = self
+            .requests
+            .iter()
+            .filter(|(id, r)| **id != winner && r.probe && r.decoder.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in others {
+            let req = self.requests.get_mut(&id).expect("listed above");
+            let claimed = req.decoder.as_ref().expect("filtered").claimed_size();
+            if claimed != size {
+                let reason = DropReason::WrongSize {
+                    claimed,
+                    proven: size,
+                };
+                self.fail_request(id, Some(reason));
+                continue;
+            }
+            for item in std::mem::take(&mut req.held) {
+                self.accept(size, item);
             }
         }
-        self.check_complete();
+    }
+
+    /// Cancels requests whose every range is verified already (the slower copy of an
+    /// endgame duplicate).
+    fn cancel_covered(&mut self) {
+        let covered: Vec<RequestId> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| !r.probe && r.duplicated && self.have.is_superset(&r.ranges))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in covered {
+            self.release(id);
+        }
     }
 
     fn accept(&mut self, size: u64, item: Item) {

@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::tree::{canonical_ranges, hash_subtree, leaf_chunks, parent_cv, tree, PAIR_BYTES};
 use super::BlobId;
-use crate::store::{BlobStore, StoreError};
+use crate::blob::store::{BlobStore, StoreError};
 
 /// Why a response could not be produced.
 #[derive(Debug, thiserror::Error)]

@@ -9,13 +9,17 @@
 //! - [`Decoder`]: verification of one response.
 //! - [`Download`]: a whole download across many providers — size proof, range splitting,
 //!   resume, dropping liars and stalled peers.
+//! - [`store`]: the store trait the protocol reads and writes through, and an in-memory
+//!   store.
+//! - the protocol `/sinew/blob/1` itself, as a child of the node: its [`Config`], its
+//!   [`Event`]s, its [`Error`]s and its [`Timer`]s.
 //!
 //! # Example: a verified round trip in memory
 //!
 //! ```
 //! use std::time::Instant;
 //! use sinew_core::blob::{download, Download, Encoder};
-//! use sinew_core::store::{BlobStore, MemStore};
+//! use sinew_core::blob::store::{BlobStore, MemStore};
 //!
 //! // The provider imports content.
 //! let mut provider = MemStore::new();
@@ -53,12 +57,21 @@ mod decoder;
 pub mod download;
 mod encoder;
 mod id;
+mod protocol;
+pub mod store;
 pub mod tree;
 
 pub use decoder::{DecodeError, Decoder, Item};
 pub use download::Download;
 pub use encoder::{EncodeError, Encoder, FILL_MIN};
 pub use id::{BlobId, ParseBlobIdError};
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use protocol::to_wire;
+pub(crate) use protocol::{Blobs, Output};
+pub use protocol::{
+    Config, DownloadFailure, Error, Event, Timer, MAX_CHECKED_BLOBS, MAX_CHECKED_BOUNDARIES,
+    MAX_FRAME, MAX_REQUEST_BYTES,
+};
 pub use tree::{Outboard, BLOCK_SIZE, CHUNK_GROUP_BYTES};
 
 /// Re-exported range types of `bao-tree`, used in requests.

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 
 use super::download::{Config, DropReason, Event};
 use super::*;
-use crate::store::{BlobStore, MemStore};
+use crate::blob::store::{BlobStore, MemStore};
 
 fn peer(n: u8) -> PeerId {
     Keypair::ed25519_from_bytes([n; 32])

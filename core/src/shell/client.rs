@@ -21,8 +21,7 @@ use libp2p::{Multiaddr, PeerId, StreamProtocol};
 
 use super::download::BlobDownload;
 use super::stream::SinewStream;
-use crate::blob::BlobId;
-use crate::node;
+use crate::blob::{self, BlobId};
 
 /// Errors of [`NetworkClient`] calls.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,7 +86,7 @@ pub enum ClientError {
     AlreadyAccepting(String),
     /// A blob command failed.
     #[error(transparent)]
-    Node(#[from] node::Error),
+    Blob(#[from] blob::Error),
     /// Announcing a blob in the DHT failed.
     #[error("announcing blob {id} failed: {reason}")]
     Announce {
@@ -103,7 +102,7 @@ pub enum ClientError {
         /// The blob.
         id: BlobId,
         /// Why, with each provider dropped and the reason.
-        reason: Box<node::DownloadFailure>,
+        reason: Box<blob::DownloadFailure>,
     },
     /// A DHT lookup found no provider of the blob.
     #[error("no provider of blob {0} was found in the DHT: check the id, or name a provider (a ticket, or --from)")]
@@ -113,7 +112,7 @@ pub enum ClientError {
     BlobNotComplete(BlobId),
     /// The local blob store failed (disk, permissions, a corrupt copy, a file to import).
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] crate::blob::store::StoreError),
 }
 
 /// A snapshot of the node's state.
@@ -201,8 +200,16 @@ pub enum NetworkEvent {
         /// The stream, framed.
         stream: SinewStream,
     },
-    /// Something from the blob machinery.
-    Blob(node::Event),
+    /// Something from the blob protocol.
+    Blob(blob::Event),
+    /// A peer broke a protocol rule; unless `node::Config::disconnect_misbehaving` is
+    /// off, the node disconnected it.
+    PeerMisbehaved {
+        /// The peer.
+        peer: PeerId,
+        /// What it did.
+        reason: String,
+    },
     /// A DHT query for a blob's providers finished.
     BlobProvidersFound {
         /// The blob.
@@ -447,7 +454,10 @@ impl NetworkClient {
             None => {
                 let content = blocking(move || {
                     std::fs::read(&path).map_err(|e| {
-                        crate::store::StoreError::Io(format!("cannot read {}: {e}", path.display()))
+                        crate::blob::store::StoreError::Io(format!(
+                            "cannot read {}: {e}",
+                            path.display()
+                        ))
                     })
                 })
                 .await??;
@@ -531,7 +541,7 @@ async fn blocking<T: Send + 'static>(
         .spawn(move || {
             let _ = tx.send(work());
         })
-        .map_err(|e| ClientError::Store(crate::store::StoreError::Io(e.to_string())))?;
+        .map_err(|e| ClientError::Store(crate::blob::store::StoreError::Io(e.to_string())))?;
     rx.await.map_err(|_| ClientError::Shutdown)
 }
 

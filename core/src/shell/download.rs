@@ -13,7 +13,7 @@ use futures::{FutureExt, Stream, StreamExt};
 
 use super::client::ClientError;
 use crate::blob::BlobId;
-use crate::node::DownloadFailure;
+use crate::blob::DownloadFailure;
 
 /// Progress updates buffered per download before newer ones are skipped.
 pub const PROGRESS_BUFFER: usize = 16;

@@ -39,11 +39,11 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use crate::blob::store::{BlobState, BlobStore, StoreError};
 use crate::blob::tree::{
     all_chunks, leaf_chunks, outboard_size, pairs_to_ranges, ranges_to_pairs, PAIR_BYTES,
 };
 use crate::blob::{BlobId, Outboard};
-use crate::store::{BlobState, BlobStore, StoreError};
 
 /// Verified bytes written between two syncs of a download (and commits of its ranges).
 pub const SYNC_EVERY: u64 = 8 << 20;

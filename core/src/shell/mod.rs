@@ -73,7 +73,7 @@ pub fn start(
     config: NetworkConfig,
     runtime: Arc<dyn Runtime>,
     metrics: Option<Metrics>,
-) -> Result<(NetworkClient, EventStream), crate::store::StoreError> {
+) -> Result<(NetworkClient, EventStream), crate::blob::store::StoreError> {
     keep_freed_buffers();
     let store = NodeStore::open(config.blob_dir.as_deref())?;
     let (command_tx, command_rx) = futures::channel::mpsc::channel(config.command_buffer);

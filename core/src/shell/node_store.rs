@@ -9,9 +9,9 @@ use std::path::Path;
 use bytes::Bytes;
 
 use super::fs_store::{FsStore, Importer, PreparedImport};
+use crate::blob::store::{BlobState, BlobStore, MemStore, StoreError};
 use crate::blob::tree::PAIR_BYTES;
 use crate::blob::{BlobId, Outboard};
-use crate::store::{BlobState, BlobStore, MemStore, StoreError};
 
 /// The driver's store: one of the two implementations, chosen at start.
 #[derive(Debug)]

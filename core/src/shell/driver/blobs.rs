@@ -7,11 +7,10 @@ use libp2p::kad::{self, QueryId};
 use libp2p::PeerId;
 
 use super::{blob_key, Driver, ProviderQuery};
-use crate::blob::BlobId;
-use crate::node::{self, Event};
+use crate::blob::store::BlobStore;
+use crate::blob::{self, BlobId, Event};
 use crate::shell::client::{BlobInfo, ClientError, Command, NetworkEvent, Reply};
 use crate::shell::download::{self, BlobDownloaded, BlobProgress, Watcher};
-use crate::store::BlobStore;
 
 impl Driver {
     pub(super) fn handle_blob_command(&mut self, command: Command) {
@@ -39,14 +38,12 @@ impl Driver {
                 );
             }
             Command::DeleteBlob(id, reply) => {
-                self.node.cancel_download(&id);
-                self.node.forget_checked(&id);
                 self.announced.remove(&id);
                 self.swarm
                     .behaviour_mut()
                     .kad
                     .stop_providing(&blob_key(&id));
-                let _ = reply.send(self.node.store_mut().delete(&id).map_err(ClientError::from));
+                let _ = reply.send(self.node.delete_blob(&id).map_err(ClientError::from));
             }
             Command::ListBlobs(reply) => {
                 let list = self.node.store().list().map(|entries| {
@@ -94,7 +91,7 @@ impl Driver {
                 let content = match store.state(&id) {
                     Ok(Some(state)) if state.is_complete() => usize::try_from(state.size())
                         .map_err(|_| {
-                            ClientError::Store(crate::store::StoreError::Io(format!(
+                            ClientError::Store(crate::blob::store::StoreError::Io(format!(
                                 "blob {id} does not fit in memory: use export_blob"
                             )))
                         })
@@ -176,10 +173,10 @@ impl Driver {
     }
 
     /// Answers a download's caller; a download that could not start ends its watchers.
-    fn started(&mut self, id: BlobId, result: Result<(), node::Error>, reply: Reply<()>) {
+    fn started(&mut self, id: BlobId, result: Result<(), blob::Error>, reply: Reply<()>) {
         if let Err(err) = &result {
             for watcher in self.watchers.remove(&id).unwrap_or_default() {
-                watcher.finish(Err(ClientError::Node(err.clone())));
+                watcher.finish(Err(ClientError::Blob(err.clone())));
             }
         }
         let _ = reply.send(result.map_err(ClientError::from));
@@ -232,7 +229,7 @@ impl Driver {
     /// Tells the download handles of `event`'s blob what happened.
     pub(super) fn notify_watchers(&mut self, event: &Event) {
         match event {
-            Event::BlobDownloadProgress {
+            Event::DownloadProgress {
                 id,
                 verified,
                 size,
@@ -246,7 +243,7 @@ impl Driver {
                     });
                 }
             }
-            Event::BlobDownloaded { id, size, received } => {
+            Event::Downloaded { id, size, received } => {
                 let done = BlobDownloaded {
                     id: *id,
                     size: *size,
@@ -256,7 +253,7 @@ impl Driver {
                     watcher.finish(Ok(done));
                 }
             }
-            Event::BlobDownloadFailed { id, reason } => {
+            Event::DownloadFailed { id, reason } => {
                 for watcher in self.watchers.remove(id).unwrap_or_default() {
                     watcher.finish(Err(download::failure(*id, reason.clone())));
                 }

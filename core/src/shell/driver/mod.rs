@@ -34,7 +34,9 @@ use super::node_store::NodeStore;
 use super::stream::SinewStream;
 use super::Runtime;
 use crate::blob::BlobId;
-use crate::node::{self, Input, Node, Output, StreamId};
+use crate::node::{self, Input, Node, Output};
+use crate::peer;
+use crate::stream::{self, StreamId};
 use crate::wire::ProtocolId;
 
 mod blobs;
@@ -324,33 +326,37 @@ impl Driver {
                     self.deadline = at;
                     return;
                 }
-                Output::OpenStream {
+                Output::Stream(stream::Output::Open {
                     stream,
                     peer,
                     protocol,
-                } => self.open_node_stream(stream, peer, protocol),
-                Output::Send { stream, data } => {
+                }) => self.open_node_stream(stream, peer, protocol),
+                Output::Stream(stream::Output::Send { stream, data }) => {
                     if let Some(tx) = self.streams.get(&stream) {
                         let _ = tx.unbounded_send(StreamCmd::Send(data));
                     }
                 }
-                Output::Finish { stream } => {
+                Output::Stream(stream::Output::Finish { stream }) => {
                     if let Some(tx) = self.streams.get(&stream) {
                         let _ = tx.unbounded_send(StreamCmd::Finish);
                     }
                 }
-                Output::Reset { stream } => {
+                Output::Stream(stream::Output::Reset { stream }) => {
                     if let Some(tx) = self.streams.remove(&stream) {
                         let _ = tx.unbounded_send(StreamCmd::Reset);
                     }
                 }
-                Output::Event(event) => {
+                Output::Peer(peer::Output::Disconnect { peer, reason }) => {
+                    tracing::warn!(%peer, %reason, "disconnecting a peer that misbehaved");
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                }
+                Output::Event(node::Event::Blob(event)) => {
                     self.notify_watchers(&event);
-                    if let node::Event::PeerMisbehaved { peer, reason } = &event {
-                        tracing::warn!(%peer, %reason, "peer misbehaved: disconnecting");
-                        let _ = self.swarm.disconnect_peer_id(*peer);
-                    }
                     self.events.send(NetworkEvent::Blob(event));
+                }
+                Output::Event(node::Event::Peer(peer::Event::Misbehaved { peer, reason })) => {
+                    self.events
+                        .send(NetworkEvent::PeerMisbehaved { peer, reason });
                 }
             }
         }
@@ -410,11 +416,11 @@ impl Driver {
             self.runtime.spawn(task.boxed());
             self.node.handle_input(
                 now(),
-                Input::StreamOpened {
+                Input::Stream(stream::Input::Opened {
                     stream: id,
                     peer,
                     protocol: ProtocolId::BLOB,
-                },
+                }),
             );
             return;
         }
@@ -434,20 +440,24 @@ impl Driver {
         let input = match io {
             StreamIo::Opened(stream, peer, protocol, tx) => {
                 self.streams.insert(stream, tx);
-                Input::StreamOpened {
+                Input::Stream(stream::Input::Opened {
                     stream,
                     peer,
                     protocol,
-                }
+                })
             }
-            StreamIo::OpenFailed(stream, reason) => Input::StreamOpenFailed { stream, reason },
-            StreamIo::Data(stream, data) => Input::StreamData { stream, data },
-            StreamIo::Flushed(stream) => Input::StreamFlushed { stream },
-            StreamIo::Written(stream, bytes) => Input::StreamWritten { stream, bytes },
-            StreamIo::Finished(stream) => Input::StreamFinished { stream },
+            StreamIo::OpenFailed(stream, reason) => {
+                Input::Stream(stream::Input::OpenFailed { stream, reason })
+            }
+            StreamIo::Data(stream, data) => Input::Stream(stream::Input::Data { stream, data }),
+            StreamIo::Flushed(stream) => Input::Stream(stream::Input::Flushed { stream }),
+            StreamIo::Written(stream, bytes) => {
+                Input::Stream(stream::Input::Written { stream, bytes })
+            }
+            StreamIo::Finished(stream) => Input::Stream(stream::Input::Finished { stream }),
             StreamIo::Reset(stream) => {
                 self.streams.remove(&stream);
-                Input::StreamReset { stream }
+                Input::Stream(stream::Input::Reset { stream })
             }
             StreamIo::Ended(stream) => {
                 self.streams.remove(&stream);
@@ -687,7 +697,7 @@ impl Driver {
                 }
                 if num_established.get() == 1 {
                     self.node
-                        .handle_input(now(), Input::PeerConnected { peer: peer_id });
+                        .handle_input(now(), Input::Peer(peer::Input::Connected { peer: peer_id }));
                     self.events.send(NetworkEvent::PeerConnected {
                         peer: peer_id,
                         address: endpoint.get_remote_address().clone(),
@@ -707,8 +717,10 @@ impl Driver {
                 ..
             } => {
                 self.alive.remove(&connection_id);
-                self.node
-                    .handle_input(now(), Input::PeerDisconnected { peer: peer_id });
+                self.node.handle_input(
+                    now(),
+                    Input::Peer(peer::Input::Disconnected { peer: peer_id }),
+                );
                 self.events
                     .send(NetworkEvent::PeerDisconnected { peer: peer_id });
             }

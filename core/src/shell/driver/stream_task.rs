@@ -6,8 +6,8 @@ use futures::channel::{mpsc, oneshot};
 use futures::{AsyncReadExt, AsyncWriteExt, FutureExt, SinkExt, StreamExt};
 
 use super::{StreamCmd, StreamIo};
-use crate::node::StreamId;
 use crate::pool::BufferPool;
+use crate::stream::StreamId;
 
 /// Reads shorter than this are copied out of the read buffer rather than handed over.
 const SHORT_READ: usize = 4096;

@@ -140,13 +140,13 @@ fn settings(args: &NodeArgs) -> anyhow::Result<Settings> {
         ..NetworkConfig::default()
     };
     if let Some(validate) = file.validate_on_serve {
-        network.node.validate_on_serve = validate;
+        network.node.blobs.validate_on_serve = validate;
     }
     if let Some(secs) = file.blob_request_timeout {
         if secs == 0 {
             bail!("blob_request_timeout must be at least 1 second");
         }
-        network.node.download.request_timeout = std::time::Duration::from_secs(secs);
+        network.node.blobs.download.request_timeout = std::time::Duration::from_secs(secs);
     }
     let security = match (&args.security, &file.security) {
         (Some(s), _) => *s,
@@ -275,10 +275,10 @@ pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
                     NetworkEvent::PeerConnected { peer, .. } => tracing::info!(%peer, "connected"),
                     NetworkEvent::PeerDisconnected { peer } => tracing::info!(%peer, "disconnected"),
                     NetworkEvent::Lagged { missed } => tracing::warn!(missed, "event consumer lagged"),
-                    NetworkEvent::Blob(sinew_tokio::core::node::Event::BlobProviderDropped { id, peer, reason }) => {
+                    NetworkEvent::Blob(sinew_tokio::core::blob::Event::ProviderDropped { id, peer, reason }) => {
                         tracing::info!(%id, %peer, %reason, "blob provider dropped");
                     }
-                    NetworkEvent::Blob(sinew_tokio::core::node::Event::BlobStoreFailed { id, reason }) => {
+                    NetworkEvent::Blob(sinew_tokio::core::blob::Event::StoreFailed { id, reason }) => {
                         tracing::error!(%id, %reason, "local blob store failed");
                     }
                     _ => {}

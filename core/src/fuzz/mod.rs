@@ -6,6 +6,10 @@
 //! panics only when an invariant of the code under test is broken; hostile input itself
 //! must never panic.
 
+mod node;
+
+pub use node::node_inputs;
+
 use bytes::{Bytes, BytesMut};
 
 use crate::framing::{self, Config, Decoder, Encoder, HEADER_LEN};
@@ -136,27 +140,44 @@ pub fn wire_decoder(data: &[u8]) {
     }
 }
 
+/// Blob sizes the requester body picks from (the first input byte, low 3 bits): the
+/// edges of the tree (empty, one byte, one chunk, one group, one group and a byte) and a
+/// few multi-level trees.
+const BLOB_SIZES: [usize; 8] = [
+    3 * 16384 + 1000,
+    0,
+    1,
+    1024,
+    16384,
+    16385,
+    5 * 16384,
+    100_000,
+];
+
 /// Fuzz body: a blob requester fed arbitrary provider responses.
 ///
-/// The requester downloads a fixed blob (three full chunk groups and a short one) from two
+/// Byte 0 picks the blob's size ([`BLOB_SIZES`]). The requester downloads it from two
 /// providers whose responses the input controls: raw bytes, an honest response with bytes
 /// flipped, or an honest response cut short, with any claimed size. The oracle: nothing
 /// false is ever accepted — every chunk group handed out equals the real content at its
-/// offset, a proven size is the real size, and a completed download is byte-identical.
+/// offset, every hash pair equals the real outboard's at its offset, a proven size is the
+/// real size, verified bytes never exceed the size, and a completed download has verified
+/// exactly the size.
 pub fn blob_requester(data: &[u8]) {
     use crate::blob::download::{Config, Download, Event};
-    use crate::blob::Encoder;
-    use crate::store::MemStore;
+    use crate::blob::store::MemStore;
+    use crate::blob::{Encoder, Outboard};
 
-    const SIZE: usize = 3 * 16384 + 1000;
-    let content: Vec<u8> = (0..SIZE)
+    let mut input = Input(data);
+    let size = BLOB_SIZES[usize::from(input.byte() & 0b111)];
+    let content: Vec<u8> = (0..size)
         .map(|i| (i as u32).wrapping_mul(2_654_435_761) as u8)
         .collect();
+    let outboard = Outboard::create(&content);
     let mut store = MemStore::new();
     let id = store.add(content.clone());
     let peers = [crate::testing::peer_id(0, 1), crate::testing::peer_id(0, 2)];
 
-    let mut input = Input(data);
     let now = crate::testing::epoch();
     let config = Config {
         min_request_bytes: 16384,
@@ -173,7 +194,7 @@ pub fn blob_requester(data: &[u8]) {
             break;
         };
         let honest: Vec<u8> = {
-            let mut enc = Encoder::new(id, SIZE as u64, &request.ranges, true);
+            let mut enc = Encoder::new(id, size as u64, &request.ranges, true);
             let mut v = Vec::new();
             while let Some(p) = enc.next_piece(&store).expect("store is intact") {
                 v.extend_from_slice(&p);
@@ -182,7 +203,7 @@ pub fn blob_requester(data: &[u8]) {
         };
         let claimed = match input.byte() % 4 {
             0 => input.u64(),
-            _ => SIZE as u64,
+            _ => size as u64,
         };
         dl.handle_found(request.id, claimed, now);
         let response: Vec<u8> = match input.byte() % 3 {
@@ -216,19 +237,31 @@ pub fn blob_requester(data: &[u8]) {
         }
         while let Some(event) = dl.poll_event() {
             match event {
-                Event::SizeProven { size } => {
-                    assert_eq!(size, SIZE as u64, "a false size was proven")
+                Event::SizeProven { size: proven } => {
+                    assert_eq!(proven, size as u64, "a false size was proven")
+                }
+                Event::Pair { offset, pair } => {
+                    let at = offset as usize;
+                    assert_eq!(
+                        outboard.as_bytes().get(at..at + pair.len()),
+                        Some(&pair[..]),
+                        "a false hash pair accepted at outboard offset {offset}"
+                    );
                 }
                 Event::Data { offset, data } => {
                     let at = offset as usize;
                     assert_eq!(
-                        &content[at..at + data.len()],
-                        &data[..],
+                        content.get(at..at + data.len()),
+                        Some(&data[..]),
                         "false data accepted at {offset}"
                     );
                     verified += data.len() as u64;
+                    assert!(verified <= size as u64, "more verified than the blob holds");
                 }
-                Event::Complete { size } => assert_eq!(size, SIZE as u64),
+                Event::Complete { size: done } => {
+                    assert_eq!(done, size as u64);
+                    assert_eq!(verified, size as u64, "complete, but not all verified");
+                }
                 _ => {}
             }
         }
@@ -236,10 +269,6 @@ pub fn blob_requester(data: &[u8]) {
             break;
         }
     }
-    assert!(
-        verified <= SIZE as u64 + 16384,
-        "more verified than the blob holds"
-    );
 }
 
 /// Reads fuzz input as a stream of choices; zeros once exhausted.
@@ -257,6 +286,9 @@ impl Input<'_> {
             }
             None => 0,
         }
+    }
+    fn u16(&mut self) -> u16 {
+        u16::from(self.byte()) << 8 | u16::from(self.byte())
     }
     fn u64(&mut self) -> u64 {
         let mut v = 0u64;

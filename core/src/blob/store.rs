@@ -15,6 +15,7 @@ use bao_tree::{ChunkNum, ChunkRanges};
 use bytes::Bytes;
 
 use crate::blob::tree::{all_chunks, leaf_chunks, outboard_size, PAIR_BYTES};
+use crate::blob::CHUNK_GROUP_BYTES;
 use crate::blob::{BlobId, Outboard};
 
 /// Store failures. They are local problems (disk, quota, missing blob), never the peer's.
@@ -146,19 +147,29 @@ pub trait BlobStore {
 
 #[derive(Debug)]
 enum Data {
-    Complete(Bytes),
-    Partial(Vec<u8>),
+    Complete {
+        content: Bytes,
+        outboard: Vec<u8>,
+    },
+    /// A download in progress, held sparsely: only what arrived takes memory, so a proven
+    /// size (even a forged one) allocates nothing up front.
+    Partial {
+        /// Verified chunk groups by byte offset.
+        groups: BTreeMap<u64, Bytes>,
+        /// Verified hash pairs by byte offset in the outboard.
+        pairs: BTreeMap<u64, [u8; PAIR_BYTES]>,
+    },
 }
 
 #[derive(Debug)]
 struct Entry {
     size: u64,
     data: Data,
-    outboard: Vec<u8>,
     verified: ChunkRanges,
 }
 
-/// A [`BlobStore`] in memory.
+/// A [`BlobStore`] in memory. Partial blobs grow as their groups arrive; a blob is laid
+/// out in one buffer only once complete.
 #[derive(Debug, Default)]
 pub struct MemStore {
     entries: BTreeMap<BlobId, Entry>,
@@ -181,9 +192,23 @@ impl MemStore {
     /// The complete content of `id`, if it is complete.
     pub fn get(&self, id: &BlobId) -> Option<Bytes> {
         match &self.entries.get(id)?.data {
-            Data::Complete(bytes) => Some(bytes.clone()),
-            Data::Partial(_) => None,
+            Data::Complete { content, .. } => Some(content.clone()),
+            Data::Partial { .. } => None,
         }
+    }
+
+    /// Bytes of blob data held for partial blobs (what a download has cost so far).
+    pub fn partial_bytes(&self) -> u64 {
+        self.entries
+            .values()
+            .map(|e| match &e.data {
+                Data::Partial { groups, pairs } => {
+                    groups.values().map(|g| g.len() as u64).sum::<u64>()
+                        + (pairs.len() * PAIR_BYTES) as u64
+                }
+                Data::Complete { .. } => 0,
+            })
+            .sum()
     }
 
     /// Corrupts one byte of a stored blob (tests of the provider's self-check).
@@ -191,12 +216,23 @@ impl MemStore {
     pub fn corrupt(&mut self, id: &BlobId, offset: u64) {
         if let Some(entry) = self.entries.get_mut(id) {
             match &mut entry.data {
-                Data::Complete(bytes) => {
-                    let mut v = bytes.to_vec();
+                Data::Complete { content, .. } => {
+                    let mut v = content.to_vec();
                     v[offset as usize] ^= 1;
-                    *bytes = Bytes::from(v);
+                    *content = Bytes::from(v);
                 }
-                Data::Partial(v) => v[offset as usize] ^= 1,
+                Data::Partial { groups, .. } => {
+                    if let Some((start, group)) = groups.range_mut(..=offset).next_back() {
+                        if let Some(at) = usize::try_from(offset - start)
+                            .ok()
+                            .filter(|at| *at < group.len())
+                        {
+                            let mut v = group.to_vec();
+                            v[at] ^= 1;
+                            *group = Bytes::from(v);
+                        }
+                    }
+                }
             }
         }
     }
@@ -226,8 +262,8 @@ fn checked_range(
 impl BlobStore for MemStore {
     fn state(&self, id: &BlobId) -> Result<Option<BlobState>, StoreError> {
         Ok(self.entries.get(id).map(|e| match e.data {
-            Data::Complete(_) => BlobState::Complete { size: e.size },
-            Data::Partial(_) => BlobState::Partial {
+            Data::Complete { .. } => BlobState::Complete { size: e.size },
+            Data::Partial { .. } => BlobState::Partial {
                 size: e.size,
                 verified: e.verified.clone(),
             },
@@ -238,8 +274,8 @@ impl BlobStore for MemStore {
         let entry = self.entry(id)?;
         let (start, end) = checked_range(id, offset, len, entry.size)?;
         match &entry.data {
-            Data::Complete(bytes) => Ok(bytes.slice(start..end)),
-            Data::Partial(v) => {
+            Data::Complete { content, .. } => Ok(content.slice(start..end)),
+            Data::Partial { groups, .. } => {
                 let wanted = leaf_chunks(offset, len);
                 if !entry.verified.is_superset(&wanted) {
                     return Err(StoreError::NotVerified {
@@ -248,15 +284,43 @@ impl BlobStore for MemStore {
                         end: end as u64,
                     });
                 }
-                Ok(Bytes::copy_from_slice(&v[start..end]))
+                // Verified bytes are always in whole groups that start at group offsets.
+                let mut out = Vec::with_capacity(len);
+                let first = offset - offset % CHUNK_GROUP_BYTES;
+                for (at, group) in groups.range(first..end as u64) {
+                    let from = offset.saturating_sub(*at) as usize;
+                    let to = (end as u64 - at).min(group.len() as u64) as usize;
+                    if from < to {
+                        out.extend_from_slice(&group[from..to]);
+                    }
+                }
+                debug_assert_eq!(out.len(), len, "verified ranges are stored whole");
+                Ok(Bytes::from(out))
             }
         }
     }
 
     fn read_outboard(&self, id: &BlobId, offset: u64, len: usize) -> Result<Bytes, StoreError> {
         let entry = self.entry(id)?;
-        let (start, end) = checked_range(id, offset, len, entry.outboard.len() as u64)?;
-        Ok(Bytes::copy_from_slice(&entry.outboard[start..end]))
+        let limit = outboard_size(entry.size);
+        let (start, end) = checked_range(id, offset, len, limit)?;
+        match &entry.data {
+            Data::Complete { outboard, .. } => Ok(Bytes::copy_from_slice(&outboard[start..end])),
+            Data::Partial { pairs, .. } => {
+                // Pairs not received yet read as zeros (they are never served).
+                let mut out = vec![0u8; len];
+                let first = offset - offset % PAIR_BYTES as u64;
+                for (at, pair) in pairs.range(first..end as u64) {
+                    for (k, byte) in pair.iter().enumerate() {
+                        let pos = at + k as u64;
+                        if pos >= offset && pos < end as u64 {
+                            out[(pos - offset) as usize] = *byte;
+                        }
+                    }
+                }
+                Ok(Bytes::from(out))
+            }
+        }
     }
 
     fn import(&mut self, content: Bytes, outboard: Outboard) -> Result<BlobId, StoreError> {
@@ -276,8 +340,10 @@ impl BlobStore for MemStore {
             id,
             Entry {
                 size,
-                data: Data::Complete(content),
-                outboard: outboard.into_bytes(),
+                data: Data::Complete {
+                    content,
+                    outboard: outboard.into_bytes(),
+                },
                 verified: all_chunks(size),
             },
         );
@@ -294,13 +360,19 @@ impl BlobStore for MemStore {
             }
             return Ok(());
         }
-        let len = usize::try_from(size).map_err(|_| StoreError::Io("blob too big".into()))?;
+        if usize::try_from(size).is_err() {
+            return Err(StoreError::Io(format!(
+                "blob {id} of {size} bytes cannot be addressed in memory"
+            )));
+        }
         self.entries.insert(
             *id,
             Entry {
                 size,
-                data: Data::Partial(vec![0; len]),
-                outboard: vec![0; outboard_size(size) as usize],
+                data: Data::Partial {
+                    groups: BTreeMap::new(),
+                    pairs: BTreeMap::new(),
+                },
                 verified: ChunkRanges::empty(),
             },
         );
@@ -317,25 +389,42 @@ impl BlobStore for MemStore {
         pair: &[u8; PAIR_BYTES],
     ) -> Result<(), StoreError> {
         let entry = self.entries.get_mut(id).ok_or(StoreError::NotFound(*id))?;
-        let (start, end) = checked_range(id, offset, PAIR_BYTES, entry.outboard.len() as u64)?;
-        if let Data::Partial(_) = entry.data {
-            entry.outboard[start..end].copy_from_slice(pair);
+        checked_range(id, offset, PAIR_BYTES, outboard_size(entry.size))?;
+        if let Data::Partial { pairs, .. } = &mut entry.data {
+            pairs.insert(offset, *pair);
         }
         Ok(())
     }
 
     fn write_verified(&mut self, id: &BlobId, offset: u64, data: &Bytes) -> Result<(), StoreError> {
         let entry = self.entries.get_mut(id).ok_or(StoreError::NotFound(*id))?;
-        let (start, end) = checked_range(id, offset, data.len(), entry.size)?;
-        let Data::Partial(buf) = &mut entry.data else {
+        checked_range(id, offset, data.len(), entry.size)?;
+        if !offset.is_multiple_of(CHUNK_GROUP_BYTES) {
+            return Err(StoreError::Inconsistent {
+                id: *id,
+                reason: format!("a chunk group must start at a group boundary, not {offset}"),
+            });
+        }
+        let Data::Partial { groups, pairs } = &mut entry.data else {
             return Ok(()); // already complete: nothing to add
         };
-        buf[start..end].copy_from_slice(data);
+        groups.insert(offset, data.clone());
         entry.verified |= leaf_chunks(offset, data.len());
         let all = ChunkRanges::from(ChunkNum(0)..crate::blob::tree::chunks(entry.size));
         if entry.verified.is_superset(&all) {
-            let buf = std::mem::take(buf);
-            entry.data = Data::Complete(Bytes::from(buf));
+            let mut content = Vec::with_capacity(entry.size as usize);
+            for group in groups.values() {
+                content.extend_from_slice(group);
+            }
+            let mut outboard = vec![0u8; outboard_size(entry.size) as usize];
+            for (at, pair) in pairs.iter() {
+                let at = *at as usize;
+                outboard[at..at + PAIR_BYTES].copy_from_slice(pair);
+            }
+            entry.data = Data::Complete {
+                content: Bytes::from(content),
+                outboard,
+            };
         }
         Ok(())
     }
@@ -389,6 +478,31 @@ mod tests {
             Some(BlobState::Complete { size: 40_000 })
         );
         assert_eq!(store.get(&id).unwrap(), Bytes::from(content));
+    }
+
+    #[test]
+    fn a_huge_proven_size_allocates_nothing_until_data_arrives() {
+        let mut store = MemStore::new();
+        let id = BlobId::of(b"pretend");
+        let size = 1u64 << 40;
+        store.begin_partial(&id, size).unwrap();
+        assert_eq!(store.partial_bytes(), 0);
+        let last = Bytes::from(vec![7u8; 16384]);
+        store.write_verified(&id, size - 16384, &last).unwrap();
+        store.write_pair(&id, 0, &[1; PAIR_BYTES]).unwrap();
+        assert_eq!(store.partial_bytes(), 16384 + PAIR_BYTES as u64);
+        assert_eq!(
+            store.read_data(&id, size - 100, 100).unwrap(),
+            last.slice(16284..)
+        );
+        assert_eq!(
+            store.read_outboard(&id, 0, 2 * PAIR_BYTES).unwrap()[..64],
+            [1; 64]
+        );
+        assert!(matches!(
+            store.write_verified(&id, 100, &Bytes::from_static(b"x")),
+            Err(StoreError::Inconsistent { .. })
+        ));
     }
 
     #[test]

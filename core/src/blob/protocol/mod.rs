@@ -1,0 +1,998 @@
+//! The blob protocol, `/sinew/blob/1`, as a child of the node: [`Blobs`].
+//!
+//! One request per stream. The requester writes two frames — a
+//! [`Hello`](crate::wire::Hello) and a [`BlobRequest`](crate::wire::BlobRequest) — and
+//! finishes its side. The provider answers with its own hello and a
+//! [`BlobResponse`](crate::wire::BlobResponse) frame; after `Found { size }` the rest of the stream is the raw
+//! verified-streaming encoding of the requested ranges (no framing: the encoding is
+//! self-delimiting once the size is known), and the provider finishes the stream.
+//! Incompatible versions get an `Error` response that names both versions.
+//!
+//! [`Blobs`] owns everything of the protocol: its store, its downloads and the streams
+//! they fetch on ([`fetch`]), the streams it serves on ([`serve`]), the record of groups
+//! already checked ([`checked`]), its limits and its timers. The node routes streams to it
+//! and drains it; it never sees the node.
+//!
+//! What a hostile peer can cost us, and the limit that bounds it:
+//! - an inbound stream that never sends its request: `serve_request_timeout`, and at most
+//!   `max_pending_serves_per_peer` such streams per peer, `max_pending_serves` in all;
+//! - a request frame: [`MAX_FRAME`] bytes;
+//! - a slow reader: `serve_timeout` between writes and `min_serve_rate` over the whole
+//!   response; at most `max_inbound_requests_per_peer` responses per peer at once;
+//! - a provider that answers and keeps its stream open: nothing — every request that ends
+//!   closes its stream and frees its slot;
+//! - a provider that trickles, or lies about the size: see [`crate::blob::download`];
+//! - bytes on a stream we are done with: the stream is reset.
+
+mod checked;
+mod fetch;
+mod serve;
+
+pub use checked::{MAX_CHECKED_BLOBS, MAX_CHECKED_BOUNDARIES};
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use libp2p_identity::PeerId;
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use self::checked::CheckedOnServe;
+use self::fetch::Fetch;
+use self::serve::{Serve, ServeContext};
+use crate::blob::download::{self, DropReason, RequestId};
+use crate::blob::store::{BlobStore, StoreError};
+use crate::blob::tree::{pairs_to_ranges, ranges_to_pairs};
+use crate::blob::{BlobId, ChunkRanges, Outboard};
+use crate::framing;
+use crate::pool::BufferPool;
+use crate::stream::{self, StreamId, StreamIds};
+use crate::timer::TimerMap;
+use crate::wire::{self, ChunkRangeList, Message, ProtocolId};
+
+/// Largest frame on a blob stream, either way. The largest legal message (a request for
+/// 1,024 ranges) is about 16.4 KiB; a longer frame is a protocol violation.
+pub const MAX_FRAME: usize = 64 * 1024;
+
+/// Largest span asked of one provider in one request: `download::Config::max_request_bytes`
+/// is clamped to it, so a request never needs more ranges than the wire allows.
+pub const MAX_REQUEST_BYTES: u64 = 16 << 20;
+
+/// Tuning and limits of the blob protocol. Every limit says what happens when it is reached.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Tuning of each download.
+    pub download: download::Config,
+    /// Downloads running at once; `request_blob` fails with [`Error::TooManyDownloads`]
+    /// beyond it. Default 16.
+    pub max_downloads: usize,
+    /// Requests this node has in flight across all downloads (streams opening or open);
+    /// further requests wait until one ends. Default 64.
+    pub max_outbound_requests: usize,
+    /// Responses this node sends at once; a request beyond it is answered `Busy`.
+    /// Default 64.
+    pub max_inbound_requests: usize,
+    /// Responses one peer may receive from us at once; beyond it, `Busy`. Default 8.
+    pub max_inbound_requests_per_peer: usize,
+    /// Inbound streams that have not delivered their request yet, in all; a stream
+    /// opened beyond it is reset at once. Default 256.
+    pub max_pending_serves: usize,
+    /// The same, per peer. Default 16.
+    pub max_pending_serves_per_peer: usize,
+    /// An inbound stream must deliver its request within this time or it is reset.
+    /// Default 5 s.
+    pub serve_request_timeout: Duration,
+    /// While a response is being sent, the reader must take bytes at least this often or
+    /// the stream is reset. Default 10 s.
+    pub serve_timeout: Duration,
+    /// The slowest a reader may take a response, in bytes per second: a response must be
+    /// taken within `serve_timeout` plus its size at this rate, or the stream is reset.
+    /// Default 16 KiB/s.
+    pub min_serve_rate: u64,
+    /// A stream this node opens must be negotiated within this time, or its request
+    /// fails. Default 10 s.
+    pub open_timeout: Duration,
+    /// Check chunk groups against the outboard before serving them (catches local
+    /// corruption). A group is hashed the first time this node serves it after starting;
+    /// later responses reuse that check ([`MAX_CHECKED_BLOBS`], [`MAX_CHECKED_BOUNDARIES`]).
+    /// Default on.
+    pub validate_on_serve: bool,
+    /// Response bytes per stream handed to the driver and not yet reported written
+    /// ([`stream::Input::Written`], [`stream::Input::Flushed`]). Bounds memory per stream.
+    /// Default 512 KiB: two batches of 256 KiB, one being written while the next is read.
+    pub send_window: usize,
+    /// At most one [`Event::DownloadProgress`] per download per this interval (the
+    /// outcome event carries the final figures). Default 100 ms.
+    pub progress_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            download: download::Config::default(),
+            max_downloads: 16,
+            max_outbound_requests: 64,
+            max_inbound_requests: 64,
+            max_inbound_requests_per_peer: 8,
+            max_pending_serves: 256,
+            max_pending_serves_per_peer: 16,
+            serve_request_timeout: Duration::from_secs(5),
+            serve_timeout: Duration::from_secs(10),
+            min_serve_rate: 16 << 10,
+            open_timeout: Duration::from_secs(10),
+            validate_on_serve: true,
+            send_window: 512 * 1024,
+            progress_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Why a download failed. Verified ranges stay in the store: asking again resumes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DownloadFailure {
+    /// Every provider was dropped; each one's reason is listed.
+    #[error("no provider left{}", list_dropped(.dropped))]
+    NoProviders {
+        /// Each provider and why it was dropped.
+        dropped: Vec<(PeerId, DropReason)>,
+    },
+    /// Writing to the local store failed.
+    #[error("local store failed: {0}")]
+    Store(StoreError),
+    /// The application cancelled it.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+fn list_dropped(dropped: &[(PeerId, DropReason)]) -> String {
+    let parts: Vec<String> = dropped
+        .iter()
+        .map(|(peer, reason)| format!("{peer} {reason}"))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", parts.join("; "))
+    }
+}
+
+/// What the application learns from the blob protocol (inside
+/// [`crate::node::Event::Blob`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A peer asked us for (part of) a blob.
+    Requested {
+        /// Who.
+        peer: PeerId,
+        /// Which blob.
+        id: BlobId,
+        /// Whether we have it complete and serve it.
+        served: bool,
+    },
+    /// A download made progress (at most once per `Config::progress_interval`).
+    DownloadProgress {
+        /// The blob.
+        id: BlobId,
+        /// Verified bytes so far.
+        verified: u64,
+        /// The proven size, once known.
+        size: Option<u64>,
+        /// Providers still in use.
+        providers: usize,
+    },
+    /// A download finished: every byte is verified and in the store.
+    Downloaded {
+        /// The blob.
+        id: BlobId,
+        /// Its size in bytes.
+        size: u64,
+        /// Bytes received from providers by this download, proofs included (0 when the
+        /// store already had the blob).
+        received: u64,
+    },
+    /// A download stopped without completing.
+    DownloadFailed {
+        /// The blob.
+        id: BlobId,
+        /// Why, and what to do about it.
+        reason: DownloadFailure,
+    },
+    /// A provider was dropped from a download (it lied, stalled, or lacked the blob).
+    ProviderDropped {
+        /// The blob.
+        id: BlobId,
+        /// The provider.
+        peer: PeerId,
+        /// Why.
+        reason: DropReason,
+    },
+    /// Our own copy of a blob could not be served: it is corrupt or the store failed.
+    /// Re-import or re-download it.
+    StoreFailed {
+        /// The blob.
+        id: BlobId,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Misuse of the blob commands. (Network trouble is never an `Err`: it becomes an event.)
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// [`Config::max_downloads`] downloads are running.
+    #[error(
+        "{max} downloads are already running (blob::Config::max_downloads); wait for one to end"
+    )]
+    TooManyDownloads {
+        /// The limit.
+        max: usize,
+    },
+    /// A download needs at least one provider.
+    #[error("no provider given for blob {0}: name at least one peer that has it")]
+    NoProviders(BlobId),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a blob timer is for (the node reports it as the reason of a timeout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Timer {
+    /// A download's earliest deadline: a request's, the reconnect grace, a probe race or
+    /// a provider's backoff.
+    Download(BlobId),
+    /// A serving stream's request, write or completion deadline.
+    Serve(StreamId),
+    /// A stream we asked to open must be negotiated by then.
+    Open(StreamId),
+}
+
+/// What the blob child hands the node, from [`Blobs::poll_output`].
+#[derive(Debug)]
+pub(crate) enum Output {
+    /// Something for a stream.
+    Stream(stream::Output),
+    /// The child is done with this stream (both sides finished): the node forgets its
+    /// route. (A reset is also forgotten, without this.)
+    Forget(StreamId),
+    /// A peer broke a protocol rule.
+    Misbehaved { peer: PeerId, reason: String },
+    /// For the application.
+    Event(Event),
+}
+
+#[derive(Debug)]
+enum Stream {
+    /// We asked to open it; nothing arrived yet.
+    Opening {
+        peer: PeerId,
+        blob: BlobId,
+        request: RequestId,
+    },
+    /// We fetch one request on it.
+    Fetch(Fetch),
+    /// We serve on it.
+    Serve(Box<Serve>),
+}
+
+/// The blob protocol child: downloads, serving, and their streams. See the module docs.
+#[derive(Debug)]
+pub(crate) struct Blobs<S> {
+    local: PeerId,
+    config: Config,
+    store: S,
+    streams: BTreeMap<StreamId, Stream>,
+    /// Chunk groups already checked before serving (`validate_on_serve`).
+    checked: CheckedOnServe,
+    /// Reused send batches of every serving stream.
+    send_pool: BufferPool,
+    downloads: BTreeMap<BlobId, download::Download>,
+    /// When each download last reported progress.
+    last_progress: BTreeMap<BlobId, Instant>,
+    /// The stream of each live request (opening or open).
+    request_streams: BTreeMap<(BlobId, RequestId), StreamId>,
+    /// Streams opening or fetching: at most `max_outbound_requests`.
+    outbound: usize,
+    /// Serving streams holding a slot: at most `max_inbound_requests`.
+    serving: usize,
+    /// The same, per peer (no entry at zero).
+    serving_per_peer: BTreeMap<PeerId, usize>,
+    /// Serving streams still waiting for their request, in all and per peer.
+    pending: usize,
+    pending_per_peer: BTreeMap<PeerId, usize>,
+    /// Serving streams that may have something to do (a request arrived, the window
+    /// opened): only these are stepped.
+    active: BTreeSet<StreamId>,
+    timers: TimerMap<Timer>,
+    /// Seeds of the downloads' randomness.
+    rng: ChaCha8Rng,
+    transmits: VecDeque<Output>,
+    events: VecDeque<Output>,
+}
+
+impl<S: BlobStore> Blobs<S> {
+    /// The blob protocol of node `local`, on `store`, with randomness from `seed`.
+    pub(crate) fn new(local: PeerId, mut config: Config, store: S, seed: u64) -> Self {
+        // Limits that would break an invariant are clamped rather than trusted.
+        let d = &mut config.download;
+        d.max_request_bytes = d.max_request_bytes.clamp(1, MAX_REQUEST_BYTES);
+        d.min_request_bytes = d.min_request_bytes.clamp(1, d.max_request_bytes);
+        config.send_window = config.send_window.max(1);
+        Self {
+            local,
+            config,
+            store,
+            streams: BTreeMap::new(),
+            checked: CheckedOnServe::default(),
+            send_pool: serve::send_pool(),
+            downloads: BTreeMap::new(),
+            last_progress: BTreeMap::new(),
+            request_streams: BTreeMap::new(),
+            outbound: 0,
+            serving: 0,
+            serving_per_peer: BTreeMap::new(),
+            pending: 0,
+            pending_per_peer: BTreeMap::new(),
+            active: BTreeSet::new(),
+            timers: TimerMap::default(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    // --- getters ---
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub(crate) fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub(crate) fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    pub(crate) fn into_store(self) -> S {
+        self.store
+    }
+
+    pub(crate) fn downloads(&self) -> usize {
+        self.downloads.len()
+    }
+
+    /// Blobs in the checked-on-serve record.
+    #[cfg(test)]
+    pub(crate) fn checked_blobs(&self) -> usize {
+        self.checked.len()
+    }
+
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// The earliest deadline and what it is for.
+    pub(crate) fn poll_timeout(&self) -> Option<(Instant, Timer)> {
+        self.timers.next()
+    }
+
+    /// Checks the protocol's bookkeeping against its state; panics on a mismatch (for
+    /// tests and fuzzing: every open fetch stream has a live request, every counter
+    /// equals what it counts, every table is within its bound).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn check_invariants(&self) {
+        let mut outbound = 0;
+        let (mut serving, mut pending) = (0, 0);
+        for (id, stream) in &self.streams {
+            match stream {
+                Stream::Opening { blob, request, .. } => {
+                    outbound += 1;
+                    assert_eq!(self.request_streams.get(&(*blob, *request)), Some(id));
+                    assert!(
+                        self.downloads
+                            .get(blob)
+                            .is_some_and(|d| d.ranges_of(*request).is_some()),
+                        "opening stream {id:?} has no live request"
+                    );
+                }
+                Stream::Fetch(f) => {
+                    outbound += 1;
+                    assert_eq!(self.request_streams.get(&(f.blob(), f.request())), Some(id));
+                    assert!(
+                        self.downloads
+                            .get(&f.blob())
+                            .is_some_and(|d| d.ranges_of(f.request()).is_some()),
+                        "fetch stream {id:?} has no live request"
+                    );
+                }
+                Stream::Serve(s) => {
+                    serving += usize::from(s.holds_slot());
+                    pending += usize::from(s.is_pending());
+                }
+            }
+        }
+        assert_eq!(outbound, self.outbound, "outbound slots");
+        assert_eq!(self.request_streams.len(), outbound, "request streams");
+        assert_eq!(serving, self.serving, "serving slots");
+        assert_eq!(self.serving_per_peer.values().sum::<usize>(), serving);
+        assert_eq!(pending, self.pending, "pending serves");
+        assert_eq!(self.pending_per_peer.values().sum::<usize>(), pending);
+        assert!(self.outbound <= self.config.max_outbound_requests);
+        assert!(self.serving <= self.config.max_inbound_requests);
+        assert!(self.pending <= self.config.max_pending_serves);
+        assert!(self
+            .serving_per_peer
+            .values()
+            .all(|n| *n > 0 && *n <= self.config.max_inbound_requests_per_peer));
+        assert!(self
+            .pending_per_peer
+            .values()
+            .all(|n| *n > 0 && *n <= self.config.max_pending_serves_per_peer));
+        assert!(self.downloads.len() <= self.config.max_downloads);
+    }
+
+    // --- handle_* ---
+
+    pub(crate) fn handle_peer_connected(&mut self, peer: PeerId) {
+        // A provider that was only disconnected is asked again.
+        for download in self.downloads.values_mut() {
+            if download
+                .dropped_providers()
+                .iter()
+                .any(|(p, r)| *p == peer && *r == DropReason::Removed)
+            {
+                download.add_provider(peer);
+            }
+        }
+    }
+
+    /// `peer` is gone. Its streams were already reported reset by the node.
+    pub(crate) fn handle_peer_disconnected(&mut self, peer: PeerId, now: Instant) {
+        for download in self.downloads.values_mut() {
+            if download.has_provider(&peer) {
+                download.remove_provider(&peer, now);
+            }
+        }
+    }
+
+    /// A stream `peer` opened for the blob protocol. False if it is refused (over a cap):
+    /// the node resets it.
+    pub(crate) fn handle_inbound(&mut self, stream: StreamId, peer: PeerId, now: Instant) -> bool {
+        let of_peer = self.pending_per_peer.get(&peer).copied().unwrap_or(0);
+        if self.pending >= self.config.max_pending_serves
+            || of_peer >= self.config.max_pending_serves_per_peer
+        {
+            return false;
+        }
+        self.pending += 1;
+        *self.pending_per_peer.entry(peer).or_default() += 1;
+        let serve = Serve::new(
+            peer,
+            now + self.config.serve_request_timeout,
+            self.send_pool.clone(),
+        );
+        self.timers
+            .set(Timer::Serve(stream), Some(serve.deadline()));
+        self.streams.insert(stream, Stream::Serve(Box::new(serve)));
+        true
+    }
+
+    /// A stream we asked for is open. False if we no longer want it: the node resets it.
+    pub(crate) fn handle_opened(&mut self, stream: StreamId) -> bool {
+        self.timers.clear(Timer::Open(stream));
+        let Some(Stream::Opening {
+            peer,
+            blob,
+            request,
+        }) = self.streams.get(&stream)
+        else {
+            return false;
+        };
+        let (peer, blob, request) = (*peer, *blob, *request);
+        let Some(ranges) = self.downloads.get(&blob).and_then(|d| d.ranges_of(request)) else {
+            self.remove_stream(stream);
+            return false;
+        };
+        let fetch = Fetch::new(peer, blob, request);
+        let data = fetch.request_frames(&ranges);
+        self.transmit(stream::Output::Send { stream, data });
+        self.transmit(stream::Output::Finish { stream });
+        self.streams.insert(stream, Stream::Fetch(fetch));
+        true
+    }
+
+    pub(crate) fn handle_data(&mut self, stream: StreamId, data: Bytes, now: Instant) {
+        match self.streams.get_mut(&stream) {
+            Some(Stream::Serve(serve)) => {
+                let was_pending = serve.is_pending();
+                match serve.receive(data) {
+                    Ok(()) => {
+                        if was_pending && !serve.is_pending() {
+                            let peer = serve.peer();
+                            self.unpend(peer);
+                        }
+                        self.active.insert(stream);
+                    }
+                    Err(reason) => {
+                        let peer = serve.peer();
+                        self.misbehaved(peer, reason);
+                        self.reset(stream);
+                    }
+                }
+            }
+            Some(Stream::Fetch(fetch)) => {
+                let (blob, request, peer) = (fetch.blob(), fetch.request(), fetch.peer());
+                let Some(download) = self.downloads.get_mut(&blob) else {
+                    return;
+                };
+                if let Err(reason) = fetch.receive(data, download, now) {
+                    download.handle_failed(request);
+                    self.misbehaved(peer, reason);
+                }
+            }
+            Some(Stream::Opening { peer, .. }) => {
+                // Data before the open completed: the driver broke the contract, or the
+                // peer did; either way the stream is not ours to read.
+                let peer = *peer;
+                self.misbehaved(peer, "data on a stream still opening".into());
+                self.fail_stream(stream);
+                self.transmit(stream::Output::Reset { stream });
+            }
+            None => {}
+        }
+    }
+
+    pub(crate) fn handle_written(&mut self, stream: StreamId, bytes: usize, now: Instant) {
+        if let Some(Stream::Serve(serve)) = self.streams.get_mut(&stream) {
+            serve.written(bytes, now, self.config.serve_timeout);
+            self.timers
+                .set(Timer::Serve(stream), Some(serve.deadline()));
+            self.active.insert(stream);
+        }
+    }
+
+    /// The peer finished its side. True if the stream is over for us (the node forgets it).
+    pub(crate) fn handle_finished(&mut self, stream: StreamId) -> bool {
+        match self.streams.get(&stream) {
+            Some(Stream::Fetch(fetch)) => {
+                if let Some(download) = self.downloads.get_mut(&fetch.blob()) {
+                    fetch.finished(download);
+                }
+                self.remove_stream(stream);
+                true
+            }
+            // The requester finishes right after its request: nothing to do.
+            Some(Stream::Serve(_)) => false,
+            Some(Stream::Opening { .. }) | None => false,
+        }
+    }
+
+    /// The stream broke (reset, failed to open, or its peer is gone).
+    pub(crate) fn handle_reset(&mut self, stream: StreamId) {
+        self.fail_stream(stream);
+    }
+
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        for download in self.downloads.values_mut() {
+            download.handle_timeout(now);
+        }
+        for timer in self.timers.due(now) {
+            match timer {
+                Timer::Download(_) => {} // handled above (it may also have moved)
+                Timer::Serve(stream) => match self.streams.get(&stream) {
+                    Some(Stream::Serve(s)) if s.deadline() > now => {}
+                    Some(Stream::Serve(_)) => self.reset(stream),
+                    _ => self.timers.clear(timer),
+                },
+                Timer::Open(stream) => {
+                    self.timers.clear(timer);
+                    if matches!(self.streams.get(&stream), Some(Stream::Opening { .. })) {
+                        self.fail_stream(stream);
+                        self.transmit(stream::Output::Reset { stream });
+                    }
+                }
+            }
+        }
+    }
+
+    // --- commands ---
+
+    /// Imports `content` into the store and returns its id; it can be served at once.
+    pub(crate) fn add_blob(&mut self, content: Bytes) -> Result<BlobId, Error> {
+        let outboard = Outboard::create(&content);
+        Ok(self.store.import(content, outboard)?)
+    }
+
+    /// See [`crate::node::Node::request_blob`].
+    pub(crate) fn request_blob(
+        &mut self,
+        id: BlobId,
+        providers: impl IntoIterator<Item = PeerId>,
+    ) -> Result<(), Error> {
+        let local = self.local;
+        let providers: Vec<PeerId> = providers.into_iter().filter(|p| *p != local).collect();
+        if let Some(download) = self.downloads.get_mut(&id) {
+            for p in providers {
+                download.add_provider(p);
+            }
+            return Ok(());
+        }
+        let state = self.store.state(&id)?;
+        if let Some(state) = &state {
+            if state.is_complete() {
+                self.events.push_back(Output::Event(Event::Downloaded {
+                    id,
+                    size: state.size(),
+                    received: 0,
+                }));
+                return Ok(());
+            }
+        }
+        if providers.is_empty() {
+            return Err(Error::NoProviders(id));
+        }
+        if self.downloads.len() >= self.config.max_downloads {
+            return Err(Error::TooManyDownloads {
+                max: self.config.max_downloads,
+            });
+        }
+        if let Some(state) = &state {
+            // Resuming: the store reopens what it kept of the blob (after a restart it may
+            // only have the metadata in memory).
+            self.store.begin_partial(&id, state.size())?;
+        }
+        let mut download = download::Download::new(id, state, self.config.download.clone())
+            .with_seed(self.rng.next_u64());
+        for p in providers {
+            download.add_provider(p);
+        }
+        self.downloads.insert(id, download);
+        Ok(())
+    }
+
+    /// Forgets which chunk groups of `id` were already checked before serving.
+    pub(crate) fn forget_checked(&mut self, id: &BlobId) {
+        self.checked.forget(id);
+    }
+
+    /// Stops a download; verified ranges stay in the store.
+    pub(crate) fn cancel_download(&mut self, id: &BlobId) {
+        if self.downloads.remove(id).is_some() {
+            self.end_download(
+                *id,
+                Event::DownloadFailed {
+                    id: *id,
+                    reason: DownloadFailure::Cancelled,
+                },
+            );
+        }
+    }
+
+    /// Deletes `id`: its download stops, its checked record is forgotten, the store
+    /// drops it. True if the store had it.
+    pub(crate) fn delete_blob(&mut self, id: &BlobId) -> Result<bool, Error> {
+        self.cancel_download(id);
+        self.checked.forget(id);
+        Ok(self.store.delete(id)?)
+    }
+
+    // --- poll ---
+
+    /// The next thing for the node; `None` when the child has nothing more to do now.
+    #[must_use]
+    pub(crate) fn poll_output(&mut self, now: Instant, ids: &mut StreamIds) -> Option<Output> {
+        if self.transmits.is_empty() && self.events.is_empty() {
+            self.drive_downloads(now, ids);
+            self.drive_serves(now);
+        }
+        self.transmits
+            .pop_front()
+            .or_else(|| self.events.pop_front())
+    }
+
+    // --- internals ---
+
+    fn transmit(&mut self, out: stream::Output) {
+        self.transmits.push_back(Output::Stream(out));
+    }
+
+    fn misbehaved(&mut self, peer: PeerId, reason: String) {
+        self.events.push_back(Output::Misbehaved { peer, reason });
+    }
+
+    /// Resets `stream` and forgets it, as a failure of whatever it carried.
+    fn reset(&mut self, stream: StreamId) {
+        self.fail_stream(stream);
+        self.transmit(stream::Output::Reset { stream });
+    }
+
+    /// The stream is gone without a clean end: its request fails, then it is forgotten.
+    fn fail_stream(&mut self, stream: StreamId) {
+        let request = match self.streams.get(&stream) {
+            Some(Stream::Fetch(f)) => Some((f.blob(), f.request())),
+            Some(Stream::Opening { blob, request, .. }) => Some((*blob, *request)),
+            _ => None,
+        };
+        if let Some((blob, request)) = request {
+            if let Some(download) = self.downloads.get_mut(&blob) {
+                download.handle_failed(request);
+            }
+        }
+        self.remove_stream(stream);
+    }
+
+    fn unpend(&mut self, peer: PeerId) {
+        self.pending -= 1;
+        decrement(&mut self.pending_per_peer, peer);
+    }
+
+    /// Forgets `stream` and frees whatever slot it held.
+    fn remove_stream(&mut self, stream: StreamId) {
+        self.active.remove(&stream);
+        self.timers.clear(Timer::Serve(stream));
+        self.timers.clear(Timer::Open(stream));
+        match self.streams.remove(&stream) {
+            Some(Stream::Fetch(fetch)) => {
+                self.request_streams
+                    .remove(&(fetch.blob(), fetch.request()));
+                self.outbound -= 1;
+            }
+            Some(Stream::Opening { blob, request, .. }) => {
+                self.request_streams.remove(&(blob, request));
+                self.outbound -= 1;
+            }
+            Some(Stream::Serve(serve)) => {
+                if serve.holds_slot() {
+                    self.serving -= 1;
+                    decrement(&mut self.serving_per_peer, serve.peer());
+                }
+                if serve.is_pending() {
+                    self.unpend(serve.peer());
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn end_download(&mut self, id: BlobId, outcome: Event) {
+        self.last_progress.remove(&id);
+        self.timers.clear(Timer::Download(id));
+        let streams: Vec<StreamId> = self
+            .request_streams
+            .range((id, RequestId(0))..=(id, RequestId(u64::MAX)))
+            .map(|(_, s)| *s)
+            .collect();
+        for stream in streams {
+            self.remove_stream(stream);
+            self.transmit(stream::Output::Reset { stream });
+        }
+        self.events.push_back(Output::Event(outcome));
+    }
+
+    /// Drains every download: store writes, new requests, finished downloads.
+    fn drive_downloads(&mut self, now: Instant, ids: &mut StreamIds) {
+        let blobs: Vec<BlobId> = self.downloads.keys().copied().collect();
+        for id in blobs {
+            self.drive_download(id, now, ids);
+            let deadline = self.downloads.get(&id).and_then(|d| d.poll_timeout());
+            self.timers.set(Timer::Download(id), deadline);
+        }
+    }
+
+    fn drive_download(&mut self, id: BlobId, now: Instant, ids: &mut StreamIds) {
+        let mut progressed = false;
+        let mut outcome: Option<Event> = None;
+        loop {
+            let Some(download) = self.downloads.get_mut(&id) else {
+                return;
+            };
+            let Some(event) = download.poll_event() else {
+                break;
+            };
+            let written = match event {
+                download::Event::SizeProven { size } => self.store.begin_partial(&id, size),
+                download::Event::Pair { offset, pair } => self.store.write_pair(&id, offset, &pair),
+                download::Event::Data { offset, data } => {
+                    progressed = true;
+                    self.store.write_verified(&id, offset, &data)
+                }
+                download::Event::Cancel { request } => {
+                    // The request ended: close its stream (if the provider has not) and
+                    // free its slot.
+                    if let Some(stream) = self.request_streams.get(&(id, request)).copied() {
+                        self.remove_stream(stream);
+                        self.transmit(stream::Output::Reset { stream });
+                    }
+                    Ok(())
+                }
+                download::Event::ProviderDropped { peer, reason } => {
+                    if matches!(
+                        reason,
+                        DropReason::Lied(_)
+                            | DropReason::WrongSize { .. }
+                            | DropReason::TooLarge { .. }
+                    ) {
+                        self.misbehaved(peer, format!("blob {id}: {reason}"));
+                    }
+                    self.events.push_back(Output::Event(Event::ProviderDropped {
+                        id,
+                        peer,
+                        reason,
+                    }));
+                    Ok(())
+                }
+                download::Event::Complete { size } => {
+                    let received = self.downloads[&id].bytes_received();
+                    outcome = Some(Event::Downloaded { id, size, received });
+                    Ok(())
+                }
+                download::Event::Stuck => {
+                    let dropped = self.downloads[&id].dropped_providers();
+                    outcome = Some(Event::DownloadFailed {
+                        id,
+                        reason: DownloadFailure::NoProviders { dropped },
+                    });
+                    Ok(())
+                }
+            };
+            if let Err(err) = written {
+                outcome = Some(Event::DownloadFailed {
+                    id,
+                    reason: DownloadFailure::Store(err),
+                });
+                break;
+            }
+        }
+        let due = self
+            .last_progress
+            .get(&id)
+            .is_none_or(|last| now >= *last + self.config.progress_interval);
+        if progressed && due && outcome.is_none() {
+            self.last_progress.insert(id, now);
+            let d = &self.downloads[&id];
+            self.events
+                .push_back(Output::Event(Event::DownloadProgress {
+                    id,
+                    verified: d.bytes_verified(),
+                    size: d.size(),
+                    providers: d.usable_providers(),
+                }));
+        }
+        if let Some(event) = outcome {
+            self.downloads.remove(&id);
+            self.end_download(id, event);
+            return;
+        }
+        // New requests, within the node-wide bound.
+        while self.outbound < self.config.max_outbound_requests {
+            let Some(download) = self.downloads.get_mut(&id) else {
+                return;
+            };
+            let Some(request) = download.poll_request(now) else {
+                break;
+            };
+            let stream = ids.next();
+            self.outbound += 1;
+            self.streams.insert(
+                stream,
+                Stream::Opening {
+                    peer: request.peer,
+                    blob: id,
+                    request: request.id,
+                },
+            );
+            self.request_streams.insert((id, request.id), stream);
+            self.timers
+                .set(Timer::Open(stream), Some(now + self.config.open_timeout));
+            self.transmit(stream::Output::Open {
+                stream,
+                peer: request.peer,
+                protocol: ProtocolId::BLOB,
+            });
+        }
+    }
+
+    /// Answers requests and pushes response bytes out, within each stream's send window.
+    fn drive_serves(&mut self, now: Instant) {
+        let active: Vec<StreamId> = std::mem::take(&mut self.active).into_iter().collect();
+        for stream in active {
+            let Some(Stream::Serve(serve)) = self.streams.get_mut(&stream) else {
+                continue;
+            };
+            let peer = serve.peer();
+            let of_peer = self.serving_per_peer.get(&peer).copied().unwrap_or(0);
+            let mut ctx = ServeContext {
+                store: &self.store,
+                checked: &mut self.checked,
+                admitted: self.serving < self.config.max_inbound_requests
+                    && of_peer < self.config.max_inbound_requests_per_peer,
+                validate: self.config.validate_on_serve,
+                window: self.config.send_window,
+                now,
+                timeout: self.config.serve_timeout,
+                min_rate: self.config.min_serve_rate,
+            };
+            let step = serve.step(&mut ctx);
+            let deadline = serve.deadline();
+            if step.took_slot {
+                self.serving += 1;
+                *self.serving_per_peer.entry(peer).or_default() += 1;
+            }
+            self.timers.set(Timer::Serve(stream), Some(deadline));
+            for data in step.sends {
+                self.transmit(stream::Output::Send { stream, data });
+            }
+            if let Some(event) = step.event {
+                self.events.push_back(Output::Event(event));
+            }
+            if let Some((id, reason)) = step.corrupt {
+                // Our own copy is bad (or unreadable): stop and tell the application.
+                self.events
+                    .push_back(Output::Event(Event::StoreFailed { id, reason }));
+            }
+            if step.finish {
+                self.transmit(stream::Output::Finish { stream });
+            }
+            if step.reset {
+                self.transmit(stream::Output::Reset { stream });
+            }
+            if step.done {
+                self.remove_stream(stream);
+                if !step.reset {
+                    self.transmits.push_back(Output::Forget(stream));
+                }
+            }
+        }
+    }
+}
+
+fn decrement(counts: &mut BTreeMap<PeerId, usize>, peer: PeerId) {
+    if let Some(n) = counts.get_mut(&peer) {
+        *n -= 1;
+        if *n == 0 {
+            counts.remove(&peer);
+        }
+    }
+}
+
+/// Encodes messages as consecutive frames in one buffer.
+fn frames(messages: &[Message]) -> Bytes {
+    let mut out = BytesMut::new();
+    let mut body = BytesMut::new();
+    for msg in messages {
+        body.clear();
+        wire::encode(msg, &mut body).expect("our own messages are within the wire limits");
+        framing::Encoder::default()
+            .encode(&body, &mut out)
+            .expect("our own messages are far below the frame limit");
+    }
+    out.freeze()
+}
+
+/// Converts range-set boundaries to the wire's list of half-open ranges (`u64::MAX` as the
+/// end of an open range).
+pub(crate) fn to_wire(ranges: &ChunkRanges) -> ChunkRangeList {
+    ChunkRangeList::new(ranges_to_pairs(ranges))
+        .expect("a request spans at most MAX_REQUEST_BYTES: few, sorted, disjoint ranges")
+}
+
+/// The wire's ranges as a range set.
+fn from_wire(list: &ChunkRangeList) -> ChunkRanges {
+    pairs_to_ranges(list.iter().map(|r| (r.start, r.end)))
+}
+
+fn msg_name(msg: &Message) -> &'static str {
+    match msg {
+        Message::Hello(_) => "hello",
+        Message::BlobRequest(_) => "blob request",
+        Message::BlobResponse(_) => "blob response",
+        _ => "message",
+    }
+}
