@@ -24,7 +24,7 @@ pub struct Behaviour {
     pub limits: connection_limits::Behaviour,
     /// Topic broadcast.
     pub gossipsub: gossipsub::Behaviour,
-    /// The DHT (peer routing; blob provider records later).
+    /// The DHT: peer routing and blob provider records.
     pub kad: kad::Behaviour<MemoryStore>,
     /// Identify: listen addresses and protocols of peers; feeds Kademlia.
     pub identify: identify::Behaviour,
