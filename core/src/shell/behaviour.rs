@@ -10,11 +10,12 @@
 
 use libp2p::gossipsub::{self, MessageAuthenticity, MessageId, ValidationMode};
 use libp2p::identity::Keypair;
-use libp2p::kad::{self, store::MemoryStore};
+use libp2p::kad;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{connection_limits, identify, ping, StreamProtocol};
 
 use super::config::NetworkConfig;
+use super::provider_store::ProviderStore;
 
 /// Every protocol a Sinew node speaks, composed.
 #[derive(NetworkBehaviour)]
@@ -25,7 +26,7 @@ pub struct Behaviour {
     /// Topic broadcast.
     pub gossipsub: gossipsub::Behaviour,
     /// The DHT: peer routing and blob provider records.
-    pub kad: kad::Behaviour<MemoryStore>,
+    pub kad: kad::Behaviour<ProviderStore>,
     /// Identify: listen addresses and protocols of peers; feeds Kademlia.
     pub identify: identify::Behaviour,
     /// Ping with a watchdog.
@@ -152,12 +153,10 @@ impl Behaviour {
         kad_config
             .set_provider_record_ttl(Some(config.provider_record_ttl))
             .set_provider_publication_interval(Some(config.provider_republish));
-        let store = MemoryStore::with_config(
+        let store = ProviderStore::new(
             local,
-            kad::store::MemoryStoreConfig {
-                max_provided_keys: config.max_provided_blobs,
-                ..Default::default()
-            },
+            config.max_provided_blobs,
+            config.max_remote_provider_keys,
         );
         let kad = kad::Behaviour::with_config(local, store, kad_config);
 

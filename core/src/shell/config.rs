@@ -106,8 +106,15 @@ pub struct NetworkConfig {
     /// `<data-dir>/blobs`.
     pub blob_dir: Option<std::path::PathBuf>,
     /// Blobs this node may provide in the DHT at once; `announce_blob` fails beyond it.
-    /// Default 65 536.
+    /// Only our own provider records count: remote peers' have their own budget,
+    /// `max_remote_provider_keys`. Default 65 536.
     pub max_provided_blobs: usize,
+    /// Keys (blob ids) for which this node stores other peers' provider records when they
+    /// announce to it (as a Kademlia server); records for further keys are refused until
+    /// some expire or are removed. Each key holds at most
+    /// [`MAX_REMOTE_PROVIDERS_PER_KEY`](super::MAX_REMOTE_PROVIDERS_PER_KEY) remote
+    /// providers. Default 4096.
+    pub max_remote_provider_keys: usize,
     /// How long other peers keep our provider records. Default 24 h.
     pub provider_record_ttl: Duration,
     /// How often our provider records are published again (before they expire).
@@ -141,6 +148,7 @@ impl Default for NetworkConfig {
             node: node::Config::default(),
             blob_dir: None,
             max_provided_blobs: 65_536,
+            max_remote_provider_keys: 4096,
             provider_record_ttl: Duration::from_secs(24 * 3600),
             provider_republish: Duration::from_secs(6 * 3600),
             announce_stored_blobs: true,

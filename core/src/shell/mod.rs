@@ -16,6 +16,7 @@ mod fs_store;
 mod metrics;
 pub mod muxer;
 mod node_store;
+mod provider_store;
 mod stream;
 pub mod tls;
 
@@ -35,6 +36,9 @@ pub use fs_store::{
 };
 pub use metrics::Metrics;
 pub use node_store::NodeStore;
+pub use provider_store::{
+    ProviderStore, MAX_PROVIDER_ADDRESSES, MAX_PROVIDER_ADDRESS_BYTES, MAX_REMOTE_PROVIDERS_PER_KEY,
+};
 pub use stream::{SinewStream, StreamError};
 
 /// What the shell needs from an async runtime: spawning and sleeping.
