@@ -81,8 +81,17 @@ pub struct NetworkConfig {
     pub watchdog: Duration,
     /// Established connections in total. Default 512.
     pub max_connections: u32,
+    /// Established connections that peers dialed (inbound), out of `max_connections`; a
+    /// further inbound connection is closed as soon as it is established, while our own
+    /// dials still succeed. Kept below the total so that peers dialing us cannot take every
+    /// slot (an eclipse): the rest is for the peers we choose. Default 384 (three quarters).
+    pub max_incoming_connections: u32,
     /// Established connections per peer. Default 2.
     pub max_connections_per_peer: u32,
+    /// When new connections (both directions) are refused because this process uses too
+    /// much memory; connections already established are kept. Default
+    /// [`MemoryLimit::FractionOfRam`]`(0.8)`.
+    pub max_memory: MemoryLimit,
     /// Connections being set up (both directions). Default 64.
     pub max_pending_connections: u32,
     /// A connection with no stream and no protocol keeping it alive is closed after this.
@@ -138,6 +147,8 @@ impl Default for NetworkConfig {
             ping_timeout: Duration::from_secs(10),
             watchdog: Duration::from_secs(15),
             max_connections: 512,
+            max_incoming_connections: 384,
+            max_memory: MemoryLimit::FractionOfRam(0.8),
             max_connections_per_peer: 2,
             max_pending_connections: 64,
             idle_connection_timeout: Duration::from_secs(60),
@@ -155,4 +166,18 @@ impl Default for NetworkConfig {
             agent: format!("sinew/{}", env!("CARGO_PKG_VERSION")),
         }
     }
+}
+
+/// The process memory above which a node refuses new connections (libp2p's
+/// memory-connection-limits: the resident size is read at most every 100 ms, when a
+/// connection is about to be set up).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum MemoryLimit {
+    /// No limit.
+    Off,
+    /// Refuse above this many bytes of resident memory.
+    Bytes(usize),
+    /// Refuse above this fraction of the machine's physical memory; must be in `(0, 1]`.
+    FractionOfRam(f64),
 }

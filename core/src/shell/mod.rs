@@ -28,7 +28,7 @@ use libp2p::Swarm;
 
 pub use behaviour::{message_id, Behaviour, BehaviourEvent, BuildError};
 pub use client::{BlobInfo, ClientError, EventStream, NetworkClient, NetworkEvent, NetworkStatus};
-pub use config::{GossipConfig, KadMode, NetworkConfig};
+pub use config::{GossipConfig, KadMode, MemoryLimit, NetworkConfig};
 pub use download::{BlobDownload, BlobDownloaded, BlobProgress, DownloadUpdate, PROGRESS_BUFFER};
 pub use fs_store::{
     export_verified, export_verified_bytes, FsStore, Importer, PreparedImport, MAX_UNCOMMITTED,
