@@ -35,7 +35,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,6 +51,9 @@ use crate::blob::tree::{
 };
 use crate::blob::{BlobId, Outboard};
 use crate::store::{BlobState, BlobStore, StoreError};
+
+// The client reaches the exports through this module.
+pub use super::export::{export_verified, export_verified_bytes};
 
 /// Verified bytes written between two syncs of a download (and commits of its ranges).
 pub const SYNC_EVERY: u64 = 8 << 20;
@@ -157,7 +160,7 @@ struct CompleteFiles {
     size: u64,
 }
 
-fn io(e: impl std::fmt::Display) -> StoreError {
+pub(super) fn io(e: impl std::fmt::Display) -> StoreError {
     StoreError::Io(e.to_string())
 }
 
@@ -252,7 +255,7 @@ fn tmp_path(blobs: &Path) -> PathBuf {
     blobs.join(format!("import-{}-{n}.tmp", std::process::id()))
 }
 
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+pub(super) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io)
 }
 
@@ -432,80 +435,6 @@ impl Drop for PreparedImport {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.data);
     }
-}
-
-/// Copies the complete blob `id` at `source` to `dest`, hashing it on the way: the copy
-/// is renamed into place only if its hash is `id`, so a corrupt local copy is reported,
-/// never exported. Memory: one 1 MiB buffer. Runs on any thread.
-///
-/// The copy is written to a temporary file with an unpredictable name, created exclusively
-/// beside `dest` (so a file or symlink planted there is never opened), synced, renamed
-/// over `dest` (which replaces a symlink at `dest` rather than following it), and the
-/// directory is synced after the rename.
-pub fn export_verified(source: &Path, id: &BlobId, dest: &Path) -> Result<u64, StoreError> {
-    let input = File::open(source).map_err(io)?;
-    export_from(input, id, dest)
-}
-
-/// [`export_verified`] for content held in memory.
-pub fn export_verified_bytes(content: &[u8], id: &BlobId, dest: &Path) -> Result<u64, StoreError> {
-    export_from(content, id, dest)
-}
-
-/// The directory holding `path` (`.` for a bare file name).
-fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
-fn export_from(mut input: impl Read, id: &BlobId, dest: &Path) -> Result<u64, StoreError> {
-    use std::os::unix::fs::PermissionsExt;
-    if dest.file_name().is_none() {
-        return Err(StoreError::Io(format!(
-            "{} is not a file name",
-            dest.display()
-        )));
-    }
-    let dir = parent_dir(dest);
-    // Mode 0666 less the umask, as `File::create` would give the exported file.
-    let tmp = tempfile::Builder::new()
-        .prefix(".sinew-export-")
-        .permissions(std::fs::Permissions::from_mode(0o666))
-        .tempfile_in(dir)
-        .map_err(|e| {
-            StoreError::Io(format!(
-                "cannot create a temporary file in {}: {e}",
-                dir.display()
-            ))
-        })?;
-    // On an error `tmp` is dropped, which removes the temporary file.
-    let mut writer = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = input.read(&mut buf).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        writer.write_all(&buf[..n]).map_err(io)?;
-        total += n as u64;
-    }
-    writer.flush().map_err(io)?;
-    drop(writer);
-    if BlobId::from_bytes(*hasher.finalize().as_bytes()) != *id {
-        return Err(StoreError::Io(format!(
-            "the stored copy of blob {id} is corrupt (its hash differs): nothing was exported; delete it and fetch it again"
-        )));
-    }
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(dest)
-        .map_err(|e| StoreError::Io(format!("cannot create {}: {}", dest.display(), e.error)))?;
-    sync_dir(dir)?;
-    Ok(total)
 }
 
 impl FsStore {
@@ -970,274 +899,4 @@ impl BlobStore for FsStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use bao_tree::ChunkNum;
-
-    use super::*;
-
-    fn content(len: usize) -> Vec<u8> {
-        (0..len)
-            .map(|i| (i as u32).wrapping_mul(2_654_435_761) as u8)
-            .collect()
-    }
-
-    #[test]
-    fn an_import_survives_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = content(100_000);
-        let id = {
-            let mut store = FsStore::open(dir.path()).unwrap();
-            let ob = Outboard::create(&data);
-            store.import(Bytes::from(data.clone()), ob).unwrap()
-        };
-        let store = FsStore::open(dir.path()).unwrap();
-        assert_eq!(
-            store.state(&id).unwrap(),
-            Some(BlobState::Complete { size: 100_000 })
-        );
-        assert_eq!(&store.read_data(&id, 0, 100_000).unwrap()[..], &data[..]);
-        assert_eq!(store.list().unwrap().len(), 1);
-    }
-
-    /// Writes verified groups as a download would (pairs first, then data).
-    fn write_groups(store: &mut FsStore, id: &BlobId, data: &[u8], groups: std::ops::Range<usize>) {
-        for g in groups {
-            let start = g * 16384;
-            let end = (start + 16384).min(data.len());
-            store
-                .write_verified(id, start as u64, &Bytes::copy_from_slice(&data[start..end]))
-                .unwrap();
-        }
-    }
-
-    #[test]
-    fn a_crash_keeps_synced_ranges_and_never_claims_unsynced_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = content(10 * 16384 + 100);
-        let ob = Outboard::create(&data);
-        let id = ob.id();
-        {
-            let mut store = FsStore::open(dir.path()).unwrap();
-            store.begin_partial(&id, data.len() as u64).unwrap();
-            for (i, chunk) in ob.as_bytes().chunks(PAIR_BYTES).enumerate() {
-                let pair: [u8; PAIR_BYTES] = chunk.try_into().unwrap();
-                store
-                    .write_pair(&id, (i * PAIR_BYTES) as u64, &pair)
-                    .unwrap();
-            }
-            write_groups(&mut store, &id, &data, 0..3);
-            store.flush().unwrap();
-            write_groups(&mut store, &id, &data, 3..5);
-            // Crash: dropped without a flush.
-        }
-        let mut store = FsStore::open(dir.path()).unwrap();
-        let state = store.state(&id).unwrap().unwrap();
-        assert_eq!(
-            state.verified(),
-            ChunkRanges::from(ChunkNum(0)..ChunkNum(48))
-        );
-        store.begin_partial(&id, data.len() as u64).unwrap();
-        assert_eq!(
-            &store.read_data(&id, 0, 3 * 16384).unwrap()[..],
-            &data[..3 * 16384]
-        );
-        assert!(matches!(
-            store.read_data(&id, 3 * 16384, 10),
-            Err(StoreError::NotVerified { .. })
-        ));
-        // Resume: the rest arrives, the blob becomes complete and survives a reopen.
-        write_groups(&mut store, &id, &data, 3..11);
-        assert!(store.state(&id).unwrap().unwrap().is_complete());
-        drop(store);
-        let store = FsStore::open(dir.path()).unwrap();
-        assert!(store.state(&id).unwrap().unwrap().is_complete());
-        assert_eq!(&store.read_data(&id, 0, data.len()).unwrap()[..], &data[..]);
-        assert_eq!(
-            store.read_outboard(&id, 0, ob.as_bytes().len()).unwrap(),
-            ob.as_bytes()
-        );
-        assert!(!dir.path().join(format!("blobs/{id}.data.partial")).exists());
-    }
-
-    #[test]
-    fn delete_removes_files_and_metadata() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = FsStore::open(dir.path()).unwrap();
-        let data = content(5000);
-        let id = store
-            .import(Bytes::from(data.clone()), Outboard::create(&data))
-            .unwrap();
-        assert!(store.delete(&id).unwrap());
-        assert!(!store.delete(&id).unwrap());
-        assert_eq!(store.state(&id).unwrap(), None);
-        assert!(!dir.path().join(format!("blobs/{id}.data")).exists());
-    }
-
-    /// Writes every outboard pair of `ob`, as a download does.
-    fn write_pairs(store: &mut FsStore, id: &BlobId, ob: &Outboard) {
-        for (i, chunk) in ob.as_bytes().chunks(PAIR_BYTES).enumerate() {
-            let pair: [u8; PAIR_BYTES] = chunk.try_into().unwrap();
-            store
-                .write_pair(id, (i * PAIR_BYTES) as u64, &pair)
-                .unwrap();
-        }
-    }
-
-    /// What `finish()` does before its commit, by hand: the partial files renamed to their
-    /// final names. Returns the store's `blobs` directory.
-    fn rename_without_commit(dir: &Path, id: &BlobId) -> PathBuf {
-        let blobs = dir.join("blobs");
-        for ext in ["data", "obao"] {
-            std::fs::rename(
-                blobs.join(format!("{id}.{ext}.partial")),
-                blobs.join(format!("{id}.{ext}")),
-            )
-            .unwrap();
-        }
-        blobs
-    }
-
-    #[test]
-    fn a_crash_between_the_final_renames_and_the_commit_completes_the_blob_on_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = content(5 * 16384 + 7);
-        let ob = Outboard::create(&data);
-        let id = ob.id();
-        {
-            let mut store = FsStore::open(dir.path()).unwrap();
-            store.begin_partial(&id, data.len() as u64).unwrap();
-            write_pairs(&mut store, &id, &ob);
-            write_groups(&mut store, &id, &data, 0..5);
-            store.flush().unwrap();
-        }
-        // The last group lands in the file, both files are renamed, and the process dies
-        // before `put_complete`.
-        let partial = OpenOptions::new()
-            .write(true)
-            .open(dir.path().join(format!("blobs/{id}.data.partial")))
-            .unwrap();
-        partial.write_all_at(&data[5 * 16384..], 5 * 16384).unwrap();
-        drop(partial);
-        let blobs = rename_without_commit(dir.path(), &id);
-
-        let store = FsStore::open(dir.path()).unwrap();
-        assert_eq!(
-            store.state(&id).unwrap(),
-            Some(BlobState::Complete {
-                size: data.len() as u64
-            })
-        );
-        assert_eq!(&store.read_data(&id, 0, data.len()).unwrap()[..], &data[..]);
-        assert_eq!(
-            store.read_outboard(&id, 0, ob.as_bytes().len()).unwrap(),
-            ob.as_bytes()
-        );
-        assert!(!blobs.join(format!("{id}.data.partial")).exists());
-    }
-
-    #[test]
-    fn renamed_files_that_are_not_the_blob_start_the_download_over_on_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = content(5 * 16384 + 7);
-        let ob = Outboard::create(&data);
-        let id = ob.id();
-        {
-            let mut store = FsStore::open(dir.path()).unwrap();
-            store.begin_partial(&id, data.len() as u64).unwrap();
-            write_pairs(&mut store, &id, &ob);
-            write_groups(&mut store, &id, &data, 0..3);
-            store.flush().unwrap();
-        }
-        // Renamed with the last groups never written: the data file is not the blob.
-        let blobs = rename_without_commit(dir.path(), &id);
-
-        let mut store = FsStore::open(dir.path()).unwrap();
-        let state = store.state(&id).unwrap().unwrap();
-        assert!(!state.is_complete());
-        assert!(
-            state.verified().is_empty(),
-            "nothing of the renamed file is trusted"
-        );
-        assert!(!blobs.join(format!("{id}.data")).exists());
-        // Resumable: the download runs again to completion.
-        store.begin_partial(&id, data.len() as u64).unwrap();
-        write_pairs(&mut store, &id, &ob);
-        write_groups(&mut store, &id, &data, 0..6);
-        assert!(store.state(&id).unwrap().unwrap().is_complete());
-        assert_eq!(&store.read_data(&id, 0, data.len()).unwrap()[..], &data[..]);
-    }
-
-    #[test]
-    fn a_download_whose_partial_files_vanished_starts_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = content(2 * 16384);
-        let ob = Outboard::create(&data);
-        let id = ob.id();
-        {
-            let mut store = FsStore::open(dir.path()).unwrap();
-            store.begin_partial(&id, data.len() as u64).unwrap();
-            write_pairs(&mut store, &id, &ob);
-            write_groups(&mut store, &id, &data, 0..1);
-            store.flush().unwrap();
-        }
-        // A power cut lost the files' directory entries but not the committed entry.
-        for ext in ["data.partial", "obao.partial"] {
-            std::fs::remove_file(dir.path().join(format!("blobs/{id}.{ext}"))).unwrap();
-        }
-        let mut store = FsStore::open(dir.path()).unwrap();
-        store.begin_partial(&id, data.len() as u64).unwrap();
-        assert!(
-            store.state(&id).unwrap().unwrap().verified().is_empty(),
-            "the lost bytes are not claimed"
-        );
-        write_pairs(&mut store, &id, &ob);
-        write_groups(&mut store, &id, &data, 0..2);
-        assert!(store.state(&id).unwrap().unwrap().is_complete());
-    }
-
-    #[test]
-    fn export_follows_no_planted_symlink_and_leaves_no_temporary() {
-        let dir = tempfile::tempdir().unwrap();
-        let victim = dir.path().join("victim");
-        std::fs::write(&victim, b"secret").unwrap();
-        let dest = dir.path().join("out");
-        // The temporary name exports used to use, and `dest` itself, both point at the
-        // victim.
-        std::os::unix::fs::symlink(&victim, dir.path().join(".out.sinew-tmp")).unwrap();
-        std::os::unix::fs::symlink(&victim, &dest).unwrap();
-        let data = content(40_000);
-        let id = BlobId::of(&data);
-        assert_eq!(export_verified_bytes(&data, &id, &dest).unwrap(), 40_000);
-        assert_eq!(std::fs::read(&victim).unwrap(), b"secret");
-        assert!(std::fs::symlink_metadata(&dest).unwrap().is_file());
-        assert_eq!(std::fs::read(&dest).unwrap(), data);
-        let mut names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        assert_eq!(names, [".out.sinew-tmp", "out", "victim"]);
-    }
-
-    #[test]
-    fn a_corrupt_copy_is_not_exported_and_leaves_no_temporary() {
-        let dir = tempfile::tempdir().unwrap();
-        let dest = dir.path().join("out");
-        let err =
-            export_verified_bytes(b"not the blob", &BlobId::of(b"the blob"), &dest).unwrap_err();
-        assert!(err.to_string().contains("corrupt"), "{err}");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn the_empty_blob_completes_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = FsStore::open(dir.path()).unwrap();
-        let id = BlobId::of(b"");
-        store.begin_partial(&id, 0).unwrap();
-        assert_eq!(
-            store.state(&id).unwrap(),
-            Some(BlobState::Complete { size: 0 })
-        );
-    }
-}
+mod tests;

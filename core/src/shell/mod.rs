@@ -12,6 +12,7 @@ mod client;
 mod config;
 mod download;
 mod driver;
+mod export;
 mod fs_store;
 mod metrics;
 pub mod muxer;
