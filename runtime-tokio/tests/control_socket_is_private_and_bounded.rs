@@ -34,6 +34,11 @@ fn the_data_directory_becomes_0700_and_the_socket_0600() {
         0o600,
         "control socket"
     );
+    let log = std::fs::read_to_string(node.dir.join("node.log")).unwrap();
+    assert!(
+        log.contains("restricted it to 0700"),
+        "the user is told: {log}"
+    );
 
     // A data directory the node creates itself is 0700 from the start.
     let fresh = tmp.path().join("fresh/nested");

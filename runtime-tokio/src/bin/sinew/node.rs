@@ -210,6 +210,11 @@ fn private_data_dir(dir: &Path) -> anyhow::Result<()> {
                 )
             },
         )?;
+        tracing::warn!(
+            "data directory {} was open to other users (mode {:o}); restricted it to 0700",
+            dir.display(),
+            mode & 0o777
+        );
     }
     Ok(())
 }
