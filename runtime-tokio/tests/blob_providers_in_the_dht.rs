@@ -1,6 +1,7 @@
 //! Blob providers in the DHT: two nodes announce the same blob, a third finds both with
 //! one query (every provider has its own record, unlike one record per blob that a second
-//! holder overwrites) and downloads it naming no provider at all.
+//! holder overwrites) and downloads it naming no provider at all. Our own provider budget
+//! is ours: remote peers' records never use it.
 #![allow(clippy::unwrap_used)] // a test reports failure by panicking
 
 mod common;
@@ -112,6 +113,52 @@ async fn announcing_stops_at_max_provided_blobs_with_a_clear_error() {
     // A blob that is not (or no longer) complete here is not announced.
     let err = a.announce_blob(ids[0]).await.unwrap_err().to_string();
     assert!(err.contains("not complete"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_provider_records_cannot_make_our_own_announce_fail() {
+    let config = sinew_tokio::NetworkConfig {
+        max_provided_blobs: 2,
+        kad_mode: sinew_tokio::core::shell::KadMode::Server,
+        ..Default::default()
+    };
+    let (a, a_addr) = configured(config).await;
+    let (b, _) = configured(Default::default()).await;
+    b.dial(a_addr).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            b.bootstrap().await.is_ok()
+        })
+        .await
+    );
+    // b stores three provider records on a: more keys than a's own budget.
+    let mut theirs = Vec::new();
+    for i in 0..3u8 {
+        let id = b.add_blob(vec![i; 1000]).await.unwrap();
+        b.announce_blob(id).await.unwrap();
+        theirs.push(id);
+    }
+    for id in &theirs {
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                a.query_blob(*id)
+                    .await
+                    .unwrap()
+                    .contains(&b.local_peer_id())
+            })
+            .await,
+            "a did not store b's record for {id}"
+        );
+    }
+    // a's own two announcements still fit; the third is refused by a's own budget.
+    let mut ours = Vec::new();
+    for i in 10..13u8 {
+        ours.push(a.add_blob(vec![i; 1000]).await.unwrap());
+    }
+    a.announce_blob(ours[0]).await.unwrap();
+    a.announce_blob(ours[1]).await.unwrap();
+    let err = a.announce_blob(ours[2]).await.unwrap_err().to_string();
+    assert!(err.contains("max_provided_blobs is 2"), "{err}");
 }
 
 #[tokio::test]

@@ -10,11 +10,12 @@
 
 use libp2p::gossipsub::{self, MessageAuthenticity, MessageId, ValidationMode};
 use libp2p::identity::Keypair;
-use libp2p::kad::{self, store::MemoryStore};
+use libp2p::kad;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{connection_limits, identify, ping, StreamProtocol};
+use libp2p::{connection_limits, identify, memory_connection_limits, ping, StreamProtocol};
 
-use super::config::NetworkConfig;
+use super::config::{MemoryLimit, NetworkConfig};
+use super::provider_store::ProviderStore;
 
 /// Every protocol a Sinew node speaks, composed.
 #[derive(NetworkBehaviour)]
@@ -22,10 +23,13 @@ use super::config::NetworkConfig;
 pub struct Behaviour {
     /// Connection limits (first, so it can deny before the others see a connection).
     pub limits: connection_limits::Behaviour,
+    /// Refuses new connections while the process uses too much memory
+    /// (`NetworkConfig::max_memory`); `None` when that is off.
+    pub memory: libp2p::swarm::behaviour::toggle::Toggle<memory_connection_limits::Behaviour>,
     /// Topic broadcast.
     pub gossipsub: gossipsub::Behaviour,
-    /// The DHT (peer routing; blob provider records later).
-    pub kad: kad::Behaviour<MemoryStore>,
+    /// The DHT: peer routing and blob provider records.
+    pub kad: kad::Behaviour<ProviderStore>,
     /// Identify: listen addresses and protocols of peers; feeds Kademlia.
     pub identify: identify::Behaviour,
     /// Ping with a watchdog.
@@ -107,6 +111,9 @@ pub enum BuildError {
     /// The Kademlia protocol id is not a valid protocol name (must start with `/`).
     #[error("invalid Kademlia protocol id {0:?}: it must start with '/'")]
     KadProtocol(String),
+    /// `MemoryLimit::FractionOfRam` outside `(0, 1]`.
+    #[error("invalid max_memory: FractionOfRam({0}) must be above 0 and at most 1")]
+    MemoryFraction(f64),
     /// Provider records would expire before they are published again.
     #[error(
         "provider_republish ({republish:?}) must be shorter than provider_record_ttl ({ttl:?})"
@@ -152,12 +159,10 @@ impl Behaviour {
         kad_config
             .set_provider_record_ttl(Some(config.provider_record_ttl))
             .set_provider_publication_interval(Some(config.provider_republish));
-        let store = MemoryStore::with_config(
+        let store = ProviderStore::new(
             local,
-            kad::store::MemoryStoreConfig {
-                max_provided_keys: config.max_provided_blobs,
-                ..Default::default()
-            },
+            config.max_provided_blobs,
+            config.max_remote_provider_keys,
         );
         let kad = kad::Behaviour::with_config(local, store, kad_config);
 
@@ -170,15 +175,27 @@ impl Behaviour {
                 .with_interval(config.ping_interval)
                 .with_timeout(config.ping_timeout),
         );
+        let memory = match config.max_memory {
+            MemoryLimit::Off => None,
+            MemoryLimit::Bytes(bytes) => {
+                Some(memory_connection_limits::Behaviour::with_max_bytes(bytes))
+            }
+            MemoryLimit::FractionOfRam(f) if f > 0.0 && f <= 1.0 => {
+                Some(memory_connection_limits::Behaviour::with_max_percentage(f))
+            }
+            MemoryLimit::FractionOfRam(f) => return Err(BuildError::MemoryFraction(f)),
+        };
         let limits = connection_limits::Behaviour::new(
             connection_limits::ConnectionLimits::default()
                 .with_max_established(Some(config.max_connections))
+                .with_max_established_incoming(Some(config.max_incoming_connections))
                 .with_max_established_per_peer(Some(config.max_connections_per_peer))
                 .with_max_pending_incoming(Some(config.max_pending_connections))
                 .with_max_pending_outgoing(Some(config.max_pending_connections)),
         );
         Ok(Self {
             limits,
+            memory: memory.into(),
             gossipsub,
             kad,
             identify,

@@ -81,8 +81,17 @@ pub struct NetworkConfig {
     pub watchdog: Duration,
     /// Established connections in total. Default 512.
     pub max_connections: u32,
+    /// Established connections that peers dialed (inbound), out of `max_connections`; a
+    /// further inbound connection is closed as soon as it is established, while our own
+    /// dials still succeed. Kept below the total so that peers dialing us cannot take every
+    /// slot (an eclipse): the rest is for the peers we choose. Default 384 (three quarters).
+    pub max_incoming_connections: u32,
     /// Established connections per peer. Default 2.
     pub max_connections_per_peer: u32,
+    /// When new connections (both directions) are refused because this process uses too
+    /// much memory; connections already established are kept. Default
+    /// [`MemoryLimit::FractionOfRam`]`(0.8)`.
+    pub max_memory: MemoryLimit,
     /// Connections being set up (both directions). Default 64.
     pub max_pending_connections: u32,
     /// A connection with no stream and no protocol keeping it alive is closed after this.
@@ -106,8 +115,15 @@ pub struct NetworkConfig {
     /// `<data-dir>/blobs`.
     pub blob_dir: Option<std::path::PathBuf>,
     /// Blobs this node may provide in the DHT at once; `announce_blob` fails beyond it.
-    /// Default 65 536.
+    /// Only our own provider records count: remote peers' have their own budget,
+    /// `max_remote_provider_keys`. Default 65 536.
     pub max_provided_blobs: usize,
+    /// Keys (blob ids) for which this node stores other peers' provider records when they
+    /// announce to it (as a Kademlia server); records for further keys are refused until
+    /// some expire or are removed. Each key holds at most
+    /// [`MAX_REMOTE_PROVIDERS_PER_KEY`](super::MAX_REMOTE_PROVIDERS_PER_KEY) remote
+    /// providers. Default 4096.
+    pub max_remote_provider_keys: usize,
     /// How long other peers keep our provider records. Default 24 h.
     pub provider_record_ttl: Duration,
     /// How often our provider records are published again (before they expire).
@@ -131,6 +147,8 @@ impl Default for NetworkConfig {
             ping_timeout: Duration::from_secs(10),
             watchdog: Duration::from_secs(15),
             max_connections: 512,
+            max_incoming_connections: 384,
+            max_memory: MemoryLimit::FractionOfRam(0.8),
             max_connections_per_peer: 2,
             max_pending_connections: 64,
             idle_connection_timeout: Duration::from_secs(60),
@@ -141,10 +159,25 @@ impl Default for NetworkConfig {
             node: node::Config::default(),
             blob_dir: None,
             max_provided_blobs: 65_536,
+            max_remote_provider_keys: 4096,
             provider_record_ttl: Duration::from_secs(24 * 3600),
             provider_republish: Duration::from_secs(6 * 3600),
             announce_stored_blobs: true,
             agent: format!("sinew/{}", env!("CARGO_PKG_VERSION")),
         }
     }
+}
+
+/// The process memory above which a node refuses new connections (libp2p's
+/// memory-connection-limits: the resident size is read at most every 100 ms, when a
+/// connection is about to be set up).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum MemoryLimit {
+    /// No limit.
+    Off,
+    /// Refuse above this many bytes of resident memory.
+    Bytes(usize),
+    /// Refuse above this fraction of the machine's physical memory; must be in `(0, 1]`.
+    FractionOfRam(f64),
 }

@@ -23,12 +23,19 @@
 //!   names, the directory is synced, and the entry is committed as complete before
 //!   [`BlobStore::write_verified`] returns: when the node emits `BlobDownloaded`, the blob
 //!   survives a crash or a power cut.
+//! - A download's two `.partial` files are created and the directory synced before its
+//!   entry is committed, so a committed download always finds its files.
+//! - A crash after a finished download's renames but before its commit (or an import's)
+//!   leaves final files under an incomplete entry; [`FsStore::open`] re-hashes them and
+//!   commits the blob as complete, or, if they are not the blob, starts the download over
+//!   with empty partial files. A download whose partial files are missing also starts over.
+//!   No crash leaves a blob that can be neither used nor resumed.
 //! - One process owns a store: redb locks `meta.redb`, and a second [`FsStore::open`] of
 //!   the same directory fails with a clear error.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,6 +51,9 @@ use crate::blob::tree::{
     all_chunks, leaf_chunks, outboard_size, pairs_to_ranges, ranges_to_pairs, PAIR_BYTES,
 };
 use crate::blob::{BlobId, Outboard};
+
+// The client reaches the exports through this module.
+pub use super::export::{export_verified, export_verified_bytes};
 
 /// Verified bytes written between two syncs of a download (and commits of its ranges).
 pub const SYNC_EVERY: u64 = 8 << 20;
@@ -62,6 +72,25 @@ struct Meta {
     complete: bool,
     /// Verified chunk ranges, half-open; `u64::MAX` ends an open range.
     verified: Vec<(u64, u64)>,
+}
+
+impl Meta {
+    /// A download of a proven `size` with nothing verified yet.
+    fn empty(size: u64) -> Self {
+        Self {
+            size,
+            complete: false,
+            verified: Vec::new(),
+        }
+    }
+
+    fn complete(size: u64) -> Self {
+        Self {
+            size,
+            complete: true,
+            verified: Vec::new(),
+        }
+    }
 }
 
 /// Sync jobs queued for the sync thread before a download's writes wait for it.
@@ -131,7 +160,7 @@ struct CompleteFiles {
     size: u64,
 }
 
-fn io(e: impl std::fmt::Display) -> StoreError {
+pub(super) fn io(e: impl std::fmt::Display) -> StoreError {
     StoreError::Io(e.to_string())
 }
 
@@ -226,8 +255,110 @@ fn tmp_path(blobs: &Path) -> PathBuf {
     blobs.join(format!("import-{}-{n}.tmp", std::process::id()))
 }
 
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+pub(super) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io)
+}
+
+/// `<store>/blobs/<id>.<ext>`.
+fn blob_path(store: &Path, id: &BlobId, ext: &str) -> PathBuf {
+    store.join("blobs").join(format!("{id}.{ext}"))
+}
+
+fn put_meta(db: &Database, id: &BlobId, meta: &Meta) -> Result<(), StoreError> {
+    let bytes = borsh::to_vec(meta).map_err(io)?;
+    let txn = db.begin_write().map_err(io)?;
+    {
+        let mut table = txn.open_table(BLOBS).map_err(io)?;
+        table.insert(id.as_bytes(), bytes.as_slice()).map_err(io)?;
+    }
+    txn.commit().map_err(io)
+}
+
+/// Creates (or empties) a download's two `.partial` files at their full sizes and syncs
+/// the directory, so that the entry committed next never outlives its files.
+fn create_partial_files(store: &Path, id: &BlobId, size: u64) -> Result<(File, File), StoreError> {
+    let create = |ext: &str, len: u64| -> Result<File, StoreError> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(blob_path(store, id, ext))
+            .map_err(io)?;
+        f.set_len(len).map_err(io)?;
+        Ok(f)
+    };
+    let data = create("data.partial", size)?;
+    let outboard = create("obao.partial", outboard_size(size))?;
+    sync_dir(&store.join("blobs"))?;
+    Ok((data, outboard))
+}
+
+/// The outboard of the file at `path` if it holds exactly the blob `id` of `size` bytes.
+fn verify_file(path: &Path, id: &BlobId, size: u64) -> Option<Outboard> {
+    let file = File::open(path).ok()?;
+    if file.metadata().ok()?.len() != size {
+        return None;
+    }
+    let reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let outboard = Outboard::create_from_reader(size, reader, |_| Ok(())).ok()?;
+    (outboard.id() == *id).then_some(outboard)
+}
+
+/// Finishes what a crash interrupted: an incomplete entry whose final data file exists
+/// was renamed into place (by `finish` or `commit_import`) but never committed. If the file
+/// is the blob, its outboard is rewritten from it and the blob committed as complete;
+/// otherwise the download starts over with empty partial files (nothing of the renamed
+/// file is trusted).
+fn recover_renamed(store: &Path, db: &Database) -> Result<(), StoreError> {
+    let mut renamed = Vec::new();
+    {
+        let txn = db.begin_read().map_err(io)?;
+        let table = txn.open_table(BLOBS).map_err(io)?;
+        for entry in table.iter().map_err(io)? {
+            let (key, value) = entry.map_err(io)?;
+            let id = BlobId::from_bytes(*key.value());
+            let Ok(meta) = Meta::try_from_slice(value.value()) else {
+                continue; // reported when the entry is used
+            };
+            if !meta.complete && blob_path(store, &id, "data").exists() {
+                renamed.push((id, meta.size));
+            }
+        }
+    }
+    let blobs = store.join("blobs");
+    for (id, size) in renamed {
+        let remove = |ext: &str| match std::fs::remove_file(blob_path(store, &id, ext)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
+            _ => Ok(()),
+        };
+        match verify_file(&blob_path(store, &id, "data"), &id, size) {
+            Some(outboard) => {
+                let tmp = tmp_path(&blobs);
+                let write = (|| {
+                    let mut f = File::create(&tmp)?;
+                    f.write_all(outboard.as_bytes())?;
+                    f.sync_all()
+                })();
+                if let Err(e) = write {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(io(e));
+                }
+                std::fs::rename(&tmp, blob_path(store, &id, "obao")).map_err(io)?;
+                remove("data.partial")?;
+                remove("obao.partial")?;
+                sync_dir(&blobs)?;
+                put_meta(db, &id, &Meta::complete(size))?;
+            }
+            None => {
+                remove("data")?;
+                remove("obao")?;
+                create_partial_files(store, &id, size)?;
+                put_meta(db, &id, &Meta::empty(size))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The slow half of importing a file: copies it into the store's directory while
@@ -306,58 +437,6 @@ impl Drop for PreparedImport {
     }
 }
 
-/// Copies the complete blob `id` at `source` to `dest`, hashing it on the way: the copy
-/// is renamed into place only if its hash is `id`, so a corrupt local copy is reported,
-/// never exported. Memory: one 1 MiB buffer. Runs on any thread.
-pub fn export_verified(source: &Path, id: &BlobId, dest: &Path) -> Result<u64, StoreError> {
-    let input = File::open(source).map_err(io)?;
-    export_from(input, id, dest)
-}
-
-/// [`export_verified`] for content held in memory.
-pub fn export_verified_bytes(content: &[u8], id: &BlobId, dest: &Path) -> Result<u64, StoreError> {
-    export_from(content, id, dest)
-}
-
-fn export_from(mut input: impl Read, id: &BlobId, dest: &Path) -> Result<u64, StoreError> {
-    let name = dest
-        .file_name()
-        .ok_or_else(|| StoreError::Io(format!("{} is not a file name", dest.display())))?;
-    let tmp = dest.with_file_name(format!(".{}.sinew-tmp", name.to_string_lossy()));
-    let result = (|| {
-        let out = File::create(&tmp)
-            .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", tmp.display())))?;
-        let mut writer = std::io::BufWriter::with_capacity(1 << 20, &out);
-        let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut total = 0u64;
-        loop {
-            let n = input.read(&mut buf).map_err(io)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            writer.write_all(&buf[..n]).map_err(io)?;
-            total += n as u64;
-        }
-        writer.flush().map_err(io)?;
-        drop(writer);
-        if BlobId::from_bytes(*hasher.finalize().as_bytes()) != *id {
-            return Err(StoreError::Io(format!(
-                "the stored copy of blob {id} is corrupt (its hash differs): nothing was exported; delete it and fetch it again"
-            )));
-        }
-        out.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, dest)
-            .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", dest.display())))?;
-        Ok(total)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
 impl FsStore {
     /// Opens (or creates) the store in `dir`.
     ///
@@ -383,6 +462,7 @@ impl FsStore {
             }
         }
         let db = Arc::new(db);
+        recover_renamed(&dir, &db)?;
         let (tx, rx) = mpsc::sync_channel(SYNC_QUEUE);
         let failed = Arc::new(Mutex::new(None));
         let thread = {
@@ -464,7 +544,7 @@ impl FsStore {
     }
 
     fn path(&self, id: &BlobId, ext: &str) -> PathBuf {
-        self.dir.join("blobs").join(format!("{id}.{ext}"))
+        blob_path(&self.dir, id, ext)
     }
 
     fn meta(&self, id: &BlobId) -> Result<Option<Meta>, StoreError> {
@@ -479,24 +559,11 @@ impl FsStore {
     }
 
     fn put_meta(&self, id: &BlobId, meta: &Meta) -> Result<(), StoreError> {
-        let bytes = borsh::to_vec(meta).map_err(io)?;
-        let txn = self.db.begin_write().map_err(io)?;
-        {
-            let mut table = txn.open_table(BLOBS).map_err(io)?;
-            table.insert(id.as_bytes(), bytes.as_slice()).map_err(io)?;
-        }
-        txn.commit().map_err(io)
+        put_meta(&self.db, id, meta)
     }
 
     fn put_complete(&self, id: &BlobId, size: u64) -> Result<(), StoreError> {
-        self.put_meta(
-            id,
-            &Meta {
-                size,
-                complete: true,
-                verified: Vec::new(),
-            },
-        )
+        put_meta(&self.db, id, &Meta::complete(size))
     }
 
     /// The open files of a complete blob of `size` bytes.
@@ -516,24 +583,36 @@ impl FsStore {
         Ok(files)
     }
 
-    /// Loads a partial download into memory (after a restart).
+    /// Loads a partial download into memory (after a restart). If its files are gone (a
+    /// power cut lost them), the download starts over with new empty files.
     fn load_partial(&mut self, id: &BlobId, meta: &Meta) -> Result<(), StoreError> {
         if self.partial.contains_key(id) {
             return Ok(());
         }
-        let open = |p: PathBuf| {
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(p)
-                .map_err(io)
-        };
-        let partial = Partial {
-            size: meta.size,
-            data: Arc::new(open(self.path(id, "data.partial"))?),
-            outboard: Arc::new(open(self.path(id, "obao.partial"))?),
-            verified: pairs_to_ranges(meta.verified.iter().copied()),
-            unsynced: 0,
+        let open = |p: PathBuf| OpenOptions::new().read(true).write(true).open(p);
+        let partial = match (
+            open(self.path(id, "data.partial")),
+            open(self.path(id, "obao.partial")),
+        ) {
+            (Ok(data), Ok(outboard)) => Partial {
+                size: meta.size,
+                data: Arc::new(data),
+                outboard: Arc::new(outboard),
+                verified: pairs_to_ranges(meta.verified.iter().copied()),
+                unsynced: 0,
+            },
+            (Err(e), _) | (_, Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                let (data, outboard) = create_partial_files(&self.dir, id, meta.size)?;
+                put_meta(&self.db, id, &Meta::empty(meta.size))?;
+                Partial {
+                    size: meta.size,
+                    data: Arc::new(data),
+                    outboard: Arc::new(outboard),
+                    verified: ChunkRanges::empty(),
+                    unsynced: 0,
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => return Err(io(e)),
         };
         self.partial.insert(*id, partial);
         Ok(())
@@ -728,33 +807,16 @@ impl BlobStore for FsStore {
             }
             return Ok(());
         }
-        let create = |p: PathBuf, len: u64| -> Result<File, StoreError> {
-            let f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(p)
-                .map_err(io)?;
-            f.set_len(len).map_err(io)?;
-            Ok(f)
-        };
+        let (data, outboard) = create_partial_files(&self.dir, id, size)?;
         let partial = Partial {
             size,
-            data: Arc::new(create(self.path(id, "data.partial"), size)?),
-            outboard: Arc::new(create(self.path(id, "obao.partial"), outboard_size(size))?),
+            data: Arc::new(data),
+            outboard: Arc::new(outboard),
             verified: ChunkRanges::empty(),
             unsynced: 0,
         };
         self.partial.insert(*id, partial);
-        self.put_meta(
-            id,
-            &Meta {
-                size,
-                complete: false,
-                verified: Vec::new(),
-            },
-        )?;
+        self.put_meta(id, &Meta::empty(size))?;
         if size == 0 {
             self.finish(id)?;
         }
@@ -837,118 +899,4 @@ impl BlobStore for FsStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use bao_tree::ChunkNum;
-
-    use super::*;
-
-    fn content(len: usize) -> Vec<u8> {
-        (0..len)
-            .map(|i| (i as u32).wrapping_mul(2_654_435_761) as u8)
-            .collect()
-    }
-
-    #[test]
-    fn an_import_survives_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = content(100_000);
-        let id = {
-            let mut store = FsStore::open(dir.path()).unwrap();
-            let ob = Outboard::create(&data);
-            store.import(Bytes::from(data.clone()), ob).unwrap()
-        };
-        let store = FsStore::open(dir.path()).unwrap();
-        assert_eq!(
-            store.state(&id).unwrap(),
-            Some(BlobState::Complete { size: 100_000 })
-        );
-        assert_eq!(&store.read_data(&id, 0, 100_000).unwrap()[..], &data[..]);
-        assert_eq!(store.list().unwrap().len(), 1);
-    }
-
-    /// Writes verified groups as a download would (pairs first, then data).
-    fn write_groups(store: &mut FsStore, id: &BlobId, data: &[u8], groups: std::ops::Range<usize>) {
-        for g in groups {
-            let start = g * 16384;
-            let end = (start + 16384).min(data.len());
-            store
-                .write_verified(id, start as u64, &Bytes::copy_from_slice(&data[start..end]))
-                .unwrap();
-        }
-    }
-
-    #[test]
-    fn a_crash_keeps_synced_ranges_and_never_claims_unsynced_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = content(10 * 16384 + 100);
-        let ob = Outboard::create(&data);
-        let id = ob.id();
-        {
-            let mut store = FsStore::open(dir.path()).unwrap();
-            store.begin_partial(&id, data.len() as u64).unwrap();
-            for (i, chunk) in ob.as_bytes().chunks(PAIR_BYTES).enumerate() {
-                let pair: [u8; PAIR_BYTES] = chunk.try_into().unwrap();
-                store
-                    .write_pair(&id, (i * PAIR_BYTES) as u64, &pair)
-                    .unwrap();
-            }
-            write_groups(&mut store, &id, &data, 0..3);
-            store.flush().unwrap();
-            write_groups(&mut store, &id, &data, 3..5);
-            // Crash: dropped without a flush.
-        }
-        let mut store = FsStore::open(dir.path()).unwrap();
-        let state = store.state(&id).unwrap().unwrap();
-        assert_eq!(
-            state.verified(),
-            ChunkRanges::from(ChunkNum(0)..ChunkNum(48))
-        );
-        store.begin_partial(&id, data.len() as u64).unwrap();
-        assert_eq!(
-            &store.read_data(&id, 0, 3 * 16384).unwrap()[..],
-            &data[..3 * 16384]
-        );
-        assert!(matches!(
-            store.read_data(&id, 3 * 16384, 10),
-            Err(StoreError::NotVerified { .. })
-        ));
-        // Resume: the rest arrives, the blob becomes complete and survives a reopen.
-        write_groups(&mut store, &id, &data, 3..11);
-        assert!(store.state(&id).unwrap().unwrap().is_complete());
-        drop(store);
-        let store = FsStore::open(dir.path()).unwrap();
-        assert!(store.state(&id).unwrap().unwrap().is_complete());
-        assert_eq!(&store.read_data(&id, 0, data.len()).unwrap()[..], &data[..]);
-        assert_eq!(
-            store.read_outboard(&id, 0, ob.as_bytes().len()).unwrap(),
-            ob.as_bytes()
-        );
-        assert!(!dir.path().join(format!("blobs/{id}.data.partial")).exists());
-    }
-
-    #[test]
-    fn delete_removes_files_and_metadata() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = FsStore::open(dir.path()).unwrap();
-        let data = content(5000);
-        let id = store
-            .import(Bytes::from(data.clone()), Outboard::create(&data))
-            .unwrap();
-        assert!(store.delete(&id).unwrap());
-        assert!(!store.delete(&id).unwrap());
-        assert_eq!(store.state(&id).unwrap(), None);
-        assert!(!dir.path().join(format!("blobs/{id}.data")).exists());
-    }
-
-    #[test]
-    fn the_empty_blob_completes_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = FsStore::open(dir.path()).unwrap();
-        let id = BlobId::of(b"");
-        store.begin_partial(&id, 0).unwrap();
-        assert_eq!(
-            store.state(&id).unwrap(),
-            Some(BlobState::Complete { size: 0 })
-        );
-    }
-}
+mod tests;

@@ -12,10 +12,12 @@ mod client;
 mod config;
 mod download;
 mod driver;
+mod export;
 mod fs_store;
 mod metrics;
 pub mod muxer;
 mod node_store;
+mod provider_store;
 mod stream;
 pub mod tls;
 
@@ -27,7 +29,7 @@ use libp2p::Swarm;
 
 pub use behaviour::{message_id, Behaviour, BehaviourEvent, BuildError};
 pub use client::{BlobInfo, ClientError, EventStream, NetworkClient, NetworkEvent, NetworkStatus};
-pub use config::{GossipConfig, KadMode, NetworkConfig};
+pub use config::{GossipConfig, KadMode, MemoryLimit, NetworkConfig};
 pub use download::{BlobDownload, BlobDownloaded, BlobProgress, DownloadUpdate, PROGRESS_BUFFER};
 pub use fs_store::{
     export_verified, export_verified_bytes, FsStore, Importer, PreparedImport, MAX_UNCOMMITTED,
@@ -35,6 +37,9 @@ pub use fs_store::{
 };
 pub use metrics::Metrics;
 pub use node_store::NodeStore;
+pub use provider_store::{
+    ProviderStore, MAX_PROVIDER_ADDRESSES, MAX_PROVIDER_ADDRESS_BYTES, MAX_REMOTE_PROVIDERS_PER_KEY,
+};
 pub use stream::{SinewStream, StreamError};
 
 /// What the shell needs from an async runtime: spawning and sleeping.

@@ -26,6 +26,14 @@ pub const MAX_SPLIT_SEND_SIZE: usize = 1024 * 1024;
 /// Inbound streams held while the swarm is not asking for them; more are dropped.
 pub const MAX_BUFFERED_INBOUND_STREAMS: usize = 256;
 
+/// Open streams per connection, both directions together (yamux's default is 512). A peer
+/// that opens one more is sent a GoAway that ends the session (yamux's answer); opening
+/// one more ourselves fails that stream. Sinew needs at most 64 blob requests each way (the node-wide
+/// `max_outbound_requests` on either side) plus a few streams of gossipsub, Kademlia,
+/// identify and ping: 256 leaves room, and bounds what unread stream windows can pin per
+/// connection to 256 x 256 KiB = 64 MiB.
+pub const MAX_STREAMS_PER_CONNECTION: usize = 256;
+
 /// The Yamux multiplexer upgrade.
 #[derive(Debug, Clone)]
 pub struct YamuxConfig {
@@ -43,6 +51,7 @@ impl YamuxConfig {
     pub fn with_split_send_size(bytes: usize) -> Self {
         let mut inner = yamux::Config::default();
         inner.set_split_send_size(bytes.clamp(1, MAX_SPLIT_SEND_SIZE));
+        inner.set_max_num_streams(MAX_STREAMS_PER_CONNECTION);
         Self { inner }
     }
 }
@@ -261,6 +270,47 @@ mod tests {
         h.extend_from_slice(&stream.to_be_bytes());
         h.extend_from_slice(&len.to_be_bytes());
         h
+    }
+
+    /// Our muxer (default config) after the peer opened `n` streams, each a window
+    /// update with SYN, polled until it has nothing more to do (the streams stay open in
+    /// its buffer, which holds as many as the cap); and whether it sent the peer a GoAway,
+    /// i.e. ended the session.
+    fn open_streams(n: usize) -> (Muxer<Wire>, bool) {
+        const SYN: u16 = 0x1;
+        const GO_AWAY: u8 = 3;
+        let mut incoming = Vec::new();
+        for i in 0..n as u32 {
+            incoming.extend(header(1, SYN, 2 * i + 1, 0));
+        }
+        let written = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let wire = Wire {
+            incoming,
+            at: 0,
+            written: written.clone(),
+        };
+        let mut muxer = Muxer::new(wire, YamuxConfig::default().inner, yamux::Mode::Server);
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        for _ in 0..4 * n {
+            if Pin::new(&mut muxer).poll(&mut cx).is_ready() {
+                break;
+            }
+        }
+        let written = written.lock().expect("test lock").clone();
+        let go_away = written.chunks(12).any(|h| h.len() == 12 && h[1] == GO_AWAY);
+        (muxer, go_away)
+    }
+
+    #[test]
+    fn a_peer_may_open_max_streams_and_one_more_is_sent_a_go_away() {
+        const { assert!(MAX_STREAMS_PER_CONNECTION <= MAX_BUFFERED_INBOUND_STREAMS) };
+        let (muxer, go_away) = open_streams(MAX_STREAMS_PER_CONNECTION);
+        assert!(!go_away);
+        assert_eq!(muxer.inbound.len(), MAX_STREAMS_PER_CONNECTION);
+        let (muxer, go_away) = open_streams(MAX_STREAMS_PER_CONNECTION + 1);
+        assert!(go_away, "the session survived one stream too many");
+        assert_eq!(muxer.inbound.len(), MAX_STREAMS_PER_CONNECTION);
     }
 
     #[test]

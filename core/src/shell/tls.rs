@@ -317,8 +317,10 @@ impl Libp2pVerifier {
         Ok(HandshakeSignatureValid::assertion())
     }
 
+    /// The TLS 1.2 hooks' answer. Our configurations allow TLS 1.3 alone, so rustls never
+    /// calls them; should it, the error says what the spec requires.
     fn tls12() -> rustls::Error {
-        rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls13RequiredForQuic)
+        rustls::Error::General("libp2p TLS requires TLS 1.3; TLS 1.2 is refused".into())
     }
 }
 
@@ -501,6 +503,13 @@ mod tests {
             this.at += n;
             Poll::Ready(Ok(n))
         }
+    }
+
+    #[test]
+    fn the_tls_1_2_hooks_say_tls_1_3_is_required() {
+        let text = Libp2pVerifier::tls12().to_string();
+        assert!(text.contains("requires TLS 1.3"), "{text}");
+        assert!(!text.contains("QUIC"), "{text}");
     }
 
     #[test]

@@ -281,6 +281,15 @@ fn announce_in_background(client: &NetworkClient, id: BlobId) {
     });
 }
 
+/// Refuses a path that is not absolute: the node would resolve it against its own working
+/// directory, which is not the caller's.
+pub(crate) fn require_absolute(what: &str, path: &str) -> anyhow::Result<()> {
+    if !Path::new(path).is_absolute() {
+        bail!("{what} {path:?} is not absolute: the node does not know the caller's working directory; send an absolute path");
+    }
+    Ok(())
+}
+
 pub(crate) async fn serve_add(
     client: &NetworkClient,
     path: &str,
@@ -329,6 +338,9 @@ pub(crate) async fn serve_get(
 ) -> Response {
     let result: anyhow::Result<Value> = async {
         let id = parse_id(id)?;
+        if let Some(output) = output {
+            require_absolute("blob_get output", output)?;
+        }
         let connected = client.network_status().await?.connected_peers;
         let mut providers = Vec::new();
         let mut failures = Vec::new();

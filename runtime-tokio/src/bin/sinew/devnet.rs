@@ -11,7 +11,8 @@ use serde_json::Value;
 use tokio::process::{Child, Command};
 
 use crate::control::{Control, Request};
-use crate::node::{unix_nanos, Received};
+use crate::node::unix_nanos;
+use crate::received::Received;
 
 /// Most nodes one devnet starts.
 pub(crate) const MAX_NODES: usize = 64;

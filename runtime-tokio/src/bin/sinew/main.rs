@@ -20,6 +20,7 @@ mod control;
 mod devnet;
 mod devnet_blob;
 mod node;
+mod received;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,7 +1,6 @@
 //! `sinew node`: configuration (TOML file, flags, environment), the node itself, its
 //! control socket and its optional metrics endpoint.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -12,13 +11,11 @@ use futures::StreamExt;
 use libp2p::Multiaddr;
 use serde::{Deserialize, Serialize};
 use sinew_tokio::{NetworkClient, NetworkConfig, NetworkEvent, Options, Security};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, UnixListener};
 
-use crate::control::{Request, Response};
-
-/// Messages kept for `received` queries over the control socket.
-pub(crate) const RECEIVED_LOG: usize = 10_000;
+use crate::control::{read_request_line, Request, RequestLineError, Response, MAX_REQUEST_LINE};
+use crate::received::{Received, ReceivedLog};
 
 /// Flags of `sinew node`; each overrides the config file, and has an environment variable.
 #[derive(Debug, clap::Args)]
@@ -181,30 +178,50 @@ pub(crate) fn unix_nanos() -> u128 {
         .unwrap_or(0)
 }
 
-/// One received gossip message, as the control socket reports it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Received {
-    /// Author.
-    pub from: String,
-    /// Topic.
-    pub topic: String,
-    /// Payload as UTF-8 (lossy).
-    pub data: String,
-    /// When it arrived (ns since the Unix epoch).
-    pub at_ns: u128,
-}
-
 /// Shared between the event loop and the control server.
 #[derive(Default)]
 struct State {
-    received: VecDeque<Received>,
+    received: ReceivedLog,
     listen: Vec<String>,
+}
+
+/// Creates the data directory (and missing parents) with mode 0700, or restricts an
+/// existing one to 0700: it holds the identity key, the blob store and the control socket,
+/// and the socket is bound inside it, so no other user can reach the socket even before
+/// its own mode is set.
+fn private_data_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("cannot read data directory {}", dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).with_context(
+            || {
+                format!(
+                    "data directory {} is open to other users (mode {:o}) and cannot be restricted to 0700",
+                    dir.display(),
+                    mode & 0o777
+                )
+            },
+        )?;
+        tracing::warn!(
+            "data directory {} was open to other users (mode {:o}); restricted it to 0700",
+            dir.display(),
+            mode & 0o777
+        );
+    }
+    Ok(())
 }
 
 pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let s = settings(&args)?;
-    std::fs::create_dir_all(&s.data_dir)
-        .with_context(|| format!("cannot create data directory {}", s.data_dir.display()))?;
+    private_data_dir(&s.data_dir)?;
     let keypair = sinew_tokio::load_or_create_identity(&s.data_dir.join("identity"))?;
     let peer_id = keypair.public().to_peer_id();
     let registry = s
@@ -262,10 +279,7 @@ pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
                     }
                     NetworkEvent::Message { source, topic, data, .. } => {
                         let mut st = state.lock().expect("state lock");
-                        if st.received.len() == RECEIVED_LOG {
-                            st.received.pop_front();
-                        }
-                        st.received.push_back(Received {
+                        st.received.push(Received {
                             from: source.map(|p| p.to_string()).unwrap_or_default(),
                             topic,
                             data: String::from_utf8_lossy(&data).into_owned(),
@@ -299,7 +313,9 @@ fn serve_control(
     client: NetworkClient,
     state: Arc<Mutex<State>>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    // A socket left by a killed process is stale: replace it.
+    // A socket left by a killed process is stale: replace it. The directory is 0700
+    // (`private_data_dir`), so the socket is never reachable by others, not even before the
+    // chmod below.
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)
         .with_context(|| format!("cannot create control socket {}", path.display()))?;
@@ -316,9 +332,21 @@ fn serve_control(
             let state = state.clone();
             tokio::spawn(async move {
                 let (read, mut write) = conn.into_split();
-                let mut lines = BufReader::new(read).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let request = serde_json::from_str::<Request>(&line);
+                let mut read = BufReader::new(read);
+                loop {
+                    let line = match read_request_line(&mut read, MAX_REQUEST_LINE).await {
+                        Ok(Some(line)) => line,
+                        Ok(None) | Err(RequestLineError::Io(_)) => return,
+                        Err(e @ RequestLineError::TooLong { .. }) => {
+                            // The rest of the line is not read: answer and close.
+                            let mut out = serde_json::to_vec(&Response::error(e.to_string()))
+                                .unwrap_or_default();
+                            out.push(b'\n');
+                            let _ = write.write_all(&out).await;
+                            return;
+                        }
+                    };
+                    let request = serde_json::from_slice::<Request>(&line);
                     let shutdown = matches!(request, Ok(Request::Shutdown));
                     let response = match request {
                         Ok(Request::BlobGet { id, from, output }) => {
@@ -395,6 +423,7 @@ async fn handle(request: Request, client: &NetworkClient, state: &Mutex<State>) 
             }
             Request::Shutdown => unreachable!("answered before the network stops"),
             Request::BlobAdd { path } => {
+                crate::blob::require_absolute("blob_add path", &path)?;
                 let listen = state.lock().expect("state lock").listen.clone();
                 crate::blob::serve_add(client, &path, &listen).await?
             }
