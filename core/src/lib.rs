@@ -9,8 +9,10 @@
 //! What is inside:
 //! - [`node`]: the [`Node`], a router over protocol children, behind one
 //!   [`Input`]/[`Output`] contract (this page teaches it);
-//! - [`stream`] and [`peer`]: the areas of that contract — stream ids and the life of a
-//!   stream, peers connecting and what the node decides about them;
+//! - [`stream`], [`peer`] and [`dht`]: the areas of that contract — stream ids and the
+//!   life of a stream; peers connecting, pings and what the node decides about them; the
+//!   DHT's lookups, addresses and what the node decides about it;
+//! - [`discovery`]: bootstrap, the DHT's mode and routing table, the ping watchdog;
 //! - [`blob`]: verified BLAKE3 blob transfer — outboards, the provider's
 //!   [`blob::Encoder`], the response [`blob::Decoder`], the multi-provider, resumable
 //!   [`blob::Download`], the store trait ([`blob::store`]) and the protocol
@@ -30,8 +32,8 @@
 //! The calls that mutate a node are exactly:
 //! - [`Node::handle_input`] — something happened (time passed, a peer came or went, a
 //!   stream opened, bytes arrived, bytes were written, a stream ended);
-//! - the commands: [`Node::request_blob`], [`Node::add_blob`], [`Node::cancel_download`],
-//!   [`Node::delete_blob`], [`Node::forget_checked`];
+//! - the commands: [`Node::request_blob`], [`Node::add_blob`], [`Node::announce_blob`],
+//!   [`Node::cancel_download`], [`Node::delete_blob`], [`Node::forget_checked`];
 //! - [`Node::store_mut`] (importing into the store behind the node's back).
 //!
 //! Commands may be called *while* draining (say, on an event): their outputs join the same
@@ -51,7 +53,10 @@
 //! 3. **Drain** `poll_output()` until `Output::Timeout(at)`, doing what each output says:
 //!    - [`Output::Stream`]: open a stream, write bytes, finish or reset it (see
 //!      [`stream`] for the life of a stream and its flow control);
-//!    - [`Output::Peer`]: act on a peer (disconnect one that misbehaved);
+//!    - [`Output::Peer`]: act on a peer (dial a bootstrap peer, disconnect one that
+//!      misbehaved or stopped answering pings);
+//!    - [`Output::Dht`]: act on the DHT (mode, bootstrap, routing table, provide, look up;
+//!      lookup results come back as [`Input::Dht`]);
 //!    - [`Output::Event`]: hand it to the application;
 //!    - [`Output::Timeout`]: remember `at`, go back to 1.
 //!
@@ -118,6 +123,8 @@
 //!             Output::Stream(stream::Output::Finish { stream }) => net.finish(stream),
 //!             Output::Stream(stream::Output::Reset { stream }) => net.reset(stream),
 //!             Output::Peer(peer::Output::Disconnect { peer, .. }) => net.disconnect(peer),
+//!             Output::Peer(out) => println!("peer: {out:?}"),
+//!             Output::Dht(out) => println!("dht: {out:?}"),
 //!             Output::Event(Event::Blob(event)) => println!("blob: {event:?}"),
 //!             Output::Event(event) => println!("{event:?}"),
 //!             Output::Timeout(at) => {
@@ -166,6 +173,8 @@
 //! - `fuzzing`: the fuzz bodies, shared by `cargo fuzz` and the corpus tests.
 
 pub mod blob;
+pub mod dht;
+pub mod discovery;
 pub mod framing;
 pub mod node;
 pub mod peer;

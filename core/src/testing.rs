@@ -29,8 +29,11 @@ use rand_chacha::ChaCha8Rng;
 use crate::blob::store::MemStore;
 use crate::blob::BlobId;
 use crate::node::{Config, Event, Input, Node, Output};
-use crate::peer;
 use crate::stream::{self, StreamId};
+use crate::{dht, peer};
+
+/// How long a provider lookup takes in the harness's DHT model (one step).
+pub const DHT_LOOKUP_DELAY: Duration = Duration::from_millis(20);
 
 /// The instant virtual time starts from.
 ///
@@ -133,6 +136,8 @@ pub struct World {
     queue: BTreeMap<(Instant, u64), Delivery>,
     seq: u64,
     streams: BTreeMap<(usize, StreamId), StreamEnd>,
+    /// Who provides what (the DHT model).
+    providers: BTreeMap<dht::Key, std::collections::BTreeSet<usize>>,
     /// Pairs `(a, b)`, `a < b`, with a connection.
     connected: std::collections::BTreeSet<(usize, usize)>,
     next_inbound: Vec<u64>,
@@ -193,6 +198,7 @@ impl World {
             queue: BTreeMap::new(),
             seq: 0,
             streams: BTreeMap::new(),
+            providers: BTreeMap::new(),
             connected: (0..n)
                 .flat_map(|a| (a + 1..n).map(move |b| (a, b)))
                 .collect(),
@@ -432,7 +438,7 @@ impl World {
 
     /// True when nothing is in flight and no node has a deadline other than housekeeping.
     pub fn is_idle(&self) -> bool {
-        self.queue.is_empty() && self.nodes.iter().all(|n| n.poll_timeout().is_none())
+        self.queue.is_empty() && self.nodes.iter().all(|n| n.is_idle())
     }
 
     /// Steps until idle. Panics after ten million steps (a livelock).
@@ -492,6 +498,9 @@ impl World {
                         self.disconnect(i, j);
                     }
                 }
+                // Every pair starts connected: a dial has nothing to do.
+                Output::Peer(peer::Output::Dial { .. }) => {}
+                Output::Dht(out) => self.dht(i, out),
                 Output::Stream(stream::Output::Open {
                     stream,
                     peer,
@@ -523,6 +532,39 @@ impl World {
                     }
                 }
             }
+        }
+    }
+
+    /// The DHT model: a provider table answered in one lookup step after
+    /// [`DHT_LOOKUP_DELAY`]. Modes, bootstrap and routing-table entries change nothing.
+    fn dht(&mut self, i: usize, out: dht::Output) {
+        match out {
+            dht::Output::Provide { key } => {
+                self.providers.entry(key).or_default().insert(i);
+            }
+            dht::Output::StopProviding { key } => {
+                if let Some(set) = self.providers.get_mut(&key) {
+                    set.remove(&i);
+                }
+            }
+            dht::Output::FindProviders { key } => {
+                let providers = self
+                    .providers
+                    .get(&key)
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| **p != i)
+                    .map(|p| self.peers[*p])
+                    .collect();
+                let input = Input::Dht(dht::Input::Providers {
+                    key,
+                    providers,
+                    last: true,
+                });
+                let at = self.now + DHT_LOOKUP_DELAY;
+                self.schedule(at, i, input, None, None);
+            }
+            _ => {}
         }
     }
 

@@ -15,13 +15,15 @@
 //!
 //! # Drain order
 //!
-//! 1. what the node itself queued (decisions about peers, such as disconnecting one that
-//!    misbehaved);
-//! 2. the blob protocol ([`crate::blob`]): its stream outputs, then its events;
-//! 3. the timeout, the earliest deadline of any child (or [`IDLE_TIMEOUT`] from now).
+//! 1. what the node itself queued (disconnecting a peer that misbehaved, providing or no
+//!    longer providing a blob);
+//! 2. discovery ([`crate::discovery`]): dials, disconnects, the DHT's mode, bootstrap and
+//!    routing table (when its routing table becomes usable, the node announces its stored
+//!    blobs, within this step);
+//! 3. the blob protocol ([`crate::blob`]): its stream outputs, then its events;
+//! 4. the timeout, the earliest deadline of any child (or [`IDLE_TIMEOUT`] from now).
 //!
-//! Later children (sync, discovery) come before the blob protocol in this order: discovery
-//! → sync → blobs.
+//! The sync protocol will come between discovery and blobs.
 //!
 //! # Adding a protocol
 //!
@@ -46,10 +48,11 @@ use libp2p_identity::PeerId;
 
 use crate::blob::store::BlobStore;
 use crate::blob::{self, BlobId, Blobs};
-use crate::peer;
+use crate::discovery::{self, Discovery};
 use crate::stream::{self, StreamId, StreamIds};
 use crate::timer::soonest;
 use crate::wire::ProtocolId;
+use crate::{dht, peer};
 
 /// The longest the node sleeps when no child has a deadline: the driver gets an
 /// [`Input::Timeout`] at least this often (a housekeeping wake-up, never a sign of work).
@@ -63,6 +66,8 @@ pub struct Config {
     pub seed: u64,
     /// The blob protocol.
     pub blobs: blob::Config,
+    /// Discovery: bootstrap, the DHT's mode and routing table, the ping watchdog.
+    pub discovery: discovery::Config,
     /// Disconnect a peer that broke a protocol rule ([`peer::Output::Disconnect`] after
     /// [`peer::Event::Misbehaved`]). Default on.
     pub disconnect_misbehaving: bool,
@@ -76,6 +81,7 @@ impl Default for Config {
         Self {
             seed: 0,
             blobs: blob::Config::default(),
+            discovery: discovery::Config::default(),
             disconnect_misbehaving: true,
             max_frame_len: crate::framing::DEFAULT_MAX_FRAME_LEN,
         }
@@ -93,6 +99,14 @@ pub enum Input {
     Peer(peer::Input),
     /// Something happened on a stream.
     Stream(stream::Input),
+    /// A DHT lookup step, or a change of our addresses.
+    Dht(dht::Input),
+}
+
+impl From<dht::Input> for Input {
+    fn from(input: dht::Input) -> Self {
+        Input::Dht(input)
+    }
 }
 
 impl From<peer::Input> for Input {
@@ -113,8 +127,10 @@ impl From<stream::Input> for Input {
 pub enum Output {
     /// Open, write, finish or reset a stream.
     Stream(stream::Output),
-    /// Act on a peer (disconnect it).
+    /// Act on a peer (dial or disconnect it).
     Peer(peer::Output),
+    /// Act on the DHT (mode, bootstrap, routing table, provide, look up).
+    Dht(dht::Output),
     /// Something for the application.
     Event(Event),
     /// Nothing more to do now; call back with [`Input::Timeout`] at this instant at the
@@ -140,13 +156,15 @@ pub enum Reason {
     Idle,
     /// A blob protocol timer.
     Blob(blob::Timer),
+    /// A discovery timer (housekeeping: a peer's watchdog).
+    Discovery(discovery::Timer),
 }
 
 impl Reason {
     /// True for wake-ups that do not mean work is pending (a harness may call a node
-    /// whose only deadline is housekeeping idle).
+    /// whose only deadlines are housekeeping idle).
     pub fn is_housekeeping(self) -> bool {
-        matches!(self, Reason::Idle)
+        matches!(self, Reason::Idle | Reason::Discovery(_))
     }
 }
 
@@ -175,6 +193,9 @@ pub struct Node<S> {
     /// The one allocator of outbound stream ids.
     ids: StreamIds,
     blobs: Blobs<S>,
+    discovery: Discovery,
+    /// Blobs this node announced in the DHT (to stop when they are deleted).
+    announced: BTreeSet<BlobId>,
     /// What the node itself decided (peer actions, resets of unknown streams, events).
     queue: VecDeque<Output>,
     last_reason: Reason,
@@ -184,6 +205,7 @@ impl<S: BlobStore> Node<S> {
     /// A node for `local` with `store`, starting at `now`.
     pub fn new(local: PeerId, config: Config, store: S, now: Instant) -> Self {
         let blobs = Blobs::new(local, config.blobs.clone(), store, config.seed);
+        let discovery = Discovery::new(config.discovery.clone());
         Self {
             local,
             config,
@@ -192,6 +214,8 @@ impl<S: BlobStore> Node<S> {
             routes: BTreeMap::new(),
             ids: StreamIds::default(),
             blobs,
+            discovery,
+            announced: BTreeSet::new(),
             queue: VecDeque::new(),
             last_reason: Reason::Idle,
         }
@@ -251,13 +275,24 @@ impl<S: BlobStore> Node<S> {
         self.now
     }
 
-    /// The earliest deadline of any child and its reason; `None` when only housekeeping
-    /// is left (the node is idle).
+    /// The earliest deadline of any child and its reason (without the idle wake-up).
     pub fn poll_timeout(&self) -> Option<(Instant, Reason)> {
-        soonest(
-            None,
-            self.blobs.poll_timeout().map(|(t, r)| (t, Reason::Blob(r))),
-        )
+        let discovery = self
+            .discovery
+            .poll_timeout()
+            .map(|(t, r)| (t, Reason::Discovery(r)));
+        let blobs = self.blobs.poll_timeout().map(|(t, r)| (t, Reason::Blob(r)));
+        soonest(discovery, blobs)
+    }
+
+    /// True when no deadline but housekeeping is left: nothing is in progress.
+    pub fn is_idle(&self) -> bool {
+        self.blobs.poll_timeout().is_none()
+    }
+
+    /// Blobs this node announced in the DHT and still provides.
+    pub fn announced(&self) -> impl Iterator<Item = &BlobId> {
+        self.announced.iter()
     }
 
     /// Why the last [`Output::Timeout`] was asked for (for traces: a timeout input is
@@ -291,10 +326,46 @@ impl<S: BlobStore> Node<S> {
         }
         let now = self.now;
         match input {
-            Input::Timeout => self.blobs.handle_timeout(now),
+            Input::Timeout => {
+                self.discovery.handle_timeout(now);
+                self.blobs.handle_timeout(now);
+            }
             Input::Peer(peer::Input::Connected { peer }) => {
                 self.connected.insert(peer);
+                self.discovery.handle_connected(peer);
                 self.blobs.handle_peer_connected(peer);
+            }
+            Input::Peer(peer::Input::Pinged { peer }) => {
+                if self.connected.contains(&peer) {
+                    self.discovery.handle_pinged(peer, now);
+                }
+            }
+            Input::Peer(peer::Input::PingFailed { peer, reason }) => {
+                if self.connected.contains(&peer) {
+                    self.discovery.handle_ping_failed(peer, reason);
+                }
+            }
+            Input::Peer(peer::Input::Identified {
+                peer,
+                listen_addrs,
+                protocols,
+            }) => self
+                .discovery
+                .handle_identified(peer, listen_addrs, &protocols),
+            Input::Dht(dht::Input::Providers {
+                key,
+                providers,
+                last,
+            }) => {
+                if let Some(id) = key.blob() {
+                    self.blobs.handle_providers(id, providers, last);
+                }
+            }
+            Input::Dht(dht::Input::ListenAddress { address, up }) => {
+                self.discovery.handle_listen_address(address, up);
+            }
+            Input::Dht(dht::Input::ExternalAddress { .. }) => {
+                self.discovery.handle_external_address();
             }
             Input::Peer(peer::Input::Disconnected { peer }) => {
                 self.connected.remove(&peer);
@@ -307,6 +378,7 @@ impl<S: BlobStore> Node<S> {
                 for stream in gone {
                     self.stream_gone(stream);
                 }
+                self.discovery.handle_disconnected(peer);
                 self.blobs.handle_peer_disconnected(peer, now);
             }
             Input::Stream(input) => self.handle_stream(now, input),
@@ -390,7 +462,8 @@ impl<S: BlobStore> Node<S> {
     ///
     /// Completion is reported as [`blob::Event::Downloaded`] (at once if the store already
     /// has it complete), failure as [`blob::Event::DownloadFailed`]. Calling it again for a
-    /// running download adds the providers.
+    /// running download adds the providers. With no provider named, the node looks them
+    /// up in the DHT ([`dht::Output::FindProviders`]) and starts with the first found.
     pub fn request_blob(
         &mut self,
         id: BlobId,
@@ -410,10 +483,38 @@ impl<S: BlobStore> Node<S> {
         self.blobs.cancel_download(id);
     }
 
-    /// Deletes blob `id` from the store: its download stops and its serving record is
-    /// forgotten. True if the store had it.
+    /// Deletes blob `id` from the store: its download stops, its serving record is
+    /// forgotten and it is no longer provided in the DHT. True if the store had it.
     pub fn delete_blob(&mut self, id: &BlobId) -> Result<bool, blob::Error> {
+        if self.announced.remove(id) {
+            let stop = dht::Output::StopProviding { key: (*id).into() };
+            self.queue.push_back(Output::Dht(stop));
+        }
         self.blobs.delete_blob(id)
+    }
+
+    /// Announces in the DHT that this node provides blob `id` (it must be complete).
+    pub fn announce_blob(&mut self, id: BlobId) -> Result<(), blob::Error> {
+        match self.blobs.store().state(&id)? {
+            Some(state) if state.is_complete() => {}
+            _ => return Err(blob::Error::NotComplete(id)),
+        }
+        self.announced.insert(id);
+        let provide = dht::Output::Provide { key: id.into() };
+        self.queue.push_back(Output::Dht(provide));
+        Ok(())
+    }
+
+    /// Announces every complete stored blob (once the routing table has a peer).
+    fn announce_stored(&mut self) {
+        let Ok(entries) = self.blobs.store().list() else {
+            return;
+        };
+        for (id, state) in entries {
+            if state.is_complete() && !self.announced.contains(&id) {
+                let _ = self.announce_blob(id);
+            }
+        }
     }
 
     // --- poll ---
@@ -424,6 +525,18 @@ impl<S: BlobStore> Node<S> {
         loop {
             if let Some(out) = self.queue.pop_front() {
                 return out;
+            }
+            if let Some(out) = self.discovery.poll_output() {
+                match out {
+                    discovery::Output::Peer(out) => return Output::Peer(out),
+                    discovery::Output::Dht(out) => return Output::Dht(out),
+                    discovery::Output::RoutingReady => {
+                        if self.discovery.config().announce_stored {
+                            self.announce_stored();
+                        }
+                        continue;
+                    }
+                }
             }
             let Some(out) = self.blobs.poll_output(self.now, &mut self.ids) else {
                 break;
@@ -452,12 +565,14 @@ impl<S: BlobStore> Node<S> {
                     if self.config.disconnect_misbehaving {
                         self.queue.push_back(Output::Peer(peer::Output::Disconnect {
                             peer,
+                            cause: peer::Cause::Misbehaved,
                             reason: reason.clone(),
                         }));
                     }
                     return Output::Event(Event::Peer(peer::Event::Misbehaved { peer, reason }));
                 }
                 blob::Output::Event(event) => return Output::Event(Event::Blob(event)),
+                blob::Output::Dht(out) => return Output::Dht(out),
             }
         }
         let (at, reason) = self

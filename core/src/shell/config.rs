@@ -6,18 +6,9 @@ use libp2p::Multiaddr;
 
 use crate::node;
 
-/// How Kademlia decides whether this node answers DHT queries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum KadMode {
-    /// Server once an external address is confirmed, and always when every listen address
-    /// is on loopback (a devnet), where nothing would ever confirm one.
-    #[default]
-    Auto,
-    /// Always answer queries (public nodes, devnets).
-    Server,
-    /// Never answer queries (nodes that cannot be reached).
-    Client,
-}
+/// How Kademlia decides whether this node answers DHT queries (the node decides; see
+/// [`crate::discovery`]).
+pub use crate::discovery::KadMode;
 
 /// Gossipsub mesh parameters.
 ///

@@ -7,8 +7,8 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use super::fs_store::{io, sync_dir};
+use crate::blob::store::StoreError;
 use crate::blob::BlobId;
-use crate::store::StoreError;
 
 /// Copies the complete blob `id` at `source` to `dest`, hashing it on the way: the copy
 /// is renamed into place only if its hash is `id`, so a corrupt local copy is reported,

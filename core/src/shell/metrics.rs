@@ -42,7 +42,7 @@ impl Metrics {
             watchdog_closes: counter(
                 sinew,
                 "watchdog_closes",
-                "Connections closed by the ping watchdog",
+                "Peers disconnected for not answering pings (the watchdog, or a failed ping)",
             ),
         }
     }

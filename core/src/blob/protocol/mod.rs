@@ -45,6 +45,7 @@ use crate::blob::download::{self, DropReason, RequestId};
 use crate::blob::store::{BlobStore, StoreError};
 use crate::blob::tree::{pairs_to_ranges, ranges_to_pairs};
 use crate::blob::{BlobId, ChunkRanges, Outboard};
+use crate::dht;
 use crate::framing;
 use crate::pool::BufferPool;
 use crate::stream::{self, StreamId, StreamIds};
@@ -67,6 +68,10 @@ pub struct Config {
     /// Downloads running at once; `request_blob` fails with [`Error::TooManyDownloads`]
     /// beyond it. Default 16.
     pub max_downloads: usize,
+    /// DHT lookups of providers running at once (a download asked for without
+    /// providers); `request_blob` fails with [`Error::TooManyLookups`] beyond it.
+    /// Default 16.
+    pub max_lookups: usize,
     /// Requests this node has in flight across all downloads (streams opening or open);
     /// further requests wait until one ends. Default 64.
     pub max_outbound_requests: usize,
@@ -112,6 +117,7 @@ impl Default for Config {
         Self {
             download: download::Config::default(),
             max_downloads: 16,
+            max_lookups: 16,
             max_outbound_requests: 64,
             max_inbound_requests: 64,
             max_inbound_requests_per_peer: 8,
@@ -144,6 +150,12 @@ pub enum DownloadFailure {
     /// The application cancelled it.
     #[error("cancelled")]
     Cancelled,
+    /// A DHT lookup found no provider.
+    #[error("no provider was found in the DHT: check the id, or name a provider")]
+    NoProvidersFound,
+    /// Providers were found, but the download could not start.
+    #[error("could not start: {0}")]
+    NotStarted(Error),
 }
 
 fn list_dropped(dropped: &[(PeerId, DropReason)]) -> String {
@@ -171,6 +183,14 @@ pub enum Event {
         id: BlobId,
         /// Whether we have it complete and serve it.
         served: bool,
+    },
+    /// A provider lookup (a download asked for without providers) found these providers
+    /// in one step; the download starts with, or adds, them.
+    ProvidersFound {
+        /// The blob.
+        id: BlobId,
+        /// Providers found in this step.
+        providers: Vec<PeerId>,
     },
     /// A download made progress (at most once per `Config::progress_interval`).
     DownloadProgress {
@@ -231,9 +251,15 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
-    /// A download needs at least one provider.
-    #[error("no provider given for blob {0}: name at least one peer that has it")]
-    NoProviders(BlobId),
+    /// [`Config::max_lookups`] provider lookups are running.
+    #[error("{max} provider lookups are already running (blob::Config::max_lookups); wait for one to end or name providers")]
+    TooManyLookups {
+        /// The limit.
+        max: usize,
+    },
+    /// The blob is not complete in the store (absent, or still downloading).
+    #[error("blob {0} is not complete in the local store: fetch it first")]
+    NotComplete(BlobId),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -261,6 +287,8 @@ pub(crate) enum Output {
     Forget(StreamId),
     /// A peer broke a protocol rule.
     Misbehaved { peer: PeerId, reason: String },
+    /// Something for the DHT (a provider lookup).
+    Dht(dht::Output),
     /// For the application.
     Event(Event),
 }
@@ -291,6 +319,9 @@ pub(crate) struct Blobs<S> {
     /// Reused send batches of every serving stream.
     send_pool: BufferPool,
     downloads: BTreeMap<BlobId, download::Download>,
+    /// Provider lookups of downloads asked for without providers, and whether a step
+    /// found any yet.
+    lookups: BTreeMap<BlobId, bool>,
     /// When each download last reported progress.
     last_progress: BTreeMap<BlobId, Instant>,
     /// The stream of each live request (opening or open).
@@ -330,6 +361,7 @@ impl<S: BlobStore> Blobs<S> {
             checked: CheckedOnServe::default(),
             send_pool: serve::send_pool(),
             downloads: BTreeMap::new(),
+            lookups: BTreeMap::new(),
             last_progress: BTreeMap::new(),
             request_streams: BTreeMap::new(),
             outbound: 0,
@@ -436,6 +468,7 @@ impl<S: BlobStore> Blobs<S> {
             .values()
             .all(|n| *n > 0 && *n <= self.config.max_pending_serves_per_peer));
         assert!(self.downloads.len() <= self.config.max_downloads);
+        assert!(self.lookups.len() <= self.config.max_lookups);
     }
 
     // --- handle_* ---
@@ -636,7 +669,19 @@ impl<S: BlobStore> Blobs<S> {
             }
         }
         if providers.is_empty() {
-            return Err(Error::NoProviders(id));
+            // Nobody named: look the providers up (the download starts with the first
+            // ones found).
+            if !self.lookups.contains_key(&id) {
+                if self.lookups.len() >= self.config.max_lookups {
+                    return Err(Error::TooManyLookups {
+                        max: self.config.max_lookups,
+                    });
+                }
+                self.lookups.insert(id, false);
+                let find = dht::Output::FindProviders { key: id.into() };
+                self.events.push_back(Output::Dht(find));
+            }
+            return Ok(());
         }
         if self.downloads.len() >= self.config.max_downloads {
             return Err(Error::TooManyDownloads {
@@ -662,9 +707,43 @@ impl<S: BlobStore> Blobs<S> {
         self.checked.forget(id);
     }
 
-    /// Stops a download; verified ranges stay in the store.
+    /// A step of the provider lookup of `id`: the download starts (or gains providers)
+    /// with what was found; a lookup that ends with nothing found fails the download.
+    pub(crate) fn handle_providers(&mut self, id: BlobId, providers: Vec<PeerId>, last: bool) {
+        let Some(found) = self.lookups.get_mut(&id) else {
+            return; // not ours (or cancelled)
+        };
+        let local = self.local;
+        let providers: Vec<PeerId> = providers.into_iter().filter(|p| *p != local).collect();
+        if !providers.is_empty() {
+            *found = true;
+            let event = Event::ProvidersFound {
+                id,
+                providers: providers.clone(),
+            };
+            self.events.push_back(Output::Event(event));
+            if let Err(err) = self.request_blob(id, providers) {
+                self.lookups.remove(&id);
+                let reason = DownloadFailure::NotStarted(err);
+                self.events
+                    .push_back(Output::Event(Event::DownloadFailed { id, reason }));
+                return;
+            }
+        }
+        if last {
+            let found = self.lookups.remove(&id).unwrap_or(false);
+            if !found && !self.downloads.contains_key(&id) {
+                let reason = DownloadFailure::NoProvidersFound;
+                self.events
+                    .push_back(Output::Event(Event::DownloadFailed { id, reason }));
+            }
+        }
+    }
+
+    /// Stops a download (or its provider lookup); verified ranges stay in the store.
     pub(crate) fn cancel_download(&mut self, id: &BlobId) {
-        if self.downloads.remove(id).is_some() {
+        let looking = self.lookups.remove(id).is_some();
+        if self.downloads.remove(id).is_some() || looking {
             self.end_download(
                 *id,
                 Event::DownloadFailed {

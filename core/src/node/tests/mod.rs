@@ -110,12 +110,30 @@ fn requesting_a_blob_already_held_completes_at_once() {
 }
 
 #[test]
-fn a_download_needs_a_provider() {
-    let mut pair = Pair::new(2);
-    let id = BlobId::of(b"nobody has this");
-    let err = pair.command(1, |n| n.request_blob(id, [])).unwrap_err();
-    assert_eq!(err, Error::NoProviders(id));
-    assert!(err.to_string().contains("name at least one peer"));
+fn without_providers_a_download_looks_them_up_in_the_dht() {
+    let mut world = World::new(3, 2);
+    let data = content(300_000, 2);
+    let id = world.add_blob(0, data.clone());
+    world.command(0, |n| n.announce_blob(id)).unwrap();
+    world.command(2, |n| n.request_blob(id, [])).unwrap();
+    assert!(world.drive_bounded(100_000));
+    assert_eq!(world.blob(2, &id).unwrap(), Bytes::from(data));
+    // Nobody provides this one: the lookup ends the download with a reason.
+    let nobody = BlobId::of(b"nobody has this");
+    world.command(1, |n| n.request_blob(nobody, [])).unwrap();
+    assert!(world.drive_bounded(100_000));
+    let reason = failure(&world, 1, &nobody).expect("fails");
+    assert_eq!(reason, DownloadFailure::NoProvidersFound);
+    assert!(reason.to_string().contains("no provider was found"));
+    // Deleting an announced blob stops providing it.
+    world.command(0, |n| n.delete_blob(&id)).unwrap();
+    assert_eq!(world.node(0).announced().count(), 0);
+    world.command(1, |n| n.request_blob(id, [])).unwrap();
+    assert!(world.drive_bounded(100_000));
+    assert_eq!(
+        failure(&world, 1, &id),
+        Some(DownloadFailure::NoProvidersFound)
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use futures::channel::{mpsc, oneshot};
 use futures::{AsyncReadExt, AsyncWriteExt, FutureExt, SinkExt, StreamExt};
 
-use super::{StreamCmd, StreamIo};
+use super::streams::{StreamCmd, StreamIo};
 use crate::pool::BufferPool;
 use crate::stream::StreamId;
 

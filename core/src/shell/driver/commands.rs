@@ -1,0 +1,144 @@
+//! The application's network commands (dial, listen, gossip, status, streams), carried
+//! out on the swarm. Blob commands are in [`super::blobs`].
+
+use libp2p::gossipsub::{self, IdentTopic};
+use libp2p::kad;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+
+use super::Driver;
+use crate::dht;
+use crate::shell::client::{topic_names, ClientError, Command, NetworkStatus};
+
+impl Driver {
+    pub(super) fn handle_command(&mut self, command: Command) {
+        match command {
+            Command::Dial(address, reply) => {
+                // With a known peer: dial unless already connected, even while another
+                // dial to it (a bootstrap, Kademlia) is in flight — failing the caller
+                // because someone else is dialing would be a race it cannot avoid.
+                let target = dht::peer_of(&address);
+                let opts = match target {
+                    Some(peer) => DialOpts::peer_id(peer)
+                        .condition(PeerCondition::Disconnected)
+                        .addresses(vec![address.clone()])
+                        .build(),
+                    None => DialOpts::unknown_peer_id().address(address.clone()).build(),
+                };
+                let id = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        self.pending.dials.insert(id, (address, reply));
+                    }
+                    Err(_) if target.is_some_and(|p| self.swarm.is_connected(&p)) => {
+                        let _ = reply.send(Ok(target.expect("checked by the guard")));
+                    }
+                    Err(err) => {
+                        let _ = reply.send(Err(ClientError::Dial {
+                            address: address.to_string(),
+                            reason: err.to_string(),
+                        }));
+                    }
+                }
+            }
+            Command::ListenOn(address, reply) => match self.swarm.listen_on(address.clone()) {
+                Ok(id) => self.pending.listens.push((id, address, reply)),
+                Err(err) => {
+                    let _ = reply.send(Err(ClientError::Listen {
+                        address: address.to_string(),
+                        reason: err.to_string(),
+                    }));
+                }
+            },
+            Command::Bootstrap(reply) => match self.swarm.behaviour_mut().kad.bootstrap() {
+                Ok(id) => self.pending.bootstraps.push((id, reply)),
+                Err(_) => {
+                    let _ = reply.send(Err(ClientError::NoKnownPeers));
+                }
+            },
+            Command::Subscribe(topic, reply) => {
+                let t = IdentTopic::new(topic.clone());
+                let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+                let result = gossipsub.subscribe(&t).map_err(|e| ClientError::Subscribe {
+                    topic,
+                    reason: e.to_string(),
+                });
+                let _ = reply.send(result);
+            }
+            Command::Unsubscribe(topic, reply) => {
+                let t = IdentTopic::new(topic);
+                let _ = reply.send(Ok(self.swarm.behaviour_mut().gossipsub.unsubscribe(&t)));
+            }
+            Command::Publish(topic, data, reply) => {
+                let t = IdentTopic::new(topic.clone());
+                let result = match self.swarm.behaviour_mut().gossipsub.publish(t, data) {
+                    Ok(id) => {
+                        if let Some(m) = &self.metrics {
+                            m.published.inc();
+                        }
+                        Ok(id.0)
+                    }
+                    Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
+                        if let Some(m) = &self.metrics {
+                            m.publish_no_peers.inc();
+                        }
+                        Err(ClientError::NoPeers { topic })
+                    }
+                    Err(err) => Err(ClientError::Publish {
+                        topic,
+                        reason: err.to_string(),
+                    }),
+                };
+                let _ = reply.send(result);
+            }
+            Command::PeerCount(reply) => {
+                let _ = reply.send(Ok(self.swarm.connected_peers().count()));
+            }
+            Command::MeshPeers(topic, reply) => {
+                let hash = IdentTopic::new(topic).hash();
+                let gossipsub = &self.swarm.behaviour().gossipsub;
+                let peers = gossipsub.mesh_peers(&hash).copied().collect();
+                let _ = reply.send(Ok(peers));
+            }
+            Command::SubscribedPeers(topic, reply) => {
+                let hash = IdentTopic::new(topic).hash();
+                let peers = self
+                    .swarm
+                    .behaviour()
+                    .gossipsub
+                    .all_peers()
+                    .filter(|(_, topics)| topics.contains(&&hash))
+                    .map(|(peer, _)| *peer)
+                    .collect();
+                let _ = reply.send(Ok(peers));
+            }
+            Command::Status(reply) => {
+                let _ = reply.send(Ok(self.status()));
+            }
+            Command::Accept(protocol, reply) => {
+                let _ = reply.send(self.streams.accept(protocol));
+            }
+            Command::Shutdown(_) => unreachable!("handled in the loop"),
+            blob => self.handle_blob_command(blob),
+        }
+    }
+
+    fn status(&mut self) -> NetworkStatus {
+        let kad_peers = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .kbuckets()
+            .map(|b| b.num_entries())
+            .sum();
+        let b = self.swarm.behaviour();
+        NetworkStatus {
+            local_peer_id: *self.swarm.local_peer_id(),
+            listen_addrs: self.swarm.listeners().cloned().collect(),
+            external_addrs: self.swarm.external_addresses().cloned().collect(),
+            connected_peers: self.swarm.connected_peers().copied().collect(),
+            topics: topic_names(b.gossipsub.topics()),
+            kad_server: b.kad.mode() == kad::Mode::Server,
+            kad_peers,
+        }
+    }
+}
