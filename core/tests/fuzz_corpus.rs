@@ -193,6 +193,11 @@ fn node_seeds() -> Vec<(&'static str, Vec<u8>)> {
                 &[0, 255, 255],
             ]),
         ),
+        // An inbound stream of a protocol the node does not serve (reset at once).
+        (
+            "other-protocol",
+            with(&[&[3, 0, 8], &[5, 0, 2, 0], &[0, 0, 1]]),
+        ),
         ("empty", Vec::new()),
     ]
 }

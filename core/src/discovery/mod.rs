@@ -261,3 +261,6 @@ impl Discovery {
         });
     }
 }
+
+#[cfg(test)]
+mod tests;

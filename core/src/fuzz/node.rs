@@ -99,8 +99,9 @@ pub fn node_inputs(data: &[u8]) {
                 let stream = StreamId::inbound(next_inbound);
                 next_inbound += 1;
                 let peer = peers[usize::from(input.byte()) % peers.len()];
+                // Now and then a protocol no child serves (the node resets it).
                 let protocol = if input.byte().is_multiple_of(8) {
-                    "/other/1".parse().expect("a valid protocol id")
+                    ProtocolId::SYNC
                 } else {
                     ProtocolId::BLOB
                 };
