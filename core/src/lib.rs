@@ -13,6 +13,8 @@
 //!   life of a stream; peers connecting, pings and what the node decides about them; the
 //!   DHT's lookups, addresses and what the node decides about it;
 //! - [`discovery`]: bootstrap, the DHT's mode and routing table, the ping watchdog;
+//! - [`gossip`]: topics — what the application publishes and subscribes to goes through
+//!   the node, and what arrives comes back through it;
 //! - [`blob`]: verified BLAKE3 blob transfer — outboards, the provider's
 //!   [`blob::Encoder`], the response [`blob::Decoder`], the multi-provider, resumable
 //!   [`blob::Download`], the store trait ([`blob::store`]) and the protocol
@@ -32,7 +34,8 @@
 //! The calls that mutate a node are exactly:
 //! - [`Node::handle_input`] — something happened (time passed, a peer came or went, a
 //!   stream opened, bytes arrived, bytes were written, a stream ended);
-//! - the commands: [`Node::request_blob`], [`Node::add_blob`], [`Node::announce_blob`],
+//! - the commands: [`Node::subscribe`], [`Node::unsubscribe`], [`Node::publish`],
+//!   [`Node::request_blob`], [`Node::add_blob`], [`Node::announce_blob`],
 //!   [`Node::cancel_download`], [`Node::delete_blob`], [`Node::forget_checked`];
 //! - [`Node::store_mut`] (importing into the store behind the node's back).
 //!
@@ -55,6 +58,8 @@
 //!      [`stream`] for the life of a stream and its flow control);
 //!    - [`Output::Peer`]: act on a peer (dial a bootstrap peer, disconnect one that
 //!      misbehaved or stopped answering pings);
+//!    - [`Output::Gossip`]: subscribe, unsubscribe, publish (messages come back as
+//!      [`Input::Gossip`]);
 //!    - [`Output::Dht`]: act on the DHT (mode, bootstrap, routing table, provide, look up;
 //!      lookup results come back as [`Input::Dht`]);
 //!    - [`Output::Event`]: hand it to the application;
@@ -125,6 +130,7 @@
 //!             Output::Peer(peer::Output::Disconnect { peer, .. }) => net.disconnect(peer),
 //!             Output::Peer(out) => println!("peer: {out:?}"),
 //!             Output::Dht(out) => println!("dht: {out:?}"),
+//!             Output::Gossip(out) => println!("gossip: {out:?}"),
 //!             Output::Event(Event::Blob(event)) => println!("blob: {event:?}"),
 //!             Output::Event(event) => println!("{event:?}"),
 //!             Output::Timeout(at) => {
@@ -176,6 +182,7 @@ pub mod blob;
 pub mod dht;
 pub mod discovery;
 pub mod framing;
+pub mod gossip;
 pub mod node;
 pub mod peer;
 pub(crate) mod pool;

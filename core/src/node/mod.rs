@@ -17,11 +17,12 @@
 //!
 //! 1. what the node itself queued (disconnecting a peer that misbehaved, providing or no
 //!    longer providing a blob);
-//! 2. discovery ([`crate::discovery`]): dials, disconnects, the DHT's mode, bootstrap and
+//! 2. gossip ([`crate::gossip`]): subscriptions and publishes the application asked for;
+//! 3. discovery ([`crate::discovery`]): dials, disconnects, the DHT's mode, bootstrap and
 //!    routing table (when its routing table becomes usable, the node announces its stored
 //!    blobs, within this step);
-//! 3. the blob protocol ([`crate::blob`]): its stream outputs, then its events;
-//! 4. the timeout, the earliest deadline of any child (or [`IDLE_TIMEOUT`] from now).
+//! 4. the blob protocol ([`crate::blob`]): its stream outputs, then its events;
+//! 5. the timeout, the earliest deadline of any child (or [`IDLE_TIMEOUT`] from now).
 //!
 //! The sync protocol will come between discovery and blobs.
 //!
@@ -49,6 +50,7 @@ use libp2p_identity::PeerId;
 use crate::blob::store::BlobStore;
 use crate::blob::{self, BlobId, Blobs};
 use crate::discovery::{self, Discovery};
+use crate::gossip::{self, Gossip};
 use crate::stream::{self, StreamId, StreamIds};
 use crate::timer::soonest;
 use crate::wire::ProtocolId;
@@ -101,6 +103,14 @@ pub enum Input {
     Stream(stream::Input),
     /// A DHT lookup step, or a change of our addresses.
     Dht(dht::Input),
+    /// A gossip message or a peer's subscription.
+    Gossip(gossip::Input),
+}
+
+impl From<gossip::Input> for Input {
+    fn from(input: gossip::Input) -> Self {
+        Input::Gossip(input)
+    }
 }
 
 impl From<dht::Input> for Input {
@@ -131,6 +141,8 @@ pub enum Output {
     Peer(peer::Output),
     /// Act on the DHT (mode, bootstrap, routing table, provide, look up).
     Dht(dht::Output),
+    /// Subscribe, unsubscribe, publish.
+    Gossip(gossip::Output),
     /// Something for the application.
     Event(Event),
     /// Nothing more to do now; call back with [`Input::Timeout`] at this instant at the
@@ -146,6 +158,8 @@ pub enum Event {
     Blob(blob::Event),
     /// About a peer.
     Peer(peer::Event),
+    /// About topics: a message, a peer's subscription.
+    Gossip(gossip::Event),
 }
 
 /// Why the node asked to be woken up ([`Node::last_timeout_reason`]).
@@ -194,6 +208,7 @@ pub struct Node<S> {
     ids: StreamIds,
     blobs: Blobs<S>,
     discovery: Discovery,
+    gossip: Gossip,
     /// Blobs this node announced in the DHT (to stop when they are deleted).
     announced: BTreeSet<BlobId>,
     /// What the node itself decided (peer actions, resets of unknown streams, events).
@@ -215,6 +230,7 @@ impl<S: BlobStore> Node<S> {
             ids: StreamIds::default(),
             blobs,
             discovery,
+            gossip: Gossip::default(),
             announced: BTreeSet::new(),
             queue: VecDeque::new(),
             last_reason: Reason::Idle,
@@ -361,6 +377,10 @@ impl<S: BlobStore> Node<S> {
                     self.blobs.handle_providers(id, providers, last);
                 }
             }
+            Input::Gossip(input) => {
+                let event = self.gossip.handle_input(input);
+                self.queue.push_back(Output::Event(Event::Gossip(event)));
+            }
             Input::Dht(dht::Input::ListenAddress { address, up }) => {
                 self.discovery.handle_listen_address(address, up);
             }
@@ -505,6 +525,27 @@ impl<S: BlobStore> Node<S> {
         Ok(())
     }
 
+    /// Joins `topic`; false if already subscribed. At most [`gossip::MAX_TOPICS`].
+    pub fn subscribe(&mut self, topic: &str) -> Result<bool, gossip::Error> {
+        self.gossip.subscribe(topic)
+    }
+
+    /// Leaves `topic`; false if not subscribed.
+    pub fn unsubscribe(&mut self, topic: &str) -> bool {
+        self.gossip.unsubscribe(topic)
+    }
+
+    /// Publishes `data` on `topic` ([`gossip::Output::Publish`] carries the returned id,
+    /// so the driver can tell the caller the outcome).
+    pub fn publish(&mut self, topic: &str, data: Bytes) -> gossip::PublishId {
+        self.gossip.publish(topic, data)
+    }
+
+    /// Topics this node subscribed to.
+    pub fn topics(&self) -> impl Iterator<Item = &String> {
+        self.gossip.topics()
+    }
+
     /// Announces every complete stored blob (once the routing table has a peer).
     fn announce_stored(&mut self) {
         let Ok(entries) = self.blobs.store().list() else {
@@ -525,6 +566,9 @@ impl<S: BlobStore> Node<S> {
         loop {
             if let Some(out) = self.queue.pop_front() {
                 return out;
+            }
+            if let Some(out) = self.gossip.poll_output() {
+                return Output::Gossip(out);
             }
             if let Some(out) = self.discovery.poll_output() {
                 match out {

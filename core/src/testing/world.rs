@@ -13,7 +13,7 @@ use crate::blob::store::MemStore;
 use crate::blob::BlobId;
 use crate::node::{Config, Event, Input, Node, Output};
 use crate::stream::{self, StreamId};
-use crate::{dht, peer};
+use crate::{dht, gossip, peer};
 
 #[derive(Debug)]
 struct Link {
@@ -59,6 +59,8 @@ pub struct World {
     queue: BTreeMap<(Instant, u64), Delivery>,
     seq: u64,
     streams: BTreeMap<(usize, StreamId), StreamEnd>,
+    /// Who subscribed to what (the gossip model).
+    subscriptions: BTreeMap<String, std::collections::BTreeSet<usize>>,
     /// Who provides what (the DHT model).
     providers: BTreeMap<dht::Key, std::collections::BTreeSet<usize>>,
     /// Pairs `(a, b)`, `a < b`, with a connection.
@@ -122,6 +124,7 @@ impl World {
             seq: 0,
             streams: BTreeMap::new(),
             providers: BTreeMap::new(),
+            subscriptions: BTreeMap::new(),
             connected: (0..n)
                 .flat_map(|a| (a + 1..n).map(move |b| (a, b)))
                 .collect(),
@@ -424,6 +427,7 @@ impl World {
                 // Every pair starts connected: a dial has nothing to do.
                 Output::Peer(peer::Output::Dial { .. }) => {}
                 Output::Dht(out) => self.dht(i, out),
+                Output::Gossip(out) => self.gossip(i, out),
                 Output::Stream(stream::Output::Open {
                     stream,
                     peer,
@@ -488,6 +492,44 @@ impl World {
                 self.schedule(at, i, input, None, None);
             }
             _ => {}
+        }
+    }
+
+    /// The gossip model: a publish reaches every connected subscriber of its topic
+    /// directly, after the link's latency (a full mesh; no duplicates, no loss).
+    fn gossip(&mut self, i: usize, out: gossip::Output) {
+        match out {
+            gossip::Output::Subscribe { topic } => {
+                self.subscriptions.entry(topic).or_default().insert(i);
+            }
+            gossip::Output::Unsubscribe { topic } => {
+                if let Some(set) = self.subscriptions.get_mut(&topic) {
+                    set.remove(&i);
+                }
+            }
+            gossip::Output::Publish { id, topic, data } => {
+                let to: Vec<usize> = self
+                    .subscriptions
+                    .get(&topic)
+                    .into_iter()
+                    .flatten()
+                    .copied()
+                    .filter(|j| *j != i && self.connected.contains(&(i.min(*j), i.max(*j))))
+                    .collect();
+                let mut message_id = self.peers[i].to_bytes();
+                message_id.extend_from_slice(&id.0.to_be_bytes());
+                for j in to {
+                    let input = Input::Gossip(gossip::Input::Message {
+                        source: Some(self.peers[i]),
+                        propagated_by: self.peers[i],
+                        topic: topic.clone(),
+                        data: data.clone(),
+                        id: message_id.clone(),
+                    });
+                    let at = self.now + self.links[&(i, j)].config.latency;
+                    self.schedule(at, j, input, Some((i, j)), None);
+                }
+            }
         }
     }
 

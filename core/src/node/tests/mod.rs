@@ -110,6 +110,33 @@ fn requesting_a_blob_already_held_completes_at_once() {
 }
 
 #[test]
+fn gossip_goes_through_the_node_both_ways() {
+    let mut world = World::new(3, 31);
+    for i in [1, 2] {
+        assert_eq!(world.command(i, |n| n.subscribe("news")), Ok(true));
+    }
+    assert_eq!(world.command(1, |n| n.subscribe("news")), Ok(false));
+    world.command(0, |n| n.publish("news", Bytes::from_static(b"hello")));
+    assert!(world.drive_bounded(10_000));
+    for i in [1, 2] {
+        assert!(world.events_of(i).any(|e| matches!(
+            e,
+            Event::Gossip(crate::gossip::Event::Message { data, topic, .. })
+                if &data[..] == b"hello" && topic == "news"
+        )));
+    }
+    assert!(world.command(2, |n| n.unsubscribe("news")));
+    world.command(0, |n| n.publish("news", Bytes::from_static(b"again")));
+    assert!(world.drive_bounded(10_000));
+    let again = |i| {
+        world.events_of(i).any(|e| {
+            matches!(e, Event::Gossip(crate::gossip::Event::Message { data, .. }) if &data[..] == b"again")
+        })
+    };
+    assert!(again(1) && !again(2));
+}
+
+#[test]
 fn without_providers_a_download_looks_them_up_in_the_dht() {
     let mut world = World::new(3, 2);
     let data = content(300_000, 2);

@@ -6,8 +6,8 @@ use libp2p::kad;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 
 use super::Driver;
-use crate::dht;
 use crate::shell::client::{topic_names, ClientError, Command, NetworkStatus};
+use crate::{dht, gossip};
 
 impl Driver {
     pub(super) fn handle_command(&mut self, command: Command) {
@@ -56,39 +56,21 @@ impl Driver {
                 }
             },
             Command::Subscribe(topic, reply) => {
-                let t = IdentTopic::new(topic.clone());
-                let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
-                let result = gossipsub.subscribe(&t).map_err(|e| ClientError::Subscribe {
-                    topic,
-                    reason: e.to_string(),
-                });
+                let result = self
+                    .node
+                    .subscribe(&topic)
+                    .map_err(|e| ClientError::Subscribe {
+                        topic,
+                        reason: e.to_string(),
+                    });
                 let _ = reply.send(result);
             }
             Command::Unsubscribe(topic, reply) => {
-                let t = IdentTopic::new(topic);
-                let _ = reply.send(Ok(self.swarm.behaviour_mut().gossipsub.unsubscribe(&t)));
+                let _ = reply.send(Ok(self.node.unsubscribe(&topic)));
             }
             Command::Publish(topic, data, reply) => {
-                let t = IdentTopic::new(topic.clone());
-                let result = match self.swarm.behaviour_mut().gossipsub.publish(t, data) {
-                    Ok(id) => {
-                        if let Some(m) = &self.metrics {
-                            m.published.inc();
-                        }
-                        Ok(id.0)
-                    }
-                    Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
-                        if let Some(m) = &self.metrics {
-                            m.publish_no_peers.inc();
-                        }
-                        Err(ClientError::NoPeers { topic })
-                    }
-                    Err(err) => Err(ClientError::Publish {
-                        topic,
-                        reason: err.to_string(),
-                    }),
-                };
-                let _ = reply.send(result);
+                let id = self.node.publish(&topic, data);
+                self.pending.publishes.push((id, reply));
             }
             Command::PeerCount(reply) => {
                 let _ = reply.send(Ok(self.swarm.connected_peers().count()));
@@ -119,6 +101,46 @@ impl Driver {
             }
             Command::Shutdown(_) => unreachable!("handled in the loop"),
             blob => self.handle_blob_command(blob),
+        }
+    }
+
+    /// Carries out what the node asked of gossipsub; a publish answers its caller.
+    pub(super) fn gossip_action(&mut self, out: gossip::Output) {
+        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+        match out {
+            gossip::Output::Subscribe { topic } => {
+                if let Err(err) = gossipsub.subscribe(&IdentTopic::new(topic.clone())) {
+                    tracing::warn!(%topic, %err, "cannot subscribe");
+                }
+            }
+            gossip::Output::Unsubscribe { topic } => {
+                gossipsub.unsubscribe(&IdentTopic::new(topic));
+            }
+            gossip::Output::Publish { id, topic, data } => {
+                let result = match gossipsub.publish(IdentTopic::new(topic.clone()), data) {
+                    Ok(id) => {
+                        if let Some(m) = &self.metrics {
+                            m.published.inc();
+                        }
+                        Ok(id.0)
+                    }
+                    Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
+                        if let Some(m) = &self.metrics {
+                            m.publish_no_peers.inc();
+                        }
+                        Err(ClientError::NoPeers { topic })
+                    }
+                    Err(err) => Err(ClientError::Publish {
+                        topic,
+                        reason: err.to_string(),
+                    }),
+                };
+                let publishes = &mut self.pending.publishes;
+                if let Some(i) = publishes.iter().position(|p| p.0 == id) {
+                    let (_, reply) = publishes.swap_remove(i);
+                    let _ = reply.send(result);
+                }
+            }
         }
     }
 

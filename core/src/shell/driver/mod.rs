@@ -177,6 +177,8 @@ impl Driver {
                 Output::Stream(out) => self.streams.apply(out),
                 Output::Peer(out) => self.peer_action(out),
                 Output::Dht(out) => self.dht_action(out),
+                Output::Gossip(out) => self.gossip_action(out),
+                Output::Event(node::Event::Gossip(event)) => self.gossip_event(event),
                 Output::Event(node::Event::Blob(event)) => {
                     self.notify_watchers(&event);
                     self.events.send(NetworkEvent::Blob(event));

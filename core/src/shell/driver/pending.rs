@@ -10,8 +10,8 @@ use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
 
 use crate::blob::BlobId;
-use crate::dht;
 use crate::shell::client::{ClientError, Reply};
+use crate::{dht, gossip};
 
 /// Who asked for a provider lookup.
 pub(super) enum Lookup {
@@ -31,6 +31,8 @@ pub(super) struct Pending {
     /// Few at a time (one per waiting `listen_on` call): a short list.
     pub(super) listens: Vec<(ListenerId, Multiaddr, Reply<Multiaddr>)>,
     pub(super) bootstraps: Vec<(QueryId, Reply<()>)>,
+    /// `publish` callers, answered as soon as the node's publish reaches gossipsub.
+    pub(super) publishes: Vec<(gossip::PublishId, Reply<Vec<u8>>)>,
     /// `announce_blob` callers whose announcement the node has not handed out yet.
     announces_waiting: BTreeMap<BlobId, Vec<Reply<()>>>,
     /// Announcements running in Kademlia, with their callers (`QueryId` is not `Ord`:

@@ -10,11 +10,11 @@ use libp2p::{gossipsub, identify, ping};
 
 use super::pending::Lookup;
 use super::{now, Driver};
-use crate::dht;
 use crate::node::Input;
 use crate::peer;
 use crate::shell::behaviour::BehaviourEvent;
 use crate::shell::client::{ClientError, NetworkEvent};
+use crate::{dht, gossip};
 
 impl Driver {
     pub(super) fn handle_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
@@ -234,37 +234,58 @@ impl Driver {
     }
 
     fn handle_gossip(&mut self, event: gossipsub::Event) {
-        match event {
+        let input = match event {
             gossipsub::Event::Message {
                 propagation_source,
                 message_id,
                 message,
+            } => gossip::Input::Message {
+                source: message.source,
+                propagated_by: propagation_source,
+                topic: message.topic.to_string(),
+                data: Bytes::from(message.data),
+                id: message_id.0,
+            },
+            gossipsub::Event::Subscribed { peer_id, topic } => gossip::Input::Subscribed {
+                peer: peer_id,
+                topic: topic.to_string(),
+            },
+            gossipsub::Event::Unsubscribed { peer_id, topic } => gossip::Input::Unsubscribed {
+                peer: peer_id,
+                topic: topic.to_string(),
+            },
+            _ => return,
+        };
+        self.input(input.into());
+    }
+
+    /// Hands what the node says about topics to the application.
+    pub(super) fn gossip_event(&mut self, event: gossip::Event) {
+        let event = match event {
+            gossip::Event::Message {
+                source,
+                propagated_by,
+                topic,
+                data,
+                id,
             } => {
                 if let Some(m) = &self.metrics {
                     m.received.inc();
                 }
-                self.events.send(NetworkEvent::Message {
-                    source: message.source,
-                    propagated_by: propagation_source,
-                    topic: message.topic.to_string(),
-                    data: Bytes::from(message.data),
-                    id: message_id.0,
-                });
+                NetworkEvent::Message {
+                    source,
+                    propagated_by,
+                    topic,
+                    data,
+                    id,
+                }
             }
-            gossipsub::Event::Subscribed { peer_id, topic } => {
-                self.events.send(NetworkEvent::Subscribed {
-                    peer: peer_id,
-                    topic: topic.to_string(),
-                });
+            gossip::Event::Subscribed { peer, topic } => NetworkEvent::Subscribed { peer, topic },
+            gossip::Event::Unsubscribed { peer, topic } => {
+                NetworkEvent::Unsubscribed { peer, topic }
             }
-            gossipsub::Event::Unsubscribed { peer_id, topic } => {
-                self.events.send(NetworkEvent::Unsubscribed {
-                    peer: peer_id,
-                    topic: topic.to_string(),
-                });
-            }
-            _ => {}
-        }
+        };
+        self.events.send(event);
     }
 
     /// Feeds one input to the node, now, and drains it (the drain invariant).
