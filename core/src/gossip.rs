@@ -12,24 +12,28 @@ use libp2p_identity::PeerId;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PublishId(pub u64);
 
+/// A message on a topic we subscribed to (signed by its author and validated by
+/// gossipsub).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Its author.
+    pub source: Option<PeerId>,
+    /// The peer that forwarded it to us.
+    pub propagated_by: PeerId,
+    /// The topic.
+    pub topic: String,
+    /// The payload.
+    pub data: Bytes,
+    /// Its id (author ‖ sequence number).
+    pub id: Vec<u8>,
+}
+
 /// What the driver reports about topics (inside [`crate::node::Input::Gossip`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Input {
-    /// A message arrived on a topic we subscribed to (signed by its author and validated
-    /// by gossipsub).
-    Message {
-        /// Its author.
-        source: Option<PeerId>,
-        /// The peer that forwarded it to us.
-        propagated_by: PeerId,
-        /// The topic.
-        topic: String,
-        /// The payload.
-        data: Bytes,
-        /// Its id (author ‖ sequence number).
-        id: Vec<u8>,
-    },
+    /// A message arrived.
+    Message(Message),
     /// A peer subscribed to a topic.
     Subscribed {
         /// The peer.
@@ -76,18 +80,7 @@ pub enum Output {
 #[non_exhaustive]
 pub enum Event {
     /// A message on a topic we subscribed to.
-    Message {
-        /// Its author.
-        source: Option<PeerId>,
-        /// The peer that forwarded it to us.
-        propagated_by: PeerId,
-        /// The topic.
-        topic: String,
-        /// The payload.
-        data: Bytes,
-        /// Its id.
-        id: Vec<u8>,
-    },
+    Message(Message),
     /// A peer subscribed to a topic.
     Subscribed {
         /// The peer.
@@ -171,19 +164,7 @@ impl Gossip {
     /// What arrived, for the application.
     pub(crate) fn handle_input(&mut self, input: Input) -> Event {
         match input {
-            Input::Message {
-                source,
-                propagated_by,
-                topic,
-                data,
-                id,
-            } => Event::Message {
-                source,
-                propagated_by,
-                topic,
-                data,
-                id,
-            },
+            Input::Message(message) => Event::Message(message),
             Input::Subscribed { peer, topic } => Event::Subscribed { peer, topic },
             Input::Unsubscribed { peer, topic } => Event::Unsubscribed { peer, topic },
         }

@@ -461,7 +461,7 @@ impl<S: BlobStore> Node<S> {
     fn stream_gone(&mut self, stream: StreamId) {
         if let Some(route) = self.routes.remove(&stream) {
             match route.child {
-                Child::Blobs => self.blobs.handle_reset(stream),
+                Child::Blobs => self.blobs.handle_reset(stream, self.now),
             }
         }
     }

@@ -519,13 +519,13 @@ impl World {
                 let mut message_id = self.peers[i].to_bytes();
                 message_id.extend_from_slice(&id.0.to_be_bytes());
                 for j in to {
-                    let input = Input::Gossip(gossip::Input::Message {
+                    let input = Input::Gossip(gossip::Input::Message(gossip::Message {
                         source: Some(self.peers[i]),
                         propagated_by: self.peers[i],
                         topic: topic.clone(),
                         data: data.clone(),
                         id: message_id.clone(),
-                    });
+                    }));
                     let at = self.now + self.links[&(i, j)].config.latency;
                     self.schedule(at, j, input, Some((i, j)), None);
                 }

@@ -389,7 +389,15 @@ impl Download {
         provider.backoff_until = Some(now + pause);
     }
 
-    /// The request's stream failed (could not open, reset, connection lost).
+    /// The request's stream ended before the provider said anything: it could not be
+    /// opened, or was reset at once (libp2p-stream drops an inbound stream when its
+    /// receiver has no room, so a busy provider can look like this). Handled like `Busy`:
+    /// a backoff, not a failure; [`MAX_BUSY_IN_A_ROW`] in a row drop the provider.
+    pub fn handle_unanswered(&mut self, request: RequestId, now: Instant) {
+        self.handle_busy(request, now);
+    }
+
+    /// The request's stream failed after the provider answered (reset, connection lost).
     pub fn handle_failed(&mut self, request: RequestId) {
         self.fail_request(request, None);
     }

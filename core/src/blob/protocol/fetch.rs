@@ -30,6 +30,8 @@ pub(super) struct Fetch {
     request: RequestId,
     frames: framing::Decoder,
     phase: FetchPhase,
+    /// Whether any byte of the provider's arrived.
+    answered: bool,
 }
 
 impl Fetch {
@@ -42,7 +44,13 @@ impl Fetch {
                 max_frame_len: MAX_FRAME,
             }),
             phase: FetchPhase::Hello,
+            answered: false,
         }
+    }
+
+    /// Whether the provider sent anything yet.
+    pub(super) fn answered(&self) -> bool {
+        self.answered
     }
 
     pub(super) fn peer(&self) -> PeerId {
@@ -75,6 +83,7 @@ impl Fetch {
         download: &mut Download,
         now: Instant,
     ) -> Result<(), String> {
+        self.answered = true;
         if self.phase == FetchPhase::Body {
             download.handle_data(self.request, data, now);
             return Ok(());

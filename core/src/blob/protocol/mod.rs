@@ -334,7 +334,7 @@ impl<S: BlobStore> Blobs<S> {
                     Err(reason) => {
                         let peer = serve.peer();
                         self.misbehaved(peer, reason);
-                        self.reset(stream);
+                        self.reset(stream, now);
                     }
                 }
             }
@@ -353,7 +353,7 @@ impl<S: BlobStore> Blobs<S> {
                 // peer did; either way the stream is not ours to read.
                 let peer = *peer;
                 self.misbehaved(peer, "data on a stream still opening".into());
-                self.fail_stream(stream);
+                self.fail_stream(stream, now);
                 self.transmit(stream::Output::Reset { stream });
             }
             None => {}
@@ -386,8 +386,8 @@ impl<S: BlobStore> Blobs<S> {
     }
 
     /// The stream broke (reset, failed to open, or its peer is gone).
-    pub(crate) fn handle_reset(&mut self, stream: StreamId) {
-        self.fail_stream(stream);
+    pub(crate) fn handle_reset(&mut self, stream: StreamId, now: Instant) {
+        self.fail_stream(stream, now);
     }
 
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
@@ -399,13 +399,13 @@ impl<S: BlobStore> Blobs<S> {
                 Timer::Download(_) => {} // handled above (it may also have moved)
                 Timer::Serve(stream) => match self.streams.get(&stream) {
                     Some(Stream::Serve(s)) if s.deadline() > now => {}
-                    Some(Stream::Serve(_)) => self.reset(stream),
+                    Some(Stream::Serve(_)) => self.reset(stream, now),
                     _ => self.timers.clear(timer),
                 },
                 Timer::Open(stream) => {
                     self.timers.clear(timer);
                     if matches!(self.streams.get(&stream), Some(Stream::Opening { .. })) {
-                        self.fail_stream(stream);
+                        self.fail_stream(stream, now);
                         self.transmit(stream::Output::Reset { stream });
                     }
                 }
@@ -565,21 +565,25 @@ impl<S: BlobStore> Blobs<S> {
     }
 
     /// Resets `stream` and forgets it, as a failure of whatever it carried.
-    fn reset(&mut self, stream: StreamId) {
-        self.fail_stream(stream);
+    fn reset(&mut self, stream: StreamId, now: Instant) {
+        self.fail_stream(stream, now);
         self.transmit(stream::Output::Reset { stream });
     }
 
     /// The stream is gone without a clean end: its request fails, then it is forgotten.
-    fn fail_stream(&mut self, stream: StreamId) {
+    fn fail_stream(&mut self, stream: StreamId, now: Instant) {
         let request = match self.streams.get(&stream) {
-            Some(Stream::Fetch(f)) => Some((f.blob(), f.request())),
-            Some(Stream::Opening { blob, request, .. }) => Some((*blob, *request)),
+            Some(Stream::Fetch(f)) => Some((f.blob(), f.request(), f.answered())),
+            Some(Stream::Opening { blob, request, .. }) => Some((*blob, *request, false)),
             _ => None,
         };
-        if let Some((blob, request)) = request {
+        if let Some((blob, request, answered)) = request {
             if let Some(download) = self.downloads.get_mut(&blob) {
-                download.handle_failed(request);
+                if answered {
+                    download.handle_failed(request);
+                } else {
+                    download.handle_unanswered(request, now);
+                }
             }
         }
         self.remove_stream(stream);

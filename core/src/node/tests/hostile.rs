@@ -549,3 +549,53 @@ fn a_restarted_node_resumes_from_its_store() {
         "refetched: {received}"
     );
 }
+
+/// A stream reset before the provider said anything (libp2p-stream drops inbound streams
+/// it has no room for) is a backoff like `Busy`, not a failure: three such resets used to
+/// drop the only provider of a download on a busy devnet.
+#[test]
+fn streams_reset_before_any_answer_back_off_instead_of_dropping_the_provider() {
+    let (mut node, mut now) = lone_node();
+    let provider = peer_id(0, 1);
+    let id = BlobId::of(b"reset before any answer");
+    node.request_blob(id, [provider]).unwrap();
+    let mut resets_seen = 0;
+    let mut failed = None;
+    for _ in 0..64 {
+        let out = drain(&mut node);
+        failed = out.iter().find_map(|o| match o {
+            Output::Event(Event::Blob(blob::Event::DownloadFailed { reason, .. })) => {
+                Some(reason.clone())
+            }
+            _ => None,
+        });
+        if failed.is_some() {
+            break;
+        }
+        for o in out {
+            if let Output::Stream(stream::Output::Open { stream, peer, .. }) = o {
+                let opened = stream::Input::Opened {
+                    stream,
+                    peer,
+                    protocol: ProtocolId::BLOB,
+                };
+                node.handle_input(now, opened.into());
+                drain(&mut node);
+                node.handle_input(now, stream::Input::Reset { stream }.into());
+                resets_seen += 1;
+            }
+        }
+        now += download::MAX_BUSY_BACKOFF;
+        node.handle_input(now, Input::Timeout);
+    }
+    // Dropped only after MAX_BUSY_IN_A_ROW unanswered streams, not after the 3 failures
+    // a provider that answers and then breaks off is allowed.
+    assert_eq!(resets_seen, download::MAX_BUSY_IN_A_ROW as usize);
+    match failed {
+        Some(DownloadFailure::NoProviders { dropped }) => {
+            assert!(matches!(dropped[..], [(p, DropReason::TooManyFailures(n))]
+                if p == provider && n == download::MAX_BUSY_IN_A_ROW));
+        }
+        other => panic!("{other:?}"),
+    }
+}

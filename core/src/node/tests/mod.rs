@@ -121,7 +121,7 @@ fn gossip_goes_through_the_node_both_ways() {
     for i in [1, 2] {
         assert!(world.events_of(i).any(|e| matches!(
             e,
-            Event::Gossip(crate::gossip::Event::Message { data, topic, .. })
+            Event::Gossip(crate::gossip::Event::Message(crate::gossip::Message { data, topic, .. }))
                 if &data[..] == b"hello" && topic == "news"
         )));
     }
@@ -130,7 +130,7 @@ fn gossip_goes_through_the_node_both_ways() {
     assert!(world.drive_bounded(10_000));
     let again = |i| {
         world.events_of(i).any(|e| {
-            matches!(e, Event::Gossip(crate::gossip::Event::Message { data, .. }) if &data[..] == b"again")
+            matches!(e, Event::Gossip(crate::gossip::Event::Message(m)) if &m.data[..] == b"again")
         })
     };
     assert!(again(1) && !again(2));

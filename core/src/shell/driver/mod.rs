@@ -116,12 +116,8 @@ impl Driver {
                     Some(command) => self.handle_command(command),
                     None => break,
                 },
-                io = self.streams.io_rx.next() => {
-                    if let Some(input) = io.and_then(|io| self.streams.io(io)) {
-                        self.input(input.into());
-                    }
-                }
-                event = self.swarm.select_next_some() => self.handle_swarm_event(event),
+                // Inbound streams before the bulk stream I/O: libp2p-stream hands them over
+                // through a channel with room for one and drops the next while it is full.
                 inbound = self.streams.incoming.next() => {
                     if let Some((peer, stream, protocol)) = inbound {
                         match self.streams.inbound(peer, stream, protocol) {
@@ -135,6 +131,12 @@ impl Driver {
                         }
                     }
                 }
+                io = self.streams.io_rx.next() => {
+                    if let Some(input) = io.and_then(|io| self.streams.io(io)) {
+                        self.input(input.into());
+                    }
+                }
+                event = self.swarm.select_next_some() => self.handle_swarm_event(event),
                 () = timer => self.input(node::Input::Timeout),
             }
             // Commands may have mutated the node: drain (a no-op after an input).

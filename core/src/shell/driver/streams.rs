@@ -213,12 +213,16 @@ impl Streams {
                     protocol,
                 }
             }
-            StreamIo::OpenFailed(stream, reason) => stream::Input::OpenFailed { stream, reason },
+            StreamIo::OpenFailed(stream, reason) => {
+                tracing::debug!(?stream, %reason, "a stream could not be opened");
+                stream::Input::OpenFailed { stream, reason }
+            }
             StreamIo::Data(stream, data) => stream::Input::Data { stream, data },
             StreamIo::Flushed(stream) => stream::Input::Flushed { stream },
             StreamIo::Written(stream, bytes) => stream::Input::Written { stream, bytes },
             StreamIo::Finished(stream) => stream::Input::Finished { stream },
             StreamIo::Reset(stream) => {
+                tracing::debug!(?stream, "a stream was reset");
                 self.tasks.remove(&stream);
                 stream::Input::Reset { stream }
             }

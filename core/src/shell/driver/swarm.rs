@@ -239,13 +239,13 @@ impl Driver {
                 propagation_source,
                 message_id,
                 message,
-            } => gossip::Input::Message {
+            } => gossip::Input::Message(gossip::Message {
                 source: message.source,
                 propagated_by: propagation_source,
                 topic: message.topic.to_string(),
                 data: Bytes::from(message.data),
                 id: message_id.0,
-            },
+            }),
             gossipsub::Event::Subscribed { peer_id, topic } => gossip::Input::Subscribed {
                 peer: peer_id,
                 topic: topic.to_string(),
@@ -262,13 +262,13 @@ impl Driver {
     /// Hands what the node says about topics to the application.
     pub(super) fn gossip_event(&mut self, event: gossip::Event) {
         let event = match event {
-            gossip::Event::Message {
+            gossip::Event::Message(gossip::Message {
                 source,
                 propagated_by,
                 topic,
                 data,
                 id,
-            } => {
+            }) => {
                 if let Some(m) = &self.metrics {
                     m.received.inc();
                 }
