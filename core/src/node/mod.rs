@@ -286,6 +286,11 @@ impl<S: BlobStore> Node<S> {
         self.blobs.downloads()
     }
 
+    /// Whether blob `id` is being downloaded (or its providers looked up).
+    pub fn is_downloading(&self, id: &BlobId) -> bool {
+        self.blobs.is_downloading(id)
+    }
+
     /// The latest time the node was given.
     pub fn now(&self) -> Instant {
         self.now

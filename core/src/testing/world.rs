@@ -462,8 +462,9 @@ impl World {
         }
     }
 
-    /// The DHT model: a provider table answered in one lookup step after
-    /// [`DHT_LOOKUP_DELAY`]. Modes, bootstrap and routing-table entries change nothing.
+    /// The DHT model: a provider table; a lookup answers what it holds after
+    /// [`DHT_LOOKUP_DELAY`] and ends (an empty last step) ten delays later. Modes,
+    /// bootstrap and routing-table entries change nothing.
     fn dht(&mut self, i: usize, out: dht::Output) {
         match out {
             dht::Output::Provide { key } => {
@@ -483,13 +484,21 @@ impl World {
                     .filter(|p| **p != i)
                     .map(|p| self.peers[*p])
                     .collect();
-                let input = Input::Dht(dht::Input::Providers {
-                    key,
+                // Two steps, as Kademlia's lookups have: what is known at once, then the
+                // end of the walk (nothing more) a while later.
+                let first = Input::Dht(dht::Input::Providers {
+                    key: key.clone(),
                     providers,
-                    last: true,
+                    last: false,
                 });
                 let at = self.now + DHT_LOOKUP_DELAY;
-                self.schedule(at, i, input, None, None);
+                self.schedule(at, i, first, None, None);
+                let last = Input::Dht(dht::Input::Providers {
+                    key,
+                    providers: Vec::new(),
+                    last: true,
+                });
+                self.schedule(at + DHT_LOOKUP_DELAY * 10, i, last, None, None);
             }
             _ => {}
         }

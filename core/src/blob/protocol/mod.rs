@@ -177,6 +177,10 @@ impl<S: BlobStore> Blobs<S> {
         self.downloads.len()
     }
 
+    pub(crate) fn is_downloading(&self, id: &BlobId) -> bool {
+        self.downloads.contains_key(id) || self.lookups.contains_key(id)
+    }
+
     /// Blobs in the checked-on-serve record.
     #[cfg(test)]
     pub(crate) fn checked_blobs(&self) -> usize {
@@ -623,6 +627,8 @@ impl<S: BlobStore> Blobs<S> {
     }
 
     fn end_download(&mut self, id: BlobId, outcome: Event) {
+        // A lookup still running for it is done too: asking again starts a new one.
+        self.lookups.remove(&id);
         self.last_progress.remove(&id);
         self.timers.clear(Timer::Download(id));
         let streams: Vec<StreamId> = self

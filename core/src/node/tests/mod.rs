@@ -137,6 +137,32 @@ fn gossip_goes_through_the_node_both_ways() {
 }
 
 #[test]
+fn asking_again_after_a_looked_up_download_failed_looks_up_again() {
+    let mut world = World::new(3, 32);
+    let id = world.add_blob(0, content(100_000, 3));
+    world.command(0, |n| n.announce_blob(id)).unwrap();
+    // The provider loses its copy behind the node's back: it answers NotFound.
+    world.node_mut(0).store_mut().delete(&id).unwrap();
+    let failures = |world: &World| {
+        world
+            .events_of(2)
+            .filter(|e| matches!(e, Event::Blob(blob::Event::DownloadFailed { id: got, .. }) if *got == id))
+            .count()
+    };
+    // The first download fails while its lookup is still walking the DHT; asking again
+    // then must start a new lookup, not wait on the old one (which ends having found a
+    // provider, and so says nothing more).
+    let start = world.now();
+    world.command(2, |n| n.request_blob(id, [])).unwrap();
+    world.drive_until(start + crate::testing::DHT_LOOKUP_DELAY * 5);
+    assert_eq!(failures(&world), 1);
+    world.command(2, |n| n.request_blob(id, [])).unwrap();
+    assert!(world.drive_bounded(100_000));
+    assert_eq!(failures(&world), 2, "every request ends with an outcome");
+    assert!(!world.node(2).is_downloading(&id));
+}
+
+#[test]
 fn without_providers_a_download_looks_them_up_in_the_dht() {
     let mut world = World::new(3, 2);
     let data = content(300_000, 2);

@@ -99,7 +99,10 @@ impl Driver {
     /// Starts a download. Without providers the node looks them up: the caller is
     /// answered once some are found (the download started) or none.
     fn start_download(&mut self, id: BlobId, providers: Vec<PeerId>, reply: Reply<()>) {
+        // Without providers, and unless it is held or already on its way, the node looks
+        // them up: the caller hears once some are found (or none).
         let lookup = providers.is_empty()
+            && !self.node.is_downloading(&id)
             && !matches!(self.node.store().state(&id), Ok(Some(s)) if s.is_complete());
         match self.node.request_blob(id, providers) {
             Ok(()) if lookup => self.pending.requests.entry(id).or_default().push(reply),
@@ -138,6 +141,7 @@ impl Driver {
                     size: *size,
                     received: *received,
                 };
+                self.pending.request_answered(*id, Ok(()));
                 for watcher in self.watchers.remove(id).unwrap_or_default() {
                     watcher.finish(Ok(done));
                 }
