@@ -59,11 +59,16 @@ mod encoder;
 mod id;
 mod protocol;
 pub mod store;
+/// Tree geometry helpers (they speak `bao-tree`'s types): for Sinew's own crates and
+/// tests, not part of the public API.
+#[doc(hidden)]
 pub mod tree;
 
 pub use decoder::{DecodeError, Decoder, Item};
 pub use download::Download;
-pub use encoder::{EncodeError, Encoder, FILL_MIN};
+#[doc(hidden)]
+pub use encoder::FILL_MIN;
+pub use encoder::{EncodeError, Encoder};
 pub use id::{BlobId, ParseBlobIdError};
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use protocol::to_wire;

@@ -156,7 +156,7 @@ const BLOB_SIZES: [usize; 8] = [
 
 /// Fuzz body: a blob requester fed arbitrary provider responses.
 ///
-/// Byte 0 picks the blob's size ([`BLOB_SIZES`]). The requester downloads it from two
+/// Byte 0 picks the blob's size (`BLOB_SIZES`: the tree's edges and a few multi-level trees). The requester downloads it from two
 /// providers whose responses the input controls: raw bytes, an honest response with bytes
 /// flipped, or an honest response cut short, with any claimed size. The oracle: nothing
 /// false is ever accepted — every chunk group handed out equals the real content at its

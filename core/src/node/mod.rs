@@ -32,7 +32,7 @@
 //!    streams, peers, time), a `poll_output(now, ids)` that returns its outputs, a
 //!    `poll_timeout()` that returns its earliest deadline with a `Timer` of its own, and its
 //!    `Config`, `Event`, `Error` and store trait beside it.
-//! 2. A variant in [`Child`] and the protocol id it accepts in [`Node::handle_input`]'s
+//! 2. A variant in the node's `Child` enum and the protocol id it accepts in [`Node::handle_input`]'s
 //!    stream routing.
 //! 3. A variant in [`Event`] and [`Reason`] (and `From` impls if it has inputs or outputs
 //!    of its own areas).

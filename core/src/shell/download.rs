@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use futures::channel::{mpsc, oneshot};
 use futures::{FutureExt, Stream, StreamExt};
 
-use super::client::ClientError;
+use super::error::ClientError;
 use crate::blob::BlobId;
 use crate::blob::DownloadFailure;
 

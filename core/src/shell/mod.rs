@@ -12,13 +12,16 @@ mod client;
 mod config;
 mod download;
 mod driver;
+mod error;
 mod export;
 mod fs_store;
 mod metrics;
+#[doc(hidden)] // the adapters' transport upgrade; not part of the public API
 pub mod muxer;
 mod node_store;
 mod provider_store;
 mod stream;
+#[doc(hidden)] // the adapters' transport upgrade; not part of the public API
 pub mod tls;
 
 use std::sync::Arc;
@@ -27,7 +30,9 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use libp2p::Swarm;
 
-pub use behaviour::{message_id, Behaviour, BehaviourEvent, BuildError};
+#[doc(hidden)]
+pub use behaviour::{message_id, BehaviourEvent};
+pub use behaviour::{Behaviour, BuildError};
 pub use client::{BlobInfo, ClientError, EventStream, NetworkClient, NetworkEvent, NetworkStatus};
 pub use config::{GossipConfig, KadMode, MemoryLimit, NetworkConfig};
 pub use download::{BlobDownload, BlobDownloaded, BlobProgress, DownloadUpdate, PROGRESS_BUFFER};
@@ -51,6 +56,7 @@ pub trait Runtime: std::fmt::Debug + Send + Sync + 'static {
 }
 
 /// Size of the one allocation [`start`] makes and frees to tune glibc's allocator.
+#[doc(hidden)]
 pub const ALLOCATOR_NUDGE: usize = 4 << 20;
 
 /// Keeps freed transfer buffers in the process instead of handing them back to the kernel.

@@ -1,4 +1,4 @@
-//! A deterministic in-process world of [`Node`]s for tests (feature `test-utils`).
+//! A deterministic in-process world of [`Node`](crate::Node)s for tests (feature `test-utils`).
 //!
 //! [`World`] drives any number of nodes in one thread on a virtual clock that jumps from
 //! event to event. Every ordered pair of nodes has a [`LinkConfig`] (latency, bandwidth,

@@ -4,7 +4,7 @@
 
 use crate::blob::{BlobId, ChunkRanges};
 
-/// Most blobs whose checked chunk groups a node remembers ([`CheckedOnServe`]); the
+/// Most blobs whose checked chunk groups a node remembers (the checked-on-serve record); the
 /// entry with the smallest id is forgotten beyond.
 pub const MAX_CHECKED_BLOBS: usize = 1024;
 
