@@ -38,8 +38,11 @@
 //!    of its own areas).
 //! 4. One line in the drain order ([`Node::poll_output`]) and one in the deadline fold.
 
+mod io;
 #[cfg(test)]
 mod tests;
+
+pub use io::{Config, Event, Input, Output, Reason};
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -59,128 +62,6 @@ use crate::{dht, peer};
 /// The longest the node sleeps when no child has a deadline: the driver gets an
 /// [`Input::Timeout`] at least this often (a housekeeping wake-up, never a sign of work).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Tuning and limits of a node. Every limit says what happens when it is reached.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Seed of all the node's randomness; children derive theirs from it in a fixed order
-    /// (today: the blob protocol's, which seeds each download's choice of probe provider).
-    pub seed: u64,
-    /// The blob protocol.
-    pub blobs: blob::Config,
-    /// Discovery: bootstrap, the DHT's mode and routing table, the ping watchdog.
-    pub discovery: discovery::Config,
-    /// Disconnect a peer that broke a protocol rule ([`peer::Output::Disconnect`] after
-    /// [`peer::Event::Misbehaved`]). Default on.
-    pub disconnect_misbehaving: bool,
-    /// Largest frame on application streams the shell opens for users (`open_stream`);
-    /// the node's own protocols have limits of their own. Default 8 MiB.
-    pub max_frame_len: usize,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            seed: 0,
-            blobs: blob::Config::default(),
-            discovery: discovery::Config::default(),
-            disconnect_misbehaving: true,
-            max_frame_len: crate::framing::DEFAULT_MAX_FRAME_LEN,
-        }
-    }
-}
-
-/// Something that happened, fed to [`Node::handle_input`], grouped by area.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Input {
-    /// Time passed (an [`Output::Timeout`] came due, or any wake-up). Early or repeated
-    /// timeouts are harmless.
-    Timeout,
-    /// A peer connected or disconnected.
-    Peer(peer::Input),
-    /// Something happened on a stream.
-    Stream(stream::Input),
-    /// A DHT lookup step, or a change of our addresses.
-    Dht(dht::Input),
-    /// A gossip message or a peer's subscription.
-    Gossip(gossip::Input),
-}
-
-impl From<gossip::Input> for Input {
-    fn from(input: gossip::Input) -> Self {
-        Input::Gossip(input)
-    }
-}
-
-impl From<dht::Input> for Input {
-    fn from(input: dht::Input) -> Self {
-        Input::Dht(input)
-    }
-}
-
-impl From<peer::Input> for Input {
-    fn from(input: peer::Input) -> Self {
-        Input::Peer(input)
-    }
-}
-
-impl From<stream::Input> for Input {
-    fn from(input: stream::Input) -> Self {
-        Input::Stream(input)
-    }
-}
-
-/// What the driver must do, from [`Node::poll_output`], grouped by area.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Output {
-    /// Open, write, finish or reset a stream.
-    Stream(stream::Output),
-    /// Act on a peer (dial or disconnect it).
-    Peer(peer::Output),
-    /// Act on the DHT (mode, bootstrap, routing table, provide, look up).
-    Dht(dht::Output),
-    /// Subscribe, unsubscribe, publish.
-    Gossip(gossip::Output),
-    /// Something for the application.
-    Event(Event),
-    /// Nothing more to do now; call back with [`Input::Timeout`] at this instant at the
-    /// latest. Always the last output of a drain, never earlier than the latest `now`.
-    Timeout(Instant),
-}
-
-/// Something the application should know, grouped by area.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Event {
-    /// From the blob protocol.
-    Blob(blob::Event),
-    /// About a peer.
-    Peer(peer::Event),
-    /// About topics: a message, a peer's subscription.
-    Gossip(gossip::Event),
-}
-
-/// Why the node asked to be woken up ([`Node::last_timeout_reason`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Reason {
-    /// No child has a deadline: the [`IDLE_TIMEOUT`] wake-up (housekeeping, not work).
-    Idle,
-    /// A blob protocol timer.
-    Blob(blob::Timer),
-    /// A discovery timer (housekeeping: a peer's watchdog).
-    Discovery(discovery::Timer),
-}
-
-impl Reason {
-    /// True for wake-ups that do not mean work is pending (a harness may call a node
-    /// whose only deadlines are housekeeping idle).
-    pub fn is_housekeeping(self) -> bool {
-        matches!(self, Reason::Idle | Reason::Discovery(_))
-    }
-}
 
 /// The protocol child that owns a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
