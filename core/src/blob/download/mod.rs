@@ -20,7 +20,8 @@
 //!   cancelled and its provider dropped; so is one that has not completed within
 //!   `request_timeout` plus its size at `min_request_rate` (a provider that sends one byte
 //!   every few seconds is dropped too, not only a silent one). A provider that ends
-//!   responses early too often is dropped.
+//!   responses early too often (`max_provider_failures` + 1 in a row, with a doubling pause
+//!   before each retry) is dropped.
 //! - **Every request that ends is released.** Whatever ends a request (a complete response,
 //!   a refusal, `Busy`, a lie, a stall), the download reports [`Event::Cancel`] for it, so
 //!   its stream is closed and its slot freed even if the provider keeps the stream open.
@@ -63,6 +64,9 @@ struct Provider {
     busy: u32,
     /// Not asked again before this (after a `Busy`).
     backoff_until: Option<Instant>,
+    /// A pause to start at the next `poll_request` (after a failure, which comes without
+    /// the time).
+    backoff_pending: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -225,10 +229,11 @@ impl Download {
             dropped: None,
             busy: 0,
             backoff_until: None,
+            backoff_pending: None,
         });
         if matches!(
             provider.dropped,
-            Some(DropReason::Removed | DropReason::Stalled(_) | DropReason::TooManyFailures(_))
+            Some(DropReason::Removed | DropReason::Stalled(_) | DropReason::TooManyFailures(..))
         ) {
             provider.dropped = None;
             provider.failures = 0;
@@ -359,7 +364,10 @@ impl Download {
         };
         match done {
             Ok(()) => self.release(request),
-            Err(DecodeError::Truncated { .. }) => self.fail_request(request, None),
+            Err(DecodeError::Truncated { missing }) => {
+                let cause = format!("it finished its stream {missing} bytes short");
+                self.fail_request_because(request, None, &cause);
+            }
             Err(err) => self.fail_request(request, Some(DropReason::Lied(err))),
         }
     }
@@ -380,7 +388,8 @@ impl Download {
         provider.busy += 1;
         if provider.busy >= MAX_BUSY_IN_A_ROW {
             let busy = provider.busy;
-            self.drop_provider(req.peer, DropReason::TooManyFailures(busy));
+            let cause = "busy, or its streams reset before it answered".to_string();
+            self.drop_provider(req.peer, DropReason::TooManyFailures(busy, cause));
             return;
         }
         let pause = BUSY_BACKOFF
@@ -399,7 +408,7 @@ impl Download {
 
     /// The request's stream failed after the provider answered (reset, connection lost).
     pub fn handle_failed(&mut self, request: RequestId) {
-        self.fail_request(request, None);
+        self.fail_request_because(request, None, "its stream was reset or its connection lost");
     }
 
     /// Time passed: cancels stalled requests, ends the reconnect grace.
@@ -439,6 +448,11 @@ impl Download {
     #[must_use]
     pub fn poll_request(&mut self, now: Instant) -> Option<Request> {
         self.now = self.now.max(Some(now));
+        for p in self.providers.values_mut() {
+            if let Some(pause) = p.backoff_pending.take() {
+                p.backoff_until = Some(now + pause);
+            }
+        }
         if self.complete {
             return None;
         }
@@ -642,9 +656,15 @@ impl Download {
 
     /// Ends a request; with a reason, also drops its provider.
     fn fail_request(&mut self, request: RequestId, drop: Option<DropReason>) {
+        self.fail_request_because(request, drop, "its stream failed");
+    }
+
+    /// [`Download::fail_request`], saying why (kept for [`DropReason::TooManyFailures`]).
+    fn fail_request_because(&mut self, request: RequestId, drop: Option<DropReason>, cause: &str) {
         let Some(req) = self.requests.remove(&request) else {
             return;
         };
+        let verified = req.decoder.as_ref().map_or(0, |d| d.bytes_verified());
         self.events.push_back(Event::Cancel { request });
         let Some(provider) = self.providers.get_mut(&req.peer) else {
             return;
@@ -654,9 +674,19 @@ impl Download {
             Some(reason) => self.drop_provider(req.peer, reason),
             None => {
                 provider.failures += 1;
+                // A failure may be passing (a connection hiccup, an overloaded peer): the
+                // provider is asked again only after a pause, doubling with each failure in
+                // a row.
+                provider.backoff_pending = Some(
+                    BUSY_BACKOFF
+                        .saturating_mul(1 << (provider.failures - 1).min(16))
+                        .min(MAX_BUSY_BACKOFF),
+                );
                 if provider.failures > self.config.max_provider_failures {
                     let failures = provider.failures;
-                    self.drop_provider(req.peer, DropReason::TooManyFailures(failures));
+                    let cause = format!("{cause}, {verified} bytes into its response");
+                    let reason = DropReason::TooManyFailures(failures, cause);
+                    self.drop_provider(req.peer, reason);
                 }
             }
         }

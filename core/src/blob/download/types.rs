@@ -121,9 +121,10 @@ pub enum DropReason {
     /// It speaks an incompatible protocol version, or refused the request.
     #[error("refused: {0}")]
     Incompatible(String),
-    /// It ended too many responses early, or its streams failed.
-    #[error("ended {0} responses early")]
-    TooManyFailures(u32),
+    /// It ended too many responses early, or its streams failed, or it answered `Busy` (or
+    /// nothing) too often in a row: how many times, and the last time's cause.
+    #[error("ended {0} responses early (the last: {1})")]
+    TooManyFailures(u32, String),
     /// The caller removed it (disconnected, or told to).
     #[error("removed")]
     Removed,

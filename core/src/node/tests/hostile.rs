@@ -593,8 +593,10 @@ fn streams_reset_before_any_answer_back_off_instead_of_dropping_the_provider() {
     assert_eq!(resets_seen, download::MAX_BUSY_IN_A_ROW as usize);
     match failed {
         Some(DownloadFailure::NoProviders { dropped }) => {
-            assert!(matches!(dropped[..], [(p, DropReason::TooManyFailures(n))]
-                if p == provider && n == download::MAX_BUSY_IN_A_ROW));
+            assert!(
+                matches!(dropped[..], [(p, DropReason::TooManyFailures(n, _))]
+                if p == provider && n == download::MAX_BUSY_IN_A_ROW)
+            );
         }
         other => panic!("{other:?}"),
     }
