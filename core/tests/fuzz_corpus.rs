@@ -145,7 +145,8 @@ fn blob_seeds() -> Vec<(&'static str, Vec<u8>)> {
 /// `node_inputs` inputs: 12 bytes of limits and blob sizes, then operations (see
 /// `sinew_core::fuzz::node_inputs`: 0 time, 1 connect, 2 disconnect, 3 inbound open,
 /// 4 outbound opened/failed, 5-6 data, 7 written/flushed, 8 finished, 9 reset,
-/// 10 request a blob, 11 cancel or delete).
+/// 10 request a blob, 11 cancel or delete, 12 a lookup step, 13 a ping, 14 identify,
+/// 15 gossip).
 fn node_seeds() -> Vec<(&'static str, Vec<u8>)> {
     let limits: &[u8] = &[0, 3, 2, 1, 4, 2, 2, 64, 0x10, 0, 0x10, 0];
     let with = |ops: &[&[u8]]| [&[limits][..], ops].concat().concat();

@@ -10,7 +10,7 @@ use crate::blob::store::{BlobStore, MemStore};
 use crate::blob::{BlobId, ChunkRanges, Encoder};
 use crate::node::{Config, Input, Node, Output};
 use crate::wire::{self, BlobRequest, BlobResponse, Hello, Message, ProtocolId};
-use crate::{blob, framing, peer, stream, StreamId};
+use crate::{blob, dht, framing, peer, stream, StreamId};
 
 /// Peers the fuzzer plays.
 const PEERS: u64 = 4;
@@ -19,8 +19,9 @@ const PEERS: u64 = 4;
 ///
 /// The node holds two blobs and downloads others from the peers the input plays; streams
 /// open, carry bytes (raw, or well-formed frames, or a real encoded response), get
-/// written, finish and reset in any order; peers come and go; time jumps; downloads start,
-/// stop and are deleted. After every drain the node's invariants are checked
+/// written, finish and reset in any order; peers come and go, answer pings or not and
+/// identify themselves; provider lookups answer, asked for or not; time jumps; downloads
+/// start, stop and are deleted; topics are joined, left and published to. After every drain the node's invariants are checked
 /// ([`Node::check_invariants`]: every open fetch stream has a live request, every slot
 /// count equals what is open, every table is within its bound), every `Timeout` is at or
 /// after `now`, and no stream id is used after the node reset it.
@@ -80,7 +81,7 @@ pub fn node_inputs(data: &[u8]) {
         let pick = |input: &mut Choices, list: &[(StreamId, PeerId)]| {
             (!list.is_empty()).then(|| list[usize::from(input.byte()) % list.len()])
         };
-        match input.byte() % 12 {
+        match input.byte() % 16 {
             0 => {
                 now += Duration::from_millis(u64::from(input.u16()) * 8);
                 node.handle_input(now, Input::Timeout);
@@ -172,12 +173,62 @@ pub fn node_inputs(data: &[u8]) {
                     .collect();
                 let _ = node.request_blob(id, from);
             }
-            _ => {
+            11 => {
                 let id = [ids[0], ids[1], unknown][usize::from(input.byte()) % 3];
                 if input.byte().is_multiple_of(2) {
                     node.cancel_download(&id);
                 } else {
                     let _ = node.delete_blob(&id);
+                }
+            }
+            12 => {
+                // A step of a provider lookup, asked for or not.
+                let id = [ids[0], ids[1], unknown][usize::from(input.byte()) % 3];
+                let mask = input.byte();
+                let providers = (0..peers.len())
+                    .filter(|i| mask & (1 << i) != 0)
+                    .map(|i| peers[i])
+                    .collect();
+                let last = mask & 0x80 != 0;
+                let step = dht::Input::Providers {
+                    key: id.into(),
+                    providers,
+                    last,
+                };
+                node.handle_input(now, step.into());
+            }
+            13 => {
+                let peer = peers[usize::from(input.byte()) % peers.len()];
+                let ping = if input.byte().is_multiple_of(4) {
+                    let reason = "fuzz".to_string();
+                    peer::Input::PingFailed { peer, reason }
+                } else {
+                    peer::Input::Pinged { peer }
+                };
+                node.handle_input(now, ping.into());
+            }
+            14 => {
+                let peer = peers[usize::from(input.byte()) % peers.len()];
+                let kad = crate::discovery::Config::default().kad_protocol;
+                let identified = peer::Input::Identified {
+                    peer,
+                    listen_addrs: vec!["/ip4/192.0.2.1/tcp/1".parse().expect("an address")],
+                    protocols: vec![kad],
+                };
+                node.handle_input(now, identified.into());
+            }
+            _ => {
+                let topic = ["a", "b"][usize::from(input.byte() % 2)];
+                match input.byte() % 3 {
+                    0 => {
+                        let _ = node.subscribe(topic);
+                    }
+                    1 => {
+                        node.unsubscribe(topic);
+                    }
+                    _ => {
+                        node.publish(topic, Bytes::from_static(b"fuzz"));
+                    }
                 }
             }
         }
