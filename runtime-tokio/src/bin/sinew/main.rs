@@ -18,7 +18,6 @@
 mod blob;
 mod control;
 mod devnet;
-mod devnet_blob;
 mod node;
 mod received;
 

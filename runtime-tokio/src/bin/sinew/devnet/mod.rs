@@ -2,13 +2,16 @@
 //! then the demo: every node publishes on a topic and every node must receive every
 //! other node's message. Prints a summary table and exits 0 only if everything arrived.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde_json::Value;
-use tokio::process::{Child, Command};
+
+mod blob;
+mod procs;
+
+use procs::{rss_kib, spawn, Proc};
 
 use crate::control::{Control, Request};
 use crate::node::unix_nanos;
@@ -43,14 +46,6 @@ pub(crate) struct DevnetArgs {
     blob_mib: u64,
 }
 
-pub(crate) struct Proc {
-    pub(crate) index: usize,
-    pub(crate) dir: PathBuf,
-    child: Child,
-    peer_id: String,
-    address: String,
-}
-
 pub(crate) async fn run(args: DevnetArgs) -> anyhow::Result<()> {
     if !(2..=MAX_NODES).contains(&args.nodes) {
         bail!(
@@ -71,7 +66,9 @@ pub(crate) async fn run(args: DevnetArgs) -> anyhow::Result<()> {
     let result = async {
         for index in 0..args.nodes {
             let bootstrap = procs.first().map(|p: &Proc| p.address.clone());
-            let proc = spawn(&exe, &base, index, bootstrap.as_deref(), &args, timeout).await?;
+            let topic = &args.topic;
+            let boot = bootstrap.as_deref();
+            let proc = spawn(&exe, &base, index, boot, topic, args.keep, timeout).await?;
             procs.push(proc);
         }
         eprintln!(
@@ -86,7 +83,7 @@ pub(crate) async fn run(args: DevnetArgs) -> anyhow::Result<()> {
         let received = collect(&procs, &args.topic, args.nodes - 1, timeout).await?;
         let gossip = report(&procs, &mesh, &sent, &received, mesh_time, &args);
         let blobs = if args.blob_mib > 0 {
-            crate::devnet_blob::run(&procs, &base, args.blob_mib, args.json, timeout).await
+            blob::run(&procs, &base, args.blob_mib, args.json, timeout).await
         } else {
             Ok(())
         };
@@ -123,72 +120,6 @@ pub(crate) async fn run(args: DevnetArgs) -> anyhow::Result<()> {
         }
     }
     result
-}
-
-async fn spawn(
-    exe: &Path,
-    base: &Path,
-    index: usize,
-    bootstrap: Option<&str>,
-    args: &DevnetArgs,
-    timeout: Duration,
-) -> anyhow::Result<Proc> {
-    let dir = base.join(format!("node{index}"));
-    std::fs::create_dir_all(&dir)?;
-    let stdout_path = dir.join("stdout.jsonl");
-    let stdout = std::fs::File::create(&stdout_path)?;
-    let stderr = std::fs::File::create(dir.join("node.log"))?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("node")
-        .arg("--data-dir")
-        .arg(&dir)
-        .arg("--listen")
-        .arg("/ip4/127.0.0.1/tcp/0")
-        .arg("--topic")
-        .arg(&args.topic)
-        .arg("--json")
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        .kill_on_drop(!args.keep);
-    if let Some(b) = bootstrap {
-        cmd.arg("--bootstrap").arg(b);
-    }
-    let mut child = cmd.spawn().context("cannot start a node process")?;
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            bail!(
-                "node {index} exited ({status}) before it was ready; see {}",
-                dir.join("node.log").display()
-            );
-        }
-        let text = std::fs::read_to_string(&stdout_path).unwrap_or_default();
-        if let Some(ready) = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|v| v["event"] == "ready")
-        {
-            let address = ready["addresses"]
-                .as_array()
-                .and_then(|a| a.first())
-                .and_then(Value::as_str)
-                .context("ready line without an address")?
-                .to_string();
-            let peer_id = ready["peer_id"].as_str().unwrap_or_default().to_string();
-            return Ok(Proc {
-                index,
-                dir,
-                child,
-                peer_id,
-                address,
-            });
-        }
-        if Instant::now() > deadline {
-            bail!("node {index} was not ready within {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Waits until every node has at least one mesh peer on the topic, and the bootstrap node
@@ -290,20 +221,6 @@ async fn collect(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// Resident memory of a process in KiB (Linux), 0 if unknown.
-fn rss_kib(pid: Option<u32>) -> u64 {
-    let Some(pid) = pid else { return 0 };
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn percentile(sorted: &[u128], p: f64) -> f64 {

@@ -9,8 +9,8 @@ use anyhow::{bail, Context};
 use serde_json::json;
 use sinew_tokio::core::blob::BlobId;
 
+use super::procs::Proc;
 use crate::control::{Control, Request};
-use crate::devnet::Proc;
 
 /// Writes `mib` MiB of pseudo-random bytes (seeded by the process id) to `path`.
 fn write_random(path: &Path, mib: u64) -> anyhow::Result<()> {
