@@ -30,7 +30,6 @@ use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, tcp, yamux, Multiaddr, StreamProtocol, Swarm};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt as _, BufReader};
 
 const PROTO: StreamProtocol = StreamProtocol::new("/raw-bench/1");
 
@@ -252,31 +251,24 @@ async fn start_node(dir: &Path, listen: &[&str]) -> Node {
     }
 }
 
-/// One request on a node's control socket; progress lines are skipped.
+/// One request on a node's control socket (through `sinew_tokio::control`); progress lines
+/// are skipped. A failure panics with the tail of the node's log.
 async fn control(dir: &Path, request: Value) -> Value {
-    let conn = tokio::net::UnixStream::connect(dir.join("control.sock"))
-        .await
-        .unwrap();
-    let (read, mut write) = conn.into_split();
-    let mut line = serde_json::to_vec(&request).unwrap();
-    line.push(b'\n');
-    write.write_all(&line).await.unwrap();
-    let mut lines = BufReader::new(read).lines();
-    loop {
-        let Some(reply) = lines.next_line().await.unwrap() else {
+    let result = async {
+        let mut control = sinew_tokio::control::Control::connect(dir).await?;
+        control.call_json(&request).await
+    }
+    .await;
+    match result {
+        Ok(result) => result,
+        Err(err) => {
             let log = std::fs::read_to_string(dir.join("node.log")).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(20).collect();
             panic!(
-                "no response from the node in {dir:?} to {request}; its log ends:\n{}",
+                "control request {request} to the node in {dir:?} failed: {err:#}; its log ends:\n{}",
                 tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             );
-        };
-        let v: Value = serde_json::from_str(&reply).unwrap();
-        if v.get("progress").is_some() {
-            continue;
         }
-        assert_eq!(v["ok"], true, "control request {request} failed: {v}");
-        return v["result"].clone();
     }
 }
 

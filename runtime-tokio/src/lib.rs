@@ -29,6 +29,7 @@
 //! [`start`] returns the shell's [`NetworkClient`] and [`EventStream`]; see
 //! [`sinew_core::shell`].
 
+pub mod control;
 mod identity;
 mod quick;
 

@@ -2,8 +2,7 @@
 //! real `sinew node` processes driven through their control sockets.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -140,51 +139,34 @@ fn wait_ready(mut child: Child, dir: &Path, out: &Path) -> NodeProc {
     }
 }
 
-/// One request on a node's control socket.
+/// One request on a node's control socket (through `sinew_tokio::control`, the client the
+/// CLI uses), progress lines skipped; waits up to 10 s.
 pub fn control(dir: &Path, request: Value) -> Result<Value, String> {
-    let mut stream = UnixStream::connect(dir.join("control.sock")).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let mut line = serde_json::to_vec(&request).unwrap();
-    line.push(b'\n');
-    stream.write_all(&line).map_err(|e| e.to_string())?;
-    let mut reply = String::new();
-    BufReader::new(stream)
-        .read_line(&mut reply)
-        .map_err(|e| e.to_string())?;
-    let v: Value = serde_json::from_str(&reply).map_err(|e| e.to_string())?;
-    if v["ok"] == true {
-        Ok(v["result"].clone())
-    } else {
-        Err(v["error"].as_str().unwrap_or("unknown error").to_string())
-    }
+    control_long(dir, request, Duration::from_secs(10))
 }
 
-/// One request on a node's control socket, skipping progress lines; waits up to `timeout`.
+/// One request on a node's control socket, progress lines skipped; waits up to `timeout`.
 pub fn control_long(dir: &Path, request: Value, timeout: Duration) -> Result<Value, String> {
-    let mut stream = UnixStream::connect(dir.join("control.sock")).map_err(|e| e.to_string())?;
-    stream.set_read_timeout(Some(timeout)).expect("timeout");
-    let mut line = serde_json::to_vec(&request).unwrap();
-    line.push(b'\n');
-    stream.write_all(&line).map_err(|e| e.to_string())?;
-    let mut reader = BufReader::new(stream);
-    loop {
-        let mut reply = String::new();
-        let n = reader.read_line(&mut reply).map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("the node closed the control socket".into());
-        }
-        let v: Value = serde_json::from_str(&reply).map_err(|e| e.to_string())?;
-        if v.get("progress").is_some() {
-            continue;
-        }
-        return if v["ok"] == true {
-            Ok(v["result"].clone())
-        } else {
-            Err(v["error"].as_str().unwrap_or("unknown error").to_string())
+    blocking(async {
+        let call = async {
+            let mut control = sinew_tokio::control::Control::connect(dir).await?;
+            control.call_json(&request).await
         };
-    }
+        match tokio::time::timeout(timeout, call).await {
+            Ok(result) => result.map_err(|e| format!("{e:#}")),
+            Err(_) => Err(format!("no response within {timeout:?}")),
+        }
+    })
+}
+
+/// Runs `future` to completion on a runtime of its own (the helpers here are called from
+/// plain `#[test]` functions).
+fn blocking<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(future)
 }
 
 /// Starts `sinew node` on loopback TCP with extra config-file lines (TOML), no topic.
@@ -275,36 +257,39 @@ pub fn signal(pid: u32, sig: &str) {
 
 /// A `blob_get` on a node's control socket whose progress lines the caller reads.
 pub struct GetInProgress {
-    reader: BufReader<UnixStream>,
+    runtime: tokio::runtime::Runtime,
+    control: sinew_tokio::control::Control,
 }
 
 impl GetInProgress {
     pub fn start(dir: &Path, request: Value) -> Self {
-        let mut stream = UnixStream::connect(dir.join("control.sock")).expect("control socket");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(120)))
-            .expect("timeout");
-        let mut line = serde_json::to_vec(&request).unwrap();
-        line.push(b'\n');
-        stream.write_all(&line).expect("request sent");
-        Self {
-            reader: BufReader::new(stream),
-        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        let control = runtime.block_on(async {
+            let mut control = sinew_tokio::control::Control::connect(dir)
+                .await
+                .expect("control socket");
+            control.send_json(&request).await.expect("request sent");
+            control
+        });
+        Self { runtime, control }
     }
 
     /// The next line: `Ok(progress)` for a progress line, `Err(response)` at the end (or a
-    /// closed socket: `Null`).
+    /// closed socket, or nothing for 120 s: `Null`).
     pub fn next(&mut self) -> Result<Value, Value> {
-        let mut line = String::new();
-        match self.reader.read_line(&mut line) {
-            Ok(0) | Err(_) => Err(Value::Null),
-            Ok(_) => {
-                let v: Value = serde_json::from_str(&line).unwrap();
-                match v.get("progress") {
-                    Some(p) => Ok(p.clone()),
-                    None => Err(v),
-                }
-            }
+        let next = self.control.next_line();
+        let line = self
+            .runtime
+            .block_on(async { tokio::time::timeout(Duration::from_secs(120), next).await });
+        match line {
+            Ok(Ok(Some(v))) => match v.get("progress") {
+                Some(p) => Ok(p.clone()),
+                None => Err(v),
+            },
+            _ => Err(Value::Null),
         }
     }
 }
