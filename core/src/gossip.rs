@@ -75,27 +75,9 @@ pub enum Output {
     },
 }
 
-/// What the application learns about topics (inside [`crate::node::Event::Gossip`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Event {
-    /// A message on a topic we subscribed to.
-    Message(Message),
-    /// A peer subscribed to a topic.
-    Subscribed {
-        /// The peer.
-        peer: PeerId,
-        /// The topic.
-        topic: String,
-    },
-    /// A peer unsubscribed from a topic.
-    Unsubscribed {
-        /// The peer.
-        peer: PeerId,
-        /// The topic.
-        topic: String,
-    },
-}
+/// What the application learns about topics (inside [`crate::node::Event::Gossip`]):
+/// exactly what arrived, passed on as it is.
+pub type Event = Input;
 
 /// Misuse of the gossip commands.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -159,15 +141,6 @@ impl Gossip {
         let topic = topic.to_string();
         self.out.push_back(Output::Publish { id, topic, data });
         id
-    }
-
-    /// What arrived, for the application.
-    pub(crate) fn handle_input(&mut self, input: Input) -> Event {
-        match input {
-            Input::Message(message) => Event::Message(message),
-            Input::Subscribed { peer, topic } => Event::Subscribed { peer, topic },
-            Input::Unsubscribed { peer, topic } => Event::Unsubscribed { peer, topic },
-        }
     }
 
     pub(crate) fn poll_output(&mut self) -> Option<Output> {

@@ -263,10 +263,9 @@ impl<S: BlobStore> Node<S> {
                     self.blobs.handle_providers(id, providers, last);
                 }
             }
-            Input::Gossip(input) => {
-                let event = self.gossip.handle_input(input);
-                self.queue.push_back(Output::Event(Event::Gossip(event)));
-            }
+            // What arrives on topics is the application's (protocols that gossip will see
+            // it here first).
+            Input::Gossip(input) => self.queue.push_back(Output::Event(Event::Gossip(input))),
             Input::Dht(dht::Input::ListenAddress { address, up }) => {
                 self.discovery.handle_listen_address(address, up);
             }

@@ -135,12 +135,7 @@ fn a_trickling_provider_does_not_hold_up_a_download_with_an_honest_one() {
     world.command(2, |n| n.request_blob(id, providers)).unwrap();
     assert!(world.drive_bounded(1_000_000));
     assert_eq!(world.blob(2, &id).unwrap(), Bytes::from(data));
-    let done = world
-        .events()
-        .iter()
-        .find(|(n, _, e)| *n == 2 && matches!(e, Event::Blob(blob::Event::Downloaded { .. })))
-        .map(|(_, at, _)| *at)
-        .unwrap();
+    let done = downloaded_at(&world, 2).expect("downloaded");
     // The probe race (2 s) and the endgame take over from the trickler.
     assert!(
         done - start < Duration::from_secs(5),

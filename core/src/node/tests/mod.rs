@@ -30,6 +30,15 @@ fn downloaded(world: &World, node: usize, id: &BlobId) -> bool {
         .any(|e| matches!(e, Event::Blob(blob::Event::Downloaded { id: got, .. }) if got == id))
 }
 
+/// When node `node` first reported a completed download.
+fn downloaded_at(world: &World, node: usize) -> Option<Instant> {
+    world
+        .events()
+        .iter()
+        .find(|(n, _, e)| *n == node && matches!(e, Event::Blob(blob::Event::Downloaded { .. })))
+        .map(|(_, at, _)| *at)
+}
+
 fn failure(world: &World, node: usize, id: &BlobId) -> Option<DownloadFailure> {
     world.events_of(node).find_map(|e| match e {
         Event::Blob(blob::Event::DownloadFailed { id: got, reason }) if got == id => {
@@ -354,12 +363,7 @@ fn a_stalled_provider_is_covered_by_the_endgame_before_its_timeout() {
     assert_eq!(world.blob(2, &id).unwrap(), Bytes::from(data));
     // The idle provider was asked for what the stalled one still owed: nobody waited for
     // the stall to be detected.
-    let done = world
-        .events()
-        .iter()
-        .find(|(n, _, e)| *n == 2 && matches!(e, Event::Blob(blob::Event::Downloaded { .. })))
-        .map(|(_, at, _)| *at)
-        .unwrap();
+    let done = downloaded_at(&world, 2).expect("downloaded");
     let timeout = world.node(2).blob_config().download.request_timeout;
     assert!(done - start < timeout, "took {:?}", done - start);
 }
