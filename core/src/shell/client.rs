@@ -135,8 +135,18 @@ pub enum NetworkEvent {
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, ClientError>>;
 
+/// What the application asks of the driver, by area.
 #[derive(Debug)]
 pub(crate) enum Command {
+    /// Connections, listening, gossip, status, streams.
+    Net(NetCommand),
+    /// Blobs.
+    Blob(BlobCommand),
+    Shutdown(Reply<()>),
+}
+
+#[derive(Debug)]
+pub(crate) enum NetCommand {
     Dial(Multiaddr, Reply<PeerId>),
     ListenOn(Multiaddr, Reply<Multiaddr>),
     Bootstrap(Reply<()>),
@@ -148,6 +158,10 @@ pub(crate) enum Command {
     SubscribedPeers(String, Reply<Vec<PeerId>>),
     Status(Reply<NetworkStatus>),
     Accept(StreamProtocol, Reply<()>),
+}
+
+#[derive(Debug)]
+pub(crate) enum BlobCommand {
     AddBlob(Bytes, Reply<BlobId>),
     Importer(Reply<Option<super::fs_store::Importer>>),
     CommitImport(super::fs_store::PreparedImport, Reply<BlobId>),
@@ -159,7 +173,18 @@ pub(crate) enum Command {
     GetBlob(BlobId, Reply<Option<Bytes>>),
     AnnounceBlob(BlobId, Reply<()>),
     QueryBlob(BlobId, Reply<Vec<PeerId>>),
-    Shutdown(Reply<()>),
+}
+
+impl From<NetCommand> for Command {
+    fn from(command: NetCommand) -> Self {
+        Command::Net(command)
+    }
+}
+
+impl From<BlobCommand> for Command {
+    fn from(command: BlobCommand) -> Self {
+        Command::Blob(command)
+    }
 }
 
 /// The cloneable handle to a running network node.
@@ -182,11 +207,14 @@ impl std::fmt::Debug for NetworkClient {
 }
 
 impl NetworkClient {
-    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ClientError> {
+    async fn call<T, C: Into<Command>>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> C,
+    ) -> Result<T, ClientError> {
         let (tx, rx) = oneshot::channel();
         self.commands
             .clone()
-            .send(make(tx))
+            .send(make(tx).into())
             .await
             .map_err(|_| ClientError::Shutdown)?;
         rx.await.map_err(|_| ClientError::Shutdown)?
@@ -199,29 +227,29 @@ impl NetworkClient {
 
     /// Dials `address` (ending in `/p2p/<peer id>` or not); returns the peer once connected.
     pub async fn dial(&self, address: Multiaddr) -> Result<PeerId, ClientError> {
-        self.call(|r| Command::Dial(address, r)).await
+        self.call(|r| NetCommand::Dial(address, r)).await
     }
 
     /// Starts listening on `address`; returns the address actually bound (port 0 resolved).
     pub async fn listen_on(&self, address: Multiaddr) -> Result<Multiaddr, ClientError> {
-        self.call(|r| Command::ListenOn(address, r)).await
+        self.call(|r| NetCommand::ListenOn(address, r)).await
     }
 
     /// Runs a Kademlia bootstrap and waits for it to finish.
     pub async fn bootstrap(&self) -> Result<(), ClientError> {
-        self.call(Command::Bootstrap).await
+        self.call(NetCommand::Bootstrap).await
     }
 
     /// Subscribes to `topic` (re-announced to every peer on every new connection). Returns
     /// false if already subscribed.
     pub async fn subscribe(&self, topic: &str) -> Result<bool, ClientError> {
-        self.call(|r| Command::Subscribe(topic.to_string(), r))
+        self.call(|r| NetCommand::Subscribe(topic.to_string(), r))
             .await
     }
 
     /// Unsubscribes from `topic`. Returns false if not subscribed.
     pub async fn unsubscribe(&self, topic: &str) -> Result<bool, ClientError> {
-        self.call(|r| Command::Unsubscribe(topic.to_string(), r))
+        self.call(|r| NetCommand::Unsubscribe(topic.to_string(), r))
             .await
     }
 
@@ -235,18 +263,18 @@ impl NetworkClient {
         data: impl Into<Bytes>,
     ) -> Result<Vec<u8>, ClientError> {
         let data = data.into();
-        self.call(|r| Command::Publish(topic.to_string(), data, r))
+        self.call(|r| NetCommand::Publish(topic.to_string(), data, r))
             .await
     }
 
     /// Connected peers.
     pub async fn peer_count(&self) -> Result<usize, ClientError> {
-        self.call(Command::PeerCount).await
+        self.call(NetCommand::PeerCount).await
     }
 
     /// Peers in our gossipsub mesh for `topic`.
     pub async fn mesh_peers(&self, topic: &str) -> Result<Vec<PeerId>, ClientError> {
-        self.call(|r| Command::MeshPeers(topic.to_string(), r))
+        self.call(|r| NetCommand::MeshPeers(topic.to_string(), r))
             .await
     }
 
@@ -257,18 +285,18 @@ impl NetworkClient {
 
     /// Connected peers subscribed to `topic`.
     pub async fn subscribed_peers(&self, topic: &str) -> Result<Vec<PeerId>, ClientError> {
-        self.call(|r| Command::SubscribedPeers(topic.to_string(), r))
+        self.call(|r| NetCommand::SubscribedPeers(topic.to_string(), r))
             .await
     }
 
     /// A snapshot of the node's state.
     pub async fn network_status(&self) -> Result<NetworkStatus, ClientError> {
-        self.call(Command::Status).await
+        self.call(NetCommand::Status).await
     }
 
     /// Accepts inbound streams of `protocol`; each arrives as [`NetworkEvent::StreamOpened`].
     pub async fn accept_streams(&self, protocol: StreamProtocol) -> Result<(), ClientError> {
-        self.call(|r| Command::Accept(protocol, r)).await
+        self.call(|r| NetCommand::Accept(protocol, r)).await
     }
 
     /// Opens a framed stream to `peer` for `protocol`, dialing it if needed.
@@ -315,19 +343,19 @@ impl NetworkClient {
     /// Imports `content` as a blob this node provides; returns its id.
     pub async fn add_blob(&self, content: impl Into<Bytes>) -> Result<BlobId, ClientError> {
         let content = content.into();
-        self.call(|r| Command::AddBlob(content, r)).await
+        self.call(|r| BlobCommand::AddBlob(content, r)).await
     }
 
     /// Announces in the DHT that this node provides blob `id` (a Kademlia provider record;
     /// every provider of a blob has its own record). Kademlia republishes it every 12 h and
     /// it expires after 48 h unless republished.
     pub async fn announce_blob(&self, id: BlobId) -> Result<(), ClientError> {
-        self.call(|r| Command::AnnounceBlob(id, r)).await
+        self.call(|r| BlobCommand::AnnounceBlob(id, r)).await
     }
 
     /// Finds every provider of blob `id` in the DHT.
     pub async fn query_blob(&self, id: BlobId) -> Result<Vec<PeerId>, ClientError> {
-        self.call(|r| Command::QueryBlob(id, r)).await
+        self.call(|r| BlobCommand::QueryBlob(id, r)).await
     }
 
     /// Starts downloading blob `id` from `providers` — or, with none given, from every
@@ -338,12 +366,13 @@ impl NetworkClient {
         id: BlobId,
         providers: Vec<PeerId>,
     ) -> Result<(), ClientError> {
-        self.call(|r| Command::RequestBlob(id, providers, r)).await
+        self.call(|r| BlobCommand::RequestBlob(id, providers, r))
+            .await
     }
 
     /// The complete, verified content of blob `id`, if this node has all of it.
     pub async fn get_blob(&self, id: BlobId) -> Result<Option<Bytes>, ClientError> {
-        self.call(|r| Command::GetBlob(id, r)).await
+        self.call(|r| BlobCommand::GetBlob(id, r)).await
     }
 
     /// Imports the file at `path` into the store and returns its id (equal to what `b3sum`
@@ -355,10 +384,10 @@ impl NetworkClient {
     /// memory.
     pub async fn add_blob_file(&self, path: impl Into<PathBuf>) -> Result<BlobId, ClientError> {
         let path = path.into();
-        match self.call(Command::Importer).await? {
+        match self.call(BlobCommand::Importer).await? {
             Some(importer) => {
                 let prepared = blocking(move || importer.prepare(&path)).await??;
-                self.call(|r| Command::CommitImport(prepared, r)).await
+                self.call(|r| BlobCommand::CommitImport(prepared, r)).await
             }
             None => {
                 let content = blocking(move || {
@@ -386,7 +415,7 @@ impl NetworkClient {
     ) -> Result<u64, ClientError> {
         let dest = dest.into();
         let source = self
-            .call(|r| Command::ExportSource(id, r))
+            .call(|r| BlobCommand::ExportSource(id, r))
             .await?
             .ok_or(ClientError::BlobNotComplete(id))?;
         let exported = blocking(move || match source {
@@ -406,12 +435,12 @@ impl NetworkClient {
     /// expire after [`NetworkConfig::provider_record_ttl`](super::NetworkConfig); a peer
     /// that asks meanwhile is answered "not found" and moves on to other providers.)
     pub async fn delete_blob(&self, id: BlobId) -> Result<bool, ClientError> {
-        self.call(|r| Command::DeleteBlob(id, r)).await
+        self.call(|r| BlobCommand::DeleteBlob(id, r)).await
     }
 
     /// Every blob in the store, complete or partial, in id order.
     pub async fn list_blobs(&self) -> Result<Vec<BlobInfo>, ClientError> {
-        self.call(Command::ListBlobs).await
+        self.call(BlobCommand::ListBlobs).await
     }
 
     /// Downloads `id` from `providers` (or, if empty, from every provider the DHT
@@ -425,7 +454,7 @@ impl NetworkClient {
         providers: Vec<PeerId>,
     ) -> Result<BlobDownload, ClientError> {
         let (handle, watcher) = BlobDownload::new(id);
-        self.call(|r| Command::Download(id, providers, watcher, r))
+        self.call(|r| BlobCommand::Download(id, providers, watcher, r))
             .await?;
         Ok(handle)
     }

@@ -9,30 +9,30 @@ use super::pending::Lookup;
 use super::{blob_key, Driver};
 use crate::blob::store::BlobStore;
 use crate::blob::{BlobId, DownloadFailure, Event};
-use crate::shell::client::{BlobInfo, ClientError, Command, Reply};
+use crate::shell::client::{BlobCommand, BlobInfo, ClientError, Reply};
 use crate::shell::download::{self, BlobDownloaded, BlobProgress, Watcher};
 
 impl Driver {
-    pub(super) fn handle_blob_command(&mut self, command: Command) {
+    pub(super) fn handle_blob_command(&mut self, command: BlobCommand) {
         match command {
-            Command::AddBlob(content, reply) => {
+            BlobCommand::AddBlob(content, reply) => {
                 let _ = reply.send(self.node.add_blob(content).map_err(ClientError::from));
             }
-            Command::Importer(reply) => {
+            BlobCommand::Importer(reply) => {
                 let _ = reply.send(Ok(self.node.store().importer()));
             }
-            Command::CommitImport(prepared, reply) => {
+            BlobCommand::CommitImport(prepared, reply) => {
                 let store = self.node.store_mut();
                 let _ = reply.send(store.commit_import(prepared).map_err(ClientError::from));
             }
-            Command::ExportSource(id, reply) => {
+            BlobCommand::ExportSource(id, reply) => {
                 let source = self.node.store().export_source(&id);
                 let _ = reply.send(source.map_err(ClientError::from));
             }
-            Command::DeleteBlob(id, reply) => {
+            BlobCommand::DeleteBlob(id, reply) => {
                 let _ = reply.send(self.node.delete_blob(&id).map_err(ClientError::from));
             }
-            Command::ListBlobs(reply) => {
+            BlobCommand::ListBlobs(reply) => {
                 let list = self.node.store().list().map(|entries| {
                     entries
                         .into_iter()
@@ -49,20 +49,20 @@ impl Driver {
                 });
                 let _ = reply.send(list.map_err(ClientError::from));
             }
-            Command::Download(id, providers, watcher, reply) => {
+            BlobCommand::Download(id, providers, watcher, reply) => {
                 self.watchers.entry(id).or_default().push(watcher);
                 self.start_download(id, providers, reply);
             }
-            Command::RequestBlob(id, providers, reply) => {
+            BlobCommand::RequestBlob(id, providers, reply) => {
                 self.start_download(id, providers, reply);
             }
-            Command::AnnounceBlob(id, reply) => match self.node.announce_blob(id) {
+            BlobCommand::AnnounceBlob(id, reply) => match self.node.announce_blob(id) {
                 Ok(()) => self.pending.announce_requested(id, reply),
                 Err(e) => {
                     let _ = reply.send(Err(e.into()));
                 }
             },
-            Command::QueryBlob(id, reply) => {
+            BlobCommand::QueryBlob(id, reply) => {
                 let query = self.swarm.behaviour_mut().kad.get_providers(blob_key(&id));
                 let lookup = Lookup::Client {
                     blob: id,
@@ -72,7 +72,7 @@ impl Driver {
                 self.pending.lookup_started(query, lookup);
             }
             #[allow(clippy::result_large_err)] // the error goes straight into the reply
-            Command::GetBlob(id, reply) => {
+            BlobCommand::GetBlob(id, reply) => {
                 let store = self.node.store();
                 let content = match store.state(&id) {
                     Ok(Some(state)) if state.is_complete() => usize::try_from(state.size())
@@ -92,7 +92,6 @@ impl Driver {
                 };
                 let _ = reply.send(content);
             }
-            other => unreachable!("not a blob command: {other:?}"),
         }
     }
 

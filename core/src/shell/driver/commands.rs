@@ -6,13 +6,13 @@ use libp2p::kad;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 
 use super::Driver;
-use crate::shell::client::{topic_names, ClientError, Command, NetworkStatus};
+use crate::shell::client::{topic_names, ClientError, NetCommand, NetworkStatus};
 use crate::{dht, gossip};
 
 impl Driver {
-    pub(super) fn handle_command(&mut self, command: Command) {
+    pub(super) fn handle_net_command(&mut self, command: NetCommand) {
         match command {
-            Command::Dial(address, reply) => {
+            NetCommand::Dial(address, reply) => {
                 // With a known peer: dial unless already connected, even while another
                 // dial to it (a bootstrap, Kademlia) is in flight — failing the caller
                 // because someone else is dialing would be a race it cannot avoid.
@@ -40,7 +40,7 @@ impl Driver {
                     }
                 }
             }
-            Command::ListenOn(address, reply) => match self.swarm.listen_on(address.clone()) {
+            NetCommand::ListenOn(address, reply) => match self.swarm.listen_on(address.clone()) {
                 Ok(id) => self.pending.listens.push((id, address, reply)),
                 Err(err) => {
                     let _ = reply.send(Err(ClientError::Listen {
@@ -49,13 +49,13 @@ impl Driver {
                     }));
                 }
             },
-            Command::Bootstrap(reply) => match self.swarm.behaviour_mut().kad.bootstrap() {
+            NetCommand::Bootstrap(reply) => match self.swarm.behaviour_mut().kad.bootstrap() {
                 Ok(id) => self.pending.bootstraps.push((id, reply)),
                 Err(_) => {
                     let _ = reply.send(Err(ClientError::NoKnownPeers));
                 }
             },
-            Command::Subscribe(topic, reply) => {
+            NetCommand::Subscribe(topic, reply) => {
                 let result = self
                     .node
                     .subscribe(&topic)
@@ -65,23 +65,23 @@ impl Driver {
                     });
                 let _ = reply.send(result);
             }
-            Command::Unsubscribe(topic, reply) => {
+            NetCommand::Unsubscribe(topic, reply) => {
                 let _ = reply.send(Ok(self.node.unsubscribe(&topic)));
             }
-            Command::Publish(topic, data, reply) => {
+            NetCommand::Publish(topic, data, reply) => {
                 let id = self.node.publish(&topic, data);
                 self.pending.publishes.push((id, reply));
             }
-            Command::PeerCount(reply) => {
+            NetCommand::PeerCount(reply) => {
                 let _ = reply.send(Ok(self.swarm.connected_peers().count()));
             }
-            Command::MeshPeers(topic, reply) => {
+            NetCommand::MeshPeers(topic, reply) => {
                 let hash = IdentTopic::new(topic).hash();
                 let gossipsub = &self.swarm.behaviour().gossipsub;
                 let peers = gossipsub.mesh_peers(&hash).copied().collect();
                 let _ = reply.send(Ok(peers));
             }
-            Command::SubscribedPeers(topic, reply) => {
+            NetCommand::SubscribedPeers(topic, reply) => {
                 let hash = IdentTopic::new(topic).hash();
                 let peers = self
                     .swarm
@@ -93,14 +93,12 @@ impl Driver {
                     .collect();
                 let _ = reply.send(Ok(peers));
             }
-            Command::Status(reply) => {
+            NetCommand::Status(reply) => {
                 let _ = reply.send(Ok(self.status()));
             }
-            Command::Accept(protocol, reply) => {
+            NetCommand::Accept(protocol, reply) => {
                 let _ = reply.send(self.streams.accept(protocol));
             }
-            Command::Shutdown(_) => unreachable!("handled in the loop"),
-            blob => self.handle_blob_command(blob),
         }
     }
 

@@ -113,7 +113,8 @@ impl Driver {
                         self.shutdown = Some(reply);
                         break;
                     }
-                    Some(command) => self.handle_command(command),
+                    Some(Command::Net(command)) => self.handle_net_command(command),
+                    Some(Command::Blob(command)) => self.handle_blob_command(command),
                     None => break,
                 },
                 // Inbound streams before the bulk stream I/O: libp2p-stream hands them over
