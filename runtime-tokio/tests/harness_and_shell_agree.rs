@@ -1,0 +1,103 @@
+//! One script, two drivers: the same sequence of commands runs against nodes driven by
+//! the deterministic harness (`sinew_core::testing::World`) and against nodes driven by
+//! the shell over real libp2p on loopback, and both must end the same way. They used to
+//! disagree: a download asked for without providers was an error in the harness and a DHT
+//! lookup in the shell. Now every such decision is the node's, so both drivers only carry
+//! it out.
+#![allow(clippy::unwrap_used)] // a test reports failure by panicking
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, node, wait_for};
+use sinew_tokio::core::blob::{BlobId, DownloadFailure, Event};
+use sinew_tokio::core::node::Event as NodeEvent;
+use sinew_tokio::core::testing::World;
+use sinew_tokio::{NetworkEvent, Security};
+
+/// The script: node 0 holds `content` and announces it; node 1 asks for it by id alone,
+/// then asks for a blob nobody has, by id alone. The outcome of each, as (size, failure).
+type Outcome = (Option<u64>, Option<DownloadFailure>);
+
+fn content() -> Vec<u8> {
+    (0..700_000u32).map(|i| (i % 253) as u8).collect()
+}
+
+/// The script in the harness.
+fn in_the_harness() -> (Outcome, Outcome) {
+    let mut world = World::new(2, 40);
+    let id = world.add_blob(0, content());
+    world.command(0, |n| n.announce_blob(id)).unwrap();
+    let unknown = BlobId::of(b"nobody has this one");
+    let outcome = |world: &World, want: BlobId| -> Outcome {
+        world
+            .events_of(1)
+            .find_map(|e| match e {
+                NodeEvent::Blob(Event::Downloaded { id, size, .. }) if *id == want => {
+                    Some((Some(*size), None))
+                }
+                NodeEvent::Blob(Event::DownloadFailed { id, reason }) if *id == want => {
+                    Some((None, Some(reason.clone())))
+                }
+                _ => None,
+            })
+            .expect("the download ends")
+    };
+    world.command(1, |n| n.request_blob(id, [])).unwrap();
+    assert!(world.drive_bounded(1_000_000));
+    world.command(1, |n| n.request_blob(unknown, [])).unwrap();
+    assert!(world.drive_bounded(1_000_000));
+    (outcome(&world, id), outcome(&world, unknown))
+}
+
+/// The same script over real libp2p.
+async fn in_the_shell() -> (Outcome, Outcome) {
+    let tcp = "/ip4/127.0.0.1/tcp/0";
+    let (a, _a_events, a_addr) = node(tcp, Security::default()).await;
+    let (b, mut b_events, _) = node(tcp, Security::default()).await;
+    b.dial(a_addr).await.unwrap();
+    // The routing table needs identify's answer before a lookup can reach anyone.
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            b.bootstrap().await.is_ok()
+        })
+        .await
+    );
+    let id = a.add_blob(content()).await.unwrap();
+    a.announce_blob(id).await.unwrap();
+    let unknown = BlobId::of(b"nobody has this one");
+    let mut outcomes = Vec::new();
+    for want in [id, unknown] {
+        // The caller is answered once the lookup found someone or nobody.
+        let started = b.request_blob(want, vec![]).await;
+        let outcome = wait_for(&mut b_events, Duration::from_secs(60), |e| match e {
+            NetworkEvent::Blob(Event::Downloaded { id, size, .. }) if id == want => {
+                Some((Some(size), None))
+            }
+            NetworkEvent::Blob(Event::DownloadFailed { id, reason }) if id == want => {
+                Some((None, Some(reason)))
+            }
+            _ => None,
+        })
+        .await
+        .expect("the download ends");
+        if want == unknown {
+            let err = started.unwrap_err().to_string();
+            assert!(err.contains("no provider"), "{err}");
+        }
+        outcomes.push(outcome);
+    }
+    (outcomes[0].clone(), outcomes[1].clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_by_id_ends_the_same_way_in_the_harness_and_in_the_shell() {
+    let harness = in_the_harness();
+    let shell = in_the_shell().await;
+    assert_eq!(harness, shell);
+    // And what they agree on is right: the announced blob arrives, the unknown one fails
+    // because the DHT knows no provider.
+    assert_eq!(harness.0, (Some(content().len() as u64), None));
+    assert_eq!(harness.1, (None, Some(DownloadFailure::NoProvidersFound)));
+}
