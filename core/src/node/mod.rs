@@ -4,7 +4,7 @@
 //! This is the type the runtimes and the simulator drive; the loop that drives it is
 //! taught once, in the crate docs ([`crate`]). Inside, the node:
 //!
-//! - keeps a **stream table** (`StreamId` → peer, protocol, child) with one id allocator
+//! - keeps a **stream table** (`StreamId` → peer, child) with one id allocator
 //!   for the streams it opens, and routes every stream input to the child that owns the
 //!   stream; bytes on a stream no child owns any more are answered with a reset;
 //! - **fans out** peer connections and disconnections to every child (a disconnection
@@ -32,8 +32,8 @@
 //!    streams, peers, time), a `poll_output(now, ids)` that returns its outputs, a
 //!    `poll_timeout()` that returns its earliest deadline with a `Timer` of its own, and its
 //!    `Config`, `Event`, `Error` and store trait beside it.
-//! 2. A variant in the node's `Child` enum and the protocol id it accepts in [`Node::handle_input`]'s
-//!    stream routing.
+//! 2. A variant in the node's `Child` enum and the protocol id it accepts in
+//!    [`Node::handle_input`]'s stream routing.
 //! 3. A variant in [`Event`] and [`Reason`] (and `From` impls if it has inputs or outputs
 //!    of its own areas).
 //! 4. One line in the drain order ([`Node::poll_output`]) and one in the deadline fold.
