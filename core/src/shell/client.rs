@@ -360,7 +360,7 @@ impl NetworkClient {
 
     /// Starts downloading blob `id` from `providers` — or, with none given, from every
     /// provider the DHT knows; the outcome arrives as [`NetworkEvent::Blob`]
-    /// (`BlobDownloaded` or `BlobDownloadFailed`).
+    /// (`blob::Event::Downloaded` or `blob::Event::DownloadFailed`).
     pub async fn request_blob(
         &self,
         id: BlobId,

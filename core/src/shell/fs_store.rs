@@ -21,7 +21,7 @@
 //!   makes an unverified byte count as verified.
 //! - When the last chunk group is written, both files are synced and renamed to their final
 //!   names, the directory is synced, and the entry is committed as complete before
-//!   [`BlobStore::write_verified`] returns: when the node emits `BlobDownloaded`, the blob
+//!   [`BlobStore::write_verified`] returns: when the node emits `blob::Event::Downloaded`, the blob
 //!   survives a crash or a power cut.
 //! - A download's two `.partial` files are created and the directory synced before its
 //!   entry is committed, so a committed download always finds its files.
