@@ -8,12 +8,14 @@ use libp2p_identity::PeerId;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{epoch, peer_id, LinkConfig, DHT_LOOKUP_DELAY};
+mod models;
+
+use super::{epoch, peer_id, LinkConfig};
 use crate::blob::store::MemStore;
 use crate::blob::BlobId;
 use crate::node::{Config, Event, Input, Node, Output};
 use crate::stream::{self, StreamId};
-use crate::{dht, gossip, peer};
+use crate::{dht, peer};
 
 #[derive(Debug)]
 struct Link {
@@ -457,86 +459,6 @@ impl World {
                         let input = Input::Stream(stream::Input::Reset { stream: remote });
                         self.schedule(at, to, input, Some((i, to)), None);
                     }
-                }
-            }
-        }
-    }
-
-    /// The DHT model: a provider table; a lookup answers what it holds after
-    /// [`DHT_LOOKUP_DELAY`] and ends (an empty last step) ten delays later. Modes,
-    /// bootstrap and routing-table entries change nothing.
-    fn dht(&mut self, i: usize, out: dht::Output) {
-        match out {
-            dht::Output::Provide { key } => {
-                self.providers.entry(key).or_default().insert(i);
-            }
-            dht::Output::StopProviding { key } => {
-                if let Some(set) = self.providers.get_mut(&key) {
-                    set.remove(&i);
-                }
-            }
-            dht::Output::FindProviders { key } => {
-                let providers = self
-                    .providers
-                    .get(&key)
-                    .into_iter()
-                    .flatten()
-                    .filter(|p| **p != i)
-                    .map(|p| self.peers[*p])
-                    .collect();
-                // Two steps, as Kademlia's lookups have: what is known at once, then the
-                // end of the walk (nothing more) a while later.
-                let first = Input::Dht(dht::Input::Providers {
-                    key: key.clone(),
-                    providers,
-                    last: false,
-                });
-                let at = self.now + DHT_LOOKUP_DELAY;
-                self.schedule(at, i, first, None, None);
-                let last = Input::Dht(dht::Input::Providers {
-                    key,
-                    providers: Vec::new(),
-                    last: true,
-                });
-                self.schedule(at + DHT_LOOKUP_DELAY * 10, i, last, None, None);
-            }
-            _ => {}
-        }
-    }
-
-    /// The gossip model: a publish reaches every connected subscriber of its topic
-    /// directly, after the link's latency (a full mesh; no duplicates, no loss).
-    fn gossip(&mut self, i: usize, out: gossip::Output) {
-        match out {
-            gossip::Output::Subscribe { topic } => {
-                self.subscriptions.entry(topic).or_default().insert(i);
-            }
-            gossip::Output::Unsubscribe { topic } => {
-                if let Some(set) = self.subscriptions.get_mut(&topic) {
-                    set.remove(&i);
-                }
-            }
-            gossip::Output::Publish { id, topic, data } => {
-                let to: Vec<usize> = self
-                    .subscriptions
-                    .get(&topic)
-                    .into_iter()
-                    .flatten()
-                    .copied()
-                    .filter(|j| *j != i && self.connected.contains(&(i.min(*j), i.max(*j))))
-                    .collect();
-                let mut message_id = self.peers[i].to_bytes();
-                message_id.extend_from_slice(&id.0.to_be_bytes());
-                for j in to {
-                    let input = Input::Gossip(gossip::Input::Message(gossip::Message {
-                        source: Some(self.peers[i]),
-                        propagated_by: self.peers[i],
-                        topic: topic.clone(),
-                        data: data.clone(),
-                        id: message_id.clone(),
-                    }));
-                    let at = self.now + self.links[&(i, j)].config.latency;
-                    self.schedule(at, j, input, Some((i, j)), None);
                 }
             }
         }
