@@ -47,9 +47,7 @@ use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::blob::store::{BlobState, BlobStore, StoreError};
-use crate::blob::tree::{
-    all_chunks, leaf_chunks, outboard_size, pairs_to_ranges, ranges_to_pairs, PAIR_BYTES,
-};
+use crate::blob::tree::{all_chunks, leaf_chunks, outboard_size, pairs_to_ranges, PAIR_BYTES};
 use crate::blob::{BlobId, Outboard};
 
 // The client reaches the exports through this module.
@@ -105,40 +103,6 @@ struct Partial {
     unsynced: u64,
 }
 
-/// Work for the sync thread.
-#[derive(Debug)]
-enum SyncJob {
-    /// Sync both files of a download, then commit the verified ranges they cover.
-    Sync {
-        id: BlobId,
-        data: Arc<File>,
-        outboard: Arc<File>,
-        size: u64,
-        verified: ChunkRanges,
-    },
-    /// Answer once every earlier job is done.
-    Barrier(mpsc::Sender<()>),
-}
-
-/// The store's sync thread: syncs downloads' files off the driver and commits their ranges.
-#[derive(Debug)]
-struct Syncer {
-    jobs: Option<mpsc::SyncSender<SyncJob>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    /// The first failure of the thread, reported by the next write.
-    failed: Arc<Mutex<Option<String>>>,
-}
-
-impl Drop for Syncer {
-    fn drop(&mut self) {
-        // Pending syncs complete before the store is gone.
-        self.jobs.take();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// A persistent blob store. See the module docs for its layout and durability rules.
 #[derive(Debug)]
 pub struct FsStore {
@@ -162,89 +126,6 @@ struct CompleteFiles {
 
 pub(super) fn io(e: impl std::fmt::Display) -> StoreError {
     StoreError::Io(e.to_string())
-}
-
-/// Commits `verified` for `id` unless that would shrink what is committed, or the entry
-/// is complete or gone (a late sync of a download that finished or was deleted).
-fn commit_ranges(
-    db: &Database,
-    id: &BlobId,
-    size: u64,
-    verified: &ChunkRanges,
-) -> Result<(), StoreError> {
-    let txn = db.begin_write().map_err(io)?;
-    {
-        let mut table = txn.open_table(BLOBS).map_err(io)?;
-        let current = match table.get(id.as_bytes()).map_err(io)? {
-            Some(value) => Meta::try_from_slice(value.value()).ok(),
-            None => None,
-        };
-        let Some(current) = current else {
-            return Ok(());
-        };
-        let committed = pairs_to_ranges(current.verified.iter().copied());
-        if current.complete || current.size != size || !committed.is_subset(verified) {
-            return Ok(());
-        }
-        let meta = Meta {
-            size,
-            complete: false,
-            verified: ranges_to_pairs(verified),
-        };
-        let bytes = borsh::to_vec(&meta).map_err(io)?;
-        table.insert(id.as_bytes(), bytes.as_slice()).map_err(io)?;
-    }
-    txn.commit().map_err(io)
-}
-
-fn sync_thread(
-    db: Arc<Database>,
-    jobs: mpsc::Receiver<SyncJob>,
-    failed: Arc<Mutex<Option<String>>>,
-) {
-    while let Ok(first) = jobs.recv() {
-        // Coalesce what queued up while the disk was busy: one sync per blob covers every
-        // write before it, so only each blob's newest snapshot is needed.
-        let mut batch = vec![first];
-        while let Ok(more) = jobs.try_recv() {
-            batch.push(more);
-        }
-        let mut latest: BTreeMap<BlobId, SyncJob> = BTreeMap::new();
-        let mut barriers = Vec::new();
-        for job in batch {
-            match job {
-                SyncJob::Sync { id, .. } => {
-                    latest.insert(id, job);
-                }
-                SyncJob::Barrier(done) => barriers.push(done),
-            }
-        }
-        for job in latest.into_values() {
-            let SyncJob::Sync {
-                id,
-                data,
-                outboard,
-                size,
-                verified,
-            } = job
-            else {
-                continue;
-            };
-            let result = data
-                .sync_data()
-                .and_then(|()| outboard.sync_data())
-                .map_err(io)
-                .and_then(|()| commit_ranges(&db, &id, size, &verified));
-            if let Err(err) = result {
-                if let Ok(mut slot) = failed.lock() {
-                    slot.get_or_insert(format!("syncing blob {id}: {err}"));
-                }
-            }
-        }
-        for done in barriers {
-            let _ = done.send(());
-        }
-    }
 }
 
 static NEXT_TMP: AtomicU64 = AtomicU64::new(0);
@@ -292,149 +173,6 @@ fn create_partial_files(store: &Path, id: &BlobId, size: u64) -> Result<(File, F
     let outboard = create("obao.partial", outboard_size(size))?;
     sync_dir(&store.join("blobs"))?;
     Ok((data, outboard))
-}
-
-/// The outboard of the file at `path` if it holds exactly the blob `id` of `size` bytes.
-fn verify_file(path: &Path, id: &BlobId, size: u64) -> Option<Outboard> {
-    let file = File::open(path).ok()?;
-    if file.metadata().ok()?.len() != size {
-        return None;
-    }
-    let reader = std::io::BufReader::with_capacity(1 << 20, file);
-    let outboard = Outboard::create_from_reader(size, reader, |_| Ok(())).ok()?;
-    (outboard.id() == *id).then_some(outboard)
-}
-
-/// Finishes what a crash interrupted: an incomplete entry whose final data file exists
-/// was renamed into place (by `finish` or `commit_import`) but never committed. If the file
-/// is the blob, its outboard is rewritten from it and the blob committed as complete;
-/// otherwise the download starts over with empty partial files (nothing of the renamed
-/// file is trusted).
-fn recover_renamed(store: &Path, db: &Database) -> Result<(), StoreError> {
-    let mut renamed = Vec::new();
-    {
-        let txn = db.begin_read().map_err(io)?;
-        let table = txn.open_table(BLOBS).map_err(io)?;
-        for entry in table.iter().map_err(io)? {
-            let (key, value) = entry.map_err(io)?;
-            let id = BlobId::from_bytes(*key.value());
-            let Ok(meta) = Meta::try_from_slice(value.value()) else {
-                continue; // reported when the entry is used
-            };
-            if !meta.complete && blob_path(store, &id, "data").exists() {
-                renamed.push((id, meta.size));
-            }
-        }
-    }
-    let blobs = store.join("blobs");
-    for (id, size) in renamed {
-        let remove = |ext: &str| match std::fs::remove_file(blob_path(store, &id, ext)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
-            _ => Ok(()),
-        };
-        match verify_file(&blob_path(store, &id, "data"), &id, size) {
-            Some(outboard) => {
-                let tmp = tmp_path(&blobs);
-                let write = (|| {
-                    let mut f = File::create(&tmp)?;
-                    f.write_all(outboard.as_bytes())?;
-                    f.sync_all()
-                })();
-                if let Err(e) = write {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(io(e));
-                }
-                std::fs::rename(&tmp, blob_path(store, &id, "obao")).map_err(io)?;
-                remove("data.partial")?;
-                remove("obao.partial")?;
-                sync_dir(&blobs)?;
-                put_meta(db, &id, &Meta::complete(size))?;
-            }
-            None => {
-                remove("data")?;
-                remove("obao")?;
-                create_partial_files(store, &id, size)?;
-                put_meta(db, &id, &Meta::empty(size))?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The slow half of importing a file: copies it into the store's directory while
-/// hashing it. Needs no access to the store, so it runs on any thread (the shell runs it
-/// on a thread of its own) while the node keeps going; [`FsStore::commit_import`] then
-/// makes the blob visible.
-#[derive(Debug, Clone)]
-pub struct Importer {
-    blobs: PathBuf,
-}
-
-impl Importer {
-    /// Copies `source` into a synced temporary file and builds its outboard.
-    ///
-    /// Memory stays at one 1 MiB buffer plus the outboard (0.4 % of the size), whatever the
-    /// file's size.
-    pub fn prepare(&self, source: &Path) -> Result<PreparedImport, StoreError> {
-        let cannot =
-            |e: std::io::Error| StoreError::Io(format!("cannot read {}: {e}", source.display()));
-        let file = File::open(source).map_err(cannot)?;
-        let meta = file.metadata().map_err(cannot)?;
-        if !meta.is_file() {
-            return Err(StoreError::Io(format!(
-                "{} is not a regular file",
-                source.display()
-            )));
-        }
-        let tmp = tmp_path(&self.blobs);
-        let mut prepared = PreparedImport {
-            data: tmp.clone(),
-            outboard: None,
-        };
-        let out = File::create(&tmp).map_err(io)?;
-        let mut writer = std::io::BufWriter::with_capacity(1 << 20, &out);
-        let reader = std::io::BufReader::with_capacity(1 << 20, file);
-        let outboard =
-            Outboard::create_from_reader(meta.len(), reader, |group| writer.write_all(group))
-                .map_err(|e| {
-                    if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                        StoreError::Io(format!("{} shrank while it was imported", source.display()))
-                    } else {
-                        StoreError::Io(format!("importing {}: {e}", source.display()))
-                    }
-                })?;
-        writer.flush().map_err(io)?;
-        drop(writer);
-        out.sync_all().map_err(io)?;
-        prepared.outboard = Some(outboard);
-        Ok(prepared)
-    }
-}
-
-/// A file copied into the store and hashed, not yet visible; see [`FsStore::commit_import`].
-/// Dropping it removes the copy.
-#[derive(Debug)]
-pub struct PreparedImport {
-    data: PathBuf,
-    outboard: Option<Outboard>,
-}
-
-impl PreparedImport {
-    /// The id the blob will have.
-    pub fn id(&self) -> Option<BlobId> {
-        self.outboard.as_ref().map(Outboard::id)
-    }
-
-    /// Its size in bytes.
-    pub fn size(&self) -> u64 {
-        self.outboard.as_ref().map_or(0, Outboard::size)
-    }
-}
-
-impl Drop for PreparedImport {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.data);
-    }
 }
 
 impl FsStore {
@@ -898,5 +636,12 @@ impl BlobStore for FsStore {
     }
 }
 
+mod import;
+mod recover;
+mod sync;
 #[cfg(test)]
 mod tests;
+
+pub use import::{Importer, PreparedImport};
+use recover::recover_renamed;
+use sync::{commit_ranges, sync_thread, SyncJob, Syncer};
