@@ -185,6 +185,7 @@ pub mod framing;
 pub mod gossip;
 pub mod node;
 pub mod peer;
+pub mod persist;
 pub(crate) mod pool;
 pub mod stream;
 pub(crate) mod timer;

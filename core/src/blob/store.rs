@@ -17,6 +17,7 @@ use bytes::Bytes;
 use crate::blob::tree::{all_chunks, leaf_chunks, outboard_size, PAIR_BYTES};
 use crate::blob::CHUNK_GROUP_BYTES;
 use crate::blob::{BlobId, Outboard};
+use crate::persist::Batch;
 
 /// Store failures. They are local problems (disk, quota, missing blob), never the peer's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -143,6 +144,43 @@ pub trait BlobStore {
 
     /// Every blob in the store, in id order.
     fn list(&self) -> Result<Vec<(BlobId, BlobState)>, StoreError>;
+
+    // --- durability (see `crate::persist`) ---
+
+    /// The work that makes the writes so far durable, as one batch for a worker thread, or
+    /// `None` when none is due. Without `force` a store may hold small amounts of work back
+    /// to batch them; with it, anything not yet durable is handed out. The node calls it
+    /// only while no batch of this store is out. A store whose writes are durable when
+    /// they return (the default) never hands out a batch.
+    fn take_batch(&mut self, force: bool) -> Option<Batch> {
+        let _ = force;
+        None
+    }
+
+    /// The batch `seq` came back from its worker with `result`. An error means its writes
+    /// are not durable: the store must fail every later write rather than build on them.
+    fn batch_done(&mut self, seq: u64, result: Result<(), StoreError>) -> Result<(), StoreError> {
+        let _ = seq;
+        result
+    }
+
+    /// The sequence number of the latest write that is not durable until a batch covers
+    /// it; something that must wait for durability waits until [`BlobStore::durable_seq`]
+    /// reaches the value this had when it happened.
+    fn written_seq(&self) -> u64 {
+        0
+    }
+
+    /// Every write up to this sequence number is durable.
+    fn durable_seq(&self) -> u64 {
+        self.written_seq()
+    }
+
+    /// Verified bytes written but not yet durable (in no acknowledged batch): downloads
+    /// send no new requests while this is at or above `blob::Config::max_unpersisted`.
+    fn unpersisted_bytes(&self) -> u64 {
+        0
+    }
 }
 
 #[derive(Debug)]
@@ -170,9 +208,29 @@ struct Entry {
 
 /// A [`BlobStore`] in memory. Partial blobs grow as their groups arrive; a blob is laid
 /// out in one buffer only once complete.
+///
+/// Its writes are durable at once unless [`MemStore::defer_durability`] is on: then it
+/// behaves like a disk store towards the node — every write gets a sequence number, and
+/// it hands out batches (whose work is nothing) that the driver, a test or the simulator
+/// acknowledges when it chooses.
 #[derive(Debug, Default)]
 pub struct MemStore {
     entries: BTreeMap<BlobId, Entry>,
+    durability: Option<Deferred>,
+}
+
+/// The write sequence of a [`MemStore`] with deferred durability.
+#[derive(Debug, Default)]
+struct Deferred {
+    written: u64,
+    durable: u64,
+    /// Verified bytes written since the last batch was handed out.
+    unbatched: u64,
+    /// Verified bytes in the batch that is out.
+    in_batch: u64,
+    /// The `written` covered by the batch that is out.
+    out: Option<u64>,
+    failed: Option<StoreError>,
 }
 
 impl MemStore {
@@ -235,6 +293,26 @@ impl MemStore {
                 }
             }
         }
+    }
+
+    /// Makes writes durable only once a batch covering them is acknowledged (see the type
+    /// docs). For tests and the simulator.
+    pub fn defer_durability(mut self) -> Self {
+        self.durability = Some(Deferred::default());
+        self
+    }
+
+    /// Counts a write (of `bytes` verified bytes) that needs a batch; fails if an earlier
+    /// batch failed.
+    fn wrote(&mut self, bytes: u64) -> Result<(), StoreError> {
+        if let Some(d) = &mut self.durability {
+            if let Some(err) = &d.failed {
+                return Err(err.clone());
+            }
+            d.written += 1;
+            d.unbatched += bytes;
+        }
+        Ok(())
     }
 
     fn entry(&self, id: &BlobId) -> Result<&Entry, StoreError> {
@@ -336,6 +414,7 @@ impl BlobStore for MemStore {
             });
         }
         let size = outboard.size();
+        self.wrote(0)?;
         self.entries.insert(
             id,
             Entry {
@@ -365,6 +444,7 @@ impl BlobStore for MemStore {
                 "blob {id} of {size} bytes cannot be addressed in memory"
             )));
         }
+        self.wrote(0)?;
         self.entries.insert(
             *id,
             Entry {
@@ -405,8 +485,13 @@ impl BlobStore for MemStore {
                 reason: format!("a chunk group must start at a group boundary, not {offset}"),
             });
         }
-        let Data::Partial { groups, pairs } = &mut entry.data else {
+        let Data::Partial { .. } = &entry.data else {
             return Ok(()); // already complete: nothing to add
+        };
+        self.wrote(data.len() as u64)?;
+        let entry = self.entries.get_mut(id).ok_or(StoreError::NotFound(*id))?;
+        let Data::Partial { groups, pairs } = &mut entry.data else {
+            return Ok(());
         };
         groups.insert(offset, data.clone());
         entry.verified |= leaf_chunks(offset, data.len());
@@ -430,6 +515,7 @@ impl BlobStore for MemStore {
     }
 
     fn delete(&mut self, id: &BlobId) -> Result<bool, StoreError> {
+        self.wrote(0)?;
         Ok(self.entries.remove(id).is_some())
     }
 
@@ -441,6 +527,52 @@ impl BlobStore for MemStore {
                 Ok((*id, state))
             })
             .collect()
+    }
+
+    fn take_batch(&mut self, force: bool) -> Option<Batch> {
+        let _ = force; // every pending write is handed out: batches here cost nothing
+        let d = self.durability.as_mut()?;
+        if d.out.is_some() || d.written == d.durable || d.failed.is_some() {
+            return None;
+        }
+        d.out = Some(d.written);
+        d.in_batch = std::mem::take(&mut d.unbatched);
+        Some(Batch::new(d.written, || Ok(())))
+    }
+
+    fn batch_done(&mut self, seq: u64, result: Result<(), StoreError>) -> Result<(), StoreError> {
+        let Some(d) = self.durability.as_mut() else {
+            return result;
+        };
+        if d.out != Some(seq) {
+            return Err(StoreError::Io(format!("no persist batch {seq} is out")));
+        }
+        d.out = None;
+        match result {
+            Ok(()) => {
+                d.durable = seq;
+                d.in_batch = 0;
+                Ok(())
+            }
+            Err(err) => {
+                d.failed = Some(err.clone());
+                Err(err)
+            }
+        }
+    }
+
+    fn written_seq(&self) -> u64 {
+        self.durability.as_ref().map_or(0, |d| d.written)
+    }
+
+    fn durable_seq(&self) -> u64 {
+        self.durability.as_ref().map_or(0, |d| d.durable)
+    }
+
+    fn unpersisted_bytes(&self) -> u64 {
+        self.durability
+            .as_ref()
+            .map_or(0, |d| d.unbatched + d.in_batch)
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use crate::{blob, dht, discovery, gossip, peer, stream};
+use crate::{blob, dht, discovery, gossip, peer, persist, stream};
 
 /// Tuning and limits of a node. Every limit says what happens when it is reached.
 #[derive(Debug, Clone)]
@@ -53,6 +53,14 @@ pub enum Input {
     Dht(dht::Input),
     /// A gossip message or a peer's subscription.
     Gossip(gossip::Input),
+    /// A persist batch ([`Output::Persist`]) came back from its worker.
+    Persisted(persist::Done),
+}
+
+impl From<persist::Done> for Input {
+    fn from(done: persist::Done) -> Self {
+        Input::Persisted(done)
+    }
 }
 
 impl From<gossip::Input> for Input {
@@ -91,6 +99,10 @@ pub enum Output {
     Dht(dht::Output),
     /// Subscribe, unsubscribe, publish.
     Gossip(gossip::Output),
+    /// Run this batch of the store's durable work on a worker thread (never on the task
+    /// that drives the node) and feed back [`Input::Persisted`] with its verdict. At most
+    /// one batch is out at a time; see [`crate::persist`].
+    Persist(persist::Batch),
     /// Something for the application.
     Event(Event),
     /// Nothing more to do now; call back with [`Input::Timeout`] at this instant at the

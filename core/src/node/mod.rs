@@ -22,7 +22,9 @@
 //!    routing table (when its routing table becomes usable, the node announces its stored
 //!    blobs, within this step);
 //! 4. the blob protocol ([`crate::blob`]): its stream outputs, then its events;
-//! 5. the timeout, the earliest deadline of any child (or [`IDLE_TIMEOUT`] from now).
+//! 5. the store's durable work, as one persist batch ([`Output::Persist`], see
+//!    [`crate::persist`]) when none is out;
+//! 6. the timeout, the earliest deadline of any child (or [`IDLE_TIMEOUT`] from now).
 //!
 //! The sync protocol will come between discovery and blobs.
 //!
@@ -95,6 +97,10 @@ pub struct Node<S> {
     /// What the node itself decided (peer actions, resets of unknown streams, events).
     queue: VecDeque<Output>,
     last_reason: Reason,
+    /// The sequence number of the persist batch that is out, if one is.
+    persisting: Option<u64>,
+    /// The next batch is forced ([`Node::persist_all`]).
+    persist_all: bool,
 }
 
 impl<S: BlobStore> Node<S> {
@@ -115,6 +121,8 @@ impl<S: BlobStore> Node<S> {
             announced: BTreeSet::new(),
             queue: VecDeque::new(),
             last_reason: Reason::Idle,
+            persisting: None,
+            persist_all: false,
         }
     }
 
@@ -187,9 +195,17 @@ impl<S: BlobStore> Node<S> {
         soonest(discovery, blobs)
     }
 
-    /// True when no deadline but housekeeping is left: nothing is in progress.
+    /// True when no deadline but housekeeping is left and no persist batch is out:
+    /// nothing is in progress.
     pub fn is_idle(&self) -> bool {
         self.blobs.poll_timeout().is_none()
+            && self.persisting.is_none()
+            && !self.blobs.awaits_durability()
+    }
+
+    /// The sequence number of the persist batch that is out ([`Output::Persist`]), if one is.
+    pub fn persisting(&self) -> Option<u64> {
+        self.persisting
     }
 
     /// Blobs this node announced in the DHT and still provides.
@@ -287,6 +303,12 @@ impl<S: BlobStore> Node<S> {
                 self.blobs.handle_peer_disconnected(peer, now);
             }
             Input::Stream(input) => self.handle_stream(now, input),
+            Input::Persisted(done) => {
+                if self.persisting == Some(done.seq) {
+                    self.persisting = None;
+                }
+                self.blobs.handle_persisted(done);
+            }
         }
     }
 
@@ -361,6 +383,24 @@ impl<S: BlobStore> Node<S> {
     /// Imports `content` into the store and returns its id; it can be served at once.
     pub fn add_blob(&mut self, content: Bytes) -> Result<BlobId, blob::Error> {
         self.blobs.add_blob(content)
+    }
+
+    /// Imports `content` whose outboard the caller built (off the driver:
+    /// [`blob::Outboard::create`] hashes the whole content) and returns its id; it can be
+    /// served at once, and is durable once [`Node::store`]'s `durable_seq` reaches the
+    /// `written_seq` it has on return.
+    pub fn import_blob(
+        &mut self,
+        content: Bytes,
+        outboard: blob::Outboard,
+    ) -> Result<BlobId, blob::Error> {
+        self.blobs.import_blob(content, outboard)
+    }
+
+    /// Asks for every write the store holds to be made durable: the next drain hands out
+    /// a batch even for a few bytes (before a shutdown).
+    pub fn persist_all(&mut self) {
+        self.persist_all = true;
     }
 
     /// Downloads `id` from `providers`, resuming from what the store already holds.
@@ -468,6 +508,15 @@ impl<S: BlobStore> Node<S> {
                 }
             }
             let Some(out) = self.blobs.poll_output(self.now, &mut self.ids) else {
+                // Last: the durable work the drain above left in the store, one batch at
+                // a time.
+                if self.persisting.is_none() {
+                    if let Some(batch) = self.blobs.take_batch(self.persist_all) {
+                        self.persist_all = false;
+                        self.persisting = Some(batch.seq());
+                        return Output::Persist(batch);
+                    }
+                }
                 break;
             };
             match out {

@@ -24,6 +24,10 @@ pub use super::error::ClientError;
 use super::stream::SinewStream;
 use crate::blob::{self, BlobId};
 
+/// Content up to this size is hashed (and, for a disk store, copied) on the caller's task
+/// by [`NetworkClient::add_blob`]; larger content on a thread of its own. 1 MiB.
+pub const INLINE_IMPORT: usize = 1 << 20;
+
 /// A snapshot of the node's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkStatus {
@@ -162,7 +166,7 @@ pub(crate) enum NetCommand {
 
 #[derive(Debug)]
 pub(crate) enum BlobCommand {
-    AddBlob(Bytes, Reply<BlobId>),
+    AddBlob(Bytes, blob::Outboard, Reply<BlobId>),
     Importer(Reply<Option<super::fs_store::Importer>>),
     CommitImport(super::fs_store::PreparedImport, Reply<BlobId>),
     ExportSource(BlobId, Reply<Option<super::node_store::ExportSource>>),
@@ -170,7 +174,6 @@ pub(crate) enum BlobCommand {
     ListBlobs(Reply<Vec<BlobInfo>>),
     Download(BlobId, Vec<PeerId>, super::download::Watcher, Reply<()>),
     RequestBlob(BlobId, Vec<PeerId>, Reply<()>),
-    GetBlob(BlobId, Reply<Option<Bytes>>),
     AnnounceBlob(BlobId, Reply<()>),
     QueryBlob(BlobId, Reply<Vec<PeerId>>),
 }
@@ -340,10 +343,34 @@ impl NetworkClient {
         })
     }
 
-    /// Imports `content` as a blob this node provides; returns its id.
+    /// Imports `content` as a blob this node provides; returns its id once the blob is
+    /// durable (with a disk store: synced, named and committed).
+    ///
+    /// Hashing and copying happen on the caller's task for small content and on a thread
+    /// of their own above [`INLINE_IMPORT`] bytes, never on the node's task.
     pub async fn add_blob(&self, content: impl Into<Bytes>) -> Result<BlobId, ClientError> {
-        let content = content.into();
-        self.call(|r| BlobCommand::AddBlob(content, r)).await
+        let content: Bytes = content.into();
+        let small = content.len() <= INLINE_IMPORT;
+        match self.call(BlobCommand::Importer).await? {
+            Some(importer) => {
+                let prepared = if small {
+                    importer.prepare_bytes(&content)?
+                } else {
+                    blocking(move || importer.prepare_bytes(&content)).await??
+                };
+                self.call(|r| BlobCommand::CommitImport(prepared, r)).await
+            }
+            None => {
+                let outboard = if small {
+                    crate::blob::Outboard::create(&content)
+                } else {
+                    let c = content.clone();
+                    blocking(move || crate::blob::Outboard::create(&c)).await?
+                };
+                self.call(|r| BlobCommand::AddBlob(content, outboard, r))
+                    .await
+            }
+        }
     }
 
     /// Announces in the DHT that this node provides blob `id` (a Kademlia provider record;
@@ -370,9 +397,33 @@ impl NetworkClient {
             .await
     }
 
-    /// The complete, verified content of blob `id`, if this node has all of it.
+    /// The complete, verified content of blob `id`, if this node has all of it (read on a
+    /// thread of its own with a disk store).
     pub async fn get_blob(&self, id: BlobId) -> Result<Option<Bytes>, ClientError> {
-        self.call(|r| BlobCommand::GetBlob(id, r)).await
+        let Some(source) = self.call(|r| BlobCommand::ExportSource(id, r)).await? else {
+            return Ok(None);
+        };
+        match source {
+            super::node_store::ExportSource::Memory(bytes) => Ok(Some(bytes)),
+            super::node_store::ExportSource::File(file, size) => {
+                let len = usize::try_from(size).map_err(|_| {
+                    ClientError::Store(crate::blob::store::StoreError::Io(format!(
+                        "blob {id} does not fit in memory: use export_blob"
+                    )))
+                })?;
+                let read = blocking(move || {
+                    use std::os::unix::fs::FileExt;
+                    let mut buf = vec![0u8; len];
+                    file.read_exact_at(&mut buf, 0)
+                        .map(|()| Bytes::from(buf))
+                        .map_err(|e| {
+                            crate::blob::store::StoreError::Io(format!("reading blob {id}: {e}"))
+                        })
+                })
+                .await??;
+                Ok(Some(read))
+            }
+        }
     }
 
     /// Imports the file at `path` into the store and returns its id (equal to what `b3sum`
@@ -419,8 +470,8 @@ impl NetworkClient {
             .await?
             .ok_or(ClientError::BlobNotComplete(id))?;
         let exported = blocking(move || match source {
-            super::node_store::ExportSource::File(path) => {
-                super::fs_store::export_verified(&path, &id, &dest)
+            super::node_store::ExportSource::File(file, size) => {
+                super::export::export_verified_file(&file, size, &id, &dest)
             }
             super::node_store::ExportSource::Memory(bytes) => {
                 super::fs_store::export_verified_bytes(&bytes, &id, &dest)

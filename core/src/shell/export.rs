@@ -23,6 +23,49 @@ pub fn export_verified(source: &Path, id: &BlobId, dest: &Path) -> Result<u64, S
     export_from(input, id, dest)
 }
 
+/// [`export_verified`] from an open handle of a blob's data file of `size` bytes, read by
+/// position (so other handles of the same open file are not disturbed).
+pub(crate) fn export_verified_file(
+    file: &File,
+    size: u64,
+    id: &BlobId,
+    dest: &Path,
+) -> Result<u64, StoreError> {
+    export_from(
+        PositionalReader {
+            file,
+            pos: 0,
+            end: size,
+        },
+        id,
+        dest,
+    )
+}
+
+/// Reads `file[pos..end]` with positioned reads.
+struct PositionalReader<'a> {
+    file: &'a File,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for PositionalReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let left = usize::try_from(self.end - self.pos).unwrap_or(usize::MAX);
+        let want = buf.len().min(left);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
 /// [`export_verified`] for content held in memory.
 pub fn export_verified_bytes(content: &[u8], id: &BlobId, dest: &Path) -> Result<u64, StoreError> {
     export_from(content, id, dest)

@@ -2,35 +2,44 @@
 //! and outboards. The driver uses it when `NetworkConfig::blob_dir` is set (the `sinew`
 //! CLI always sets it).
 //!
-//! Layout under the store's directory: `meta.redb`; `blobs/<id>.data` and
+//! Layout under the store's directory: `sinew.redb` (the node's one database: the blob
+//! table here, and the tables of protocols to come); `blobs/<id>.data` and
 //! `blobs/<id>.obao` for complete blobs; `blobs/<id>.data.partial` and
-//! `blobs/<id>.obao.partial` while downloading; `blobs/*.tmp` while importing (removed
-//! when the store is opened: they belong to an import that never finished).
+//! `blobs/<id>.obao.partial` while downloading; `blobs/*.tmp` for files not named yet
+//! (removed when the store is opened).
 //!
-//! Durability rules:
-//! - An import copies the file into a temporary while hashing it ([`Importer::prepare`],
-//!   on any thread), syncs it, and then ([`FsStore::commit_import`]) writes and syncs the
-//!   outboard, renames both into place, syncs the directory and only then commits the
-//!   metadata: after a crash a blob is either complete or absent.
-//! - A download's verified ranges are committed to redb only after the data and outboard
-//!   bytes they cover were synced. Every [`SYNC_EVERY`] verified bytes the store hands a
-//!   snapshot of the verified ranges to its sync thread, which syncs both files and then
-//!   commits that snapshot, so the driver never waits for the disk; commits only ever grow
-//!   the verified ranges. [`FsStore::flush`] does the same synchronously. A crash
-//!   therefore loses at most the last unsynced stretch, which is fetched again; it never
-//!   makes an unverified byte count as verified.
-//! - When the last chunk group is written, both files are synced and renamed to their final
-//!   names, the directory is synced, and the entry is committed as complete before
-//!   [`BlobStore::write_verified`] returns: when the node emits `blob::Event::Downloaded`, the blob
-//!   survives a crash or a power cut.
-//! - A download's two `.partial` files are created and the directory synced before its
-//!   entry is committed, so a committed download always finds its files.
-//! - A crash after a finished download's renames but before its commit (or an import's)
-//!   leaves final files under an incomplete entry; [`FsStore::open`] re-hashes them and
-//!   commits the blob as complete, or, if they are not the blob, starts the download over
-//!   with empty partial files. A download whose partial files are missing also starts over.
-//!   No crash leaves a blob that can be neither used nor resumed.
-//! - One process owns a store: redb locks `meta.redb`, and a second [`FsStore::open`] of
+//! # Nothing slow on the caller's thread
+//!
+//! The store's methods run on the task that drives the node, so none of them syncs,
+//! renames, deletes or commits. They write into the page cache, open or create files under
+//! fresh `*.tmp` names, and change the store's in-memory view at once; the slow work is
+//! recorded as operations and handed out as one [`Batch`](crate::persist::Batch) at a time
+//! ([`BlobStore::take_batch`]), which the shell runs on a worker thread. A batch, in this
+//! order: syncs the files its writes touched; renames, and removes, files under their
+//! stable names (every change of a stable name happens here, in operation order, so the
+//! worker and the driver never race on a name); syncs the directory; commits every
+//! metadata change in **one** redb transaction. Only then is it acknowledged, and what
+//! waited for it (a download's `Downloaded` event, an import's reply) is told.
+//!
+//! # Durability rules
+//!
+//! - After a crash the store is what its acknowledged batches made it, plus at most the
+//!   effects of one batch that was interrupted, which [`FsStore::open`] completes or
+//!   undoes (below). Writes after the last acknowledged batch are lost; nothing
+//!   unverified is ever counted as verified.
+//! - A download's verified ranges are committed only in a batch that first synced the
+//!   bytes they cover; commits only ever grow them.
+//! - A download is complete once the batch that synced its files, renamed them to their
+//!   final names and committed the entry is acknowledged: the node reports
+//!   `blob::Event::Downloaded` only then.
+//! - An import's copy is synced, renamed into place and committed by its batch; the
+//!   client's `add_blob` returns once that batch is acknowledged.
+//! - Recovery at open: `*.tmp` files are removed (never named); an incomplete entry whose
+//!   final files exist (a batch renamed them and died before its commit) is re-hashed and
+//!   committed as complete, or started over if the files are not the blob; an entry whose
+//!   files are gone (a delete died before its commit) is removed; files no entry names
+//!   (a download's or import's batch died before its commit) are removed.
+//! - One process owns a store: redb locks `sinew.redb`, and a second [`FsStore::open`] of
 //!   the same directory fails with a clear error.
 
 use std::collections::BTreeMap;
@@ -39,7 +48,7 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 
 use bao_tree::ChunkRanges;
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -49,18 +58,22 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use crate::blob::store::{BlobState, BlobStore, StoreError};
 use crate::blob::tree::{all_chunks, leaf_chunks, outboard_size, pairs_to_ranges, PAIR_BYTES};
 use crate::blob::{BlobId, Outboard};
+use crate::persist::Batch;
 
 // The client reaches the exports through this module.
 pub use super::export::{export_verified, export_verified_bytes};
 
-/// Verified bytes written between two syncs of a download (and commits of its ranges).
+/// Verified bytes a download may write before the store hands out a batch on its own
+/// (without being asked to: see [`BlobStore::take_batch`]).
 pub const SYNC_EVERY: u64 = 8 << 20;
 
-/// The most verified bytes of a download that may not be committed yet, i.e. what a crash
-/// can cost it: the bytes since the last hand-over to the sync thread, the `SYNC_QUEUE`
-/// syncs queued behind a slow disk (the download waits when the queue is full) and the one
-/// being synced.
-pub const MAX_UNCOMMITTED: u64 = (SYNC_QUEUE as u64 + 2) * SYNC_EVERY;
+/// What a crash can cost a download from one provider with the default configuration:
+/// `blob::Config::max_unpersisted` (32 MiB, above which no new request is sent) plus the
+/// requests that provider has in flight (2 × 8 MiB).
+pub const MAX_UNCOMMITTED: u64 = (32 << 20) + 2 * (8 << 20);
+
+/// The database file of a store, in its directory.
+pub const DATABASE_FILE: &str = "sinew.redb";
 
 const BLOBS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("blobs");
 
@@ -91,16 +104,14 @@ impl Meta {
     }
 }
 
-/// Sync jobs queued for the sync thread before a download's writes wait for it.
-const SYNC_QUEUE: usize = 4;
-
 #[derive(Debug)]
 struct Partial {
     size: u64,
     data: Arc<File>,
     outboard: Arc<File>,
     verified: ChunkRanges,
-    unsynced: u64,
+    /// Written since the last batch took a snapshot of it.
+    dirty: bool,
 }
 
 /// A persistent blob store. See the module docs for its layout and durability rules.
@@ -109,18 +120,31 @@ pub struct FsStore {
     dir: PathBuf,
     db: Arc<Database>,
     partial: BTreeMap<BlobId, Partial>,
+    /// Entries whose last change is not durable yet: `Some(size)` complete, `None`
+    /// deleted, with the sequence number of that change. What redb will say once it is.
+    overlay: BTreeMap<BlobId, (u64, Option<u64>)>,
     /// Complete blobs being read: their open files and size. An entry exists only for a
-    /// complete blob (it is made from the final file names and dropped on delete), so a
+    /// complete blob (made when it completes or is first read, dropped on delete), so a
     /// read that finds one needs no metadata lookup.
     complete: Mutex<BTreeMap<BlobId, Arc<CompleteFiles>>>,
-    syncer: Syncer,
+    /// Operations since the last batch, in order.
+    ops: Vec<batch::Op>,
+    written: u64,
+    durable: u64,
+    /// The batch that is out.
+    out: Option<u64>,
+    /// Verified bytes written since the last batch, and in the batch that is out.
+    unbatched: u64,
+    in_batch: u64,
+    /// A batch failed: its writes may not be durable, so no write is accepted any more.
+    failed: Option<StoreError>,
 }
 
 /// The open files of a complete blob.
 #[derive(Debug)]
 struct CompleteFiles {
-    data: File,
-    outboard: File,
+    data: Arc<File>,
+    outboard: Arc<File>,
     size: u64,
 }
 
@@ -133,7 +157,7 @@ static NEXT_TMP: AtomicU64 = AtomicU64::new(0);
 /// A unique temporary file name in `blobs` for this process.
 fn tmp_path(blobs: &Path) -> PathBuf {
     let n = NEXT_TMP.fetch_add(1, Ordering::Relaxed);
-    blobs.join(format!("import-{}-{n}.tmp", std::process::id()))
+    blobs.join(format!("new-{}-{n}.tmp", std::process::id()))
 }
 
 pub(super) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
@@ -155,28 +179,23 @@ fn put_meta(db: &Database, id: &BlobId, meta: &Meta) -> Result<(), StoreError> {
     txn.commit().map_err(io)
 }
 
-/// Creates (or empties) a download's two `.partial` files at their full sizes and syncs
-/// the directory, so that the entry committed next never outlives its files.
-fn create_partial_files(store: &Path, id: &BlobId, size: u64) -> Result<(File, File), StoreError> {
-    let create = |ext: &str, len: u64| -> Result<File, StoreError> {
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(blob_path(store, id, ext))
-            .map_err(io)?;
-        f.set_len(len).map_err(io)?;
-        Ok(f)
-    };
-    let data = create("data.partial", size)?;
-    let outboard = create("obao.partial", outboard_size(size))?;
-    sync_dir(&store.join("blobs"))?;
-    Ok((data, outboard))
+/// Creates a file of `len` bytes under a fresh temporary name in `blobs`, open for
+/// reading and writing. Not synced: a batch names it and syncs what needs syncing.
+fn create_tmp(blobs: &Path, len: u64) -> Result<(PathBuf, File), StoreError> {
+    let path = tmp_path(blobs);
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(io)?;
+    f.set_len(len).map_err(io)?;
+    Ok((path, f))
 }
 
 impl FsStore {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in `dir`, recovering from a crash (module docs).
+    /// Blocks for the recovery's disk work: call it before the node runs.
     ///
     /// Fails if another process has the store open.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
@@ -184,7 +203,13 @@ impl FsStore {
         let blobs = dir.join("blobs");
         std::fs::create_dir_all(&blobs)
             .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", blobs.display())))?;
-        let db = Database::create(dir.join("meta.redb")).map_err(|e| {
+        // Stores made before the database was shared kept it under another name.
+        let old = dir.join("meta.redb");
+        if old.exists() && !dir.join(DATABASE_FILE).exists() {
+            std::fs::rename(&old, dir.join(DATABASE_FILE)).map_err(io)?;
+            sync_dir(&dir)?;
+        }
+        let db = Database::create(dir.join(DATABASE_FILE)).map_err(|e| {
             StoreError::Io(format!(
                 "cannot open the blob store in {}: {e} (is another node using it?)",
                 dir.display()
@@ -193,39 +218,33 @@ impl FsStore {
         let txn = db.begin_write().map_err(io)?;
         txn.open_table(BLOBS).map_err(io)?;
         txn.commit().map_err(io)?;
-        // Leftovers of imports that never finished.
-        for entry in std::fs::read_dir(&blobs).map_err(io)?.flatten() {
-            if entry.path().extension().is_some_and(|e| e == "tmp") {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
         let db = Arc::new(db);
-        recover_renamed(&dir, &db)?;
-        let (tx, rx) = mpsc::sync_channel(SYNC_QUEUE);
-        let failed = Arc::new(Mutex::new(None));
-        let thread = {
-            let (db, failed) = (db.clone(), failed.clone());
-            std::thread::Builder::new()
-                .name("sinew-blob-sync".into())
-                .spawn(move || sync_thread(db, rx, failed))
-                .map_err(io)?
-        };
+        recover(&dir, &db)?;
         Ok(Self {
             dir,
             db,
             partial: BTreeMap::new(),
+            overlay: BTreeMap::new(),
             complete: Mutex::new(BTreeMap::new()),
-            syncer: Syncer {
-                jobs: Some(tx),
-                thread: Some(thread),
-                failed,
-            },
+            ops: Vec::new(),
+            written: 0,
+            durable: 0,
+            out: None,
+            unbatched: 0,
+            in_batch: 0,
+            failed: None,
         })
     }
 
     /// The store's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The node's database (one file for every table), for protocols that persist beside
+    /// the blob store.
+    pub fn database(&self) -> &Arc<Database> {
+        &self.db
     }
 
     /// An [`Importer`] for this store, to copy files in from another thread.
@@ -235,56 +254,84 @@ impl FsStore {
         }
     }
 
-    /// Makes a prepared import visible: writes its outboard, renames both files into place
-    /// and commits the entry (see the module docs). Idempotent: importing content the
-    /// store already holds completely changes nothing.
+    /// Makes a prepared import visible at once (it can be served) and durable with the
+    /// next batch, which renames it into place and commits it (module docs). Idempotent:
+    /// importing content the store already holds completely changes nothing.
     pub fn commit_import(&mut self, mut prepared: PreparedImport) -> Result<BlobId, StoreError> {
+        self.check_failed()?;
         let outboard = prepared
             .outboard
             .take()
             .ok_or_else(|| StoreError::Io("the import was not prepared".into()))?;
         let id = outboard.id();
-        if self.meta(&id)?.is_some_and(|m| m.complete) {
+        let size = outboard.size();
+        if self.state(&id)?.is_some_and(|s| s.is_complete()) {
             return Ok(id);
         }
+        let data = File::open(&prepared.data).map_err(io)?;
+        let obao = File::open(&prepared.obao).map_err(io)?;
         // A download of the same content in progress is superseded.
-        if self.partial.remove(&id).is_some() {
-            self.drain_syncs();
-        }
-        let blobs = self.dir.join("blobs");
-        let tmp = tmp_path(&blobs);
-        let write = (|| {
-            let mut f = File::create(&tmp)?;
-            f.write_all(outboard.as_bytes())?;
-            f.sync_all()
-        })();
-        if let Err(e) = write {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io(e));
-        }
-        std::fs::rename(&tmp, self.path(&id, "obao")).map_err(io)?;
-        std::fs::rename(&prepared.data, self.path(&id, "data")).map_err(io)?;
-        for ext in ["data.partial", "obao.partial"] {
-            let _ = std::fs::remove_file(self.path(&id, ext));
-        }
-        sync_dir(&blobs)?;
-        self.put_complete(&id, outboard.size())?;
+        self.partial.remove(&id);
+        let seq = self.push(batch::Op::Import {
+            id,
+            size,
+            data: std::mem::take(&mut prepared.data),
+            outboard: std::mem::take(&mut prepared.obao),
+        });
+        self.became_complete(id, size, Arc::new(data), Arc::new(obao), seq)?;
         Ok(id)
     }
 
-    /// The data file of `id` and its size, if the blob is complete (for
-    /// [`export_verified`]).
-    pub fn complete_data(&self, id: &BlobId) -> Result<Option<(PathBuf, u64)>, StoreError> {
-        Ok(self
-            .meta(id)?
-            .filter(|m| m.complete)
-            .map(|m| (self.path(id, "data"), m.size)))
+    /// Runs every pending operation now, on this thread, and waits for it: for tests,
+    /// tools, and a shutdown that has no worker any more. Fails if a batch is out.
+    pub fn persist_now(&mut self) -> Result<(), StoreError> {
+        if let Some(seq) = self.out {
+            return Err(StoreError::Io(format!(
+                "persist batch {seq} is still out: wait for it"
+            )));
+        }
+        match self.take_batch(true) {
+            Some(batch) => {
+                let done = batch.run();
+                self.batch_done(done.seq, done.result)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The data file of `id` (a handle of its own) and its size, if the blob is complete
+    /// (for exports and whole reads, which run off the driver).
+    pub fn complete_file(&self, id: &BlobId) -> Result<Option<(File, u64)>, StoreError> {
+        match self.state(id)? {
+            Some(BlobState::Complete { size }) => {
+                let files = self.complete_files(id, size)?;
+                Ok(Some((files.data.try_clone().map_err(io)?, size)))
+            }
+            _ => Ok(None),
+        }
     }
 
     fn path(&self, id: &BlobId, ext: &str) -> PathBuf {
         blob_path(&self.dir, id, ext)
     }
 
+    fn check_failed(&self) -> Result<(), StoreError> {
+        match &self.failed {
+            Some(err) => Err(StoreError::Io(format!(
+                "an earlier write to the blob store failed ({err}); restart the node"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Records an operation for the next batch; returns its sequence number.
+    fn push(&mut self, op: batch::Op) -> u64 {
+        self.written += 1;
+        self.ops.push(op);
+        self.written
+    }
+
+    /// The committed entry of `id` in redb.
     fn meta(&self, id: &BlobId) -> Result<Option<Meta>, StoreError> {
         let txn = self.db.begin_read().map_err(io)?;
         let table = txn.open_table(BLOBS).map_err(io)?;
@@ -296,15 +343,27 @@ impl FsStore {
             .map_err(|e| StoreError::Io(format!("corrupt metadata for blob {id}: {e}")))
     }
 
-    fn put_meta(&self, id: &BlobId, meta: &Meta) -> Result<(), StoreError> {
-        put_meta(&self.db, id, meta)
+    /// `id` is complete (with these files) as of operation `seq`.
+    fn became_complete(
+        &mut self,
+        id: BlobId,
+        size: u64,
+        data: Arc<File>,
+        outboard: Arc<File>,
+        seq: u64,
+    ) -> Result<(), StoreError> {
+        self.overlay.insert(id, (seq, Some(size)));
+        let files = Arc::new(CompleteFiles {
+            data,
+            outboard,
+            size,
+        });
+        self.complete.lock().map_err(io)?.insert(id, files);
+        Ok(())
     }
 
-    fn put_complete(&self, id: &BlobId, size: u64) -> Result<(), StoreError> {
-        put_meta(&self.db, id, &Meta::complete(size))
-    }
-
-    /// The open files of a complete blob of `size` bytes.
+    /// The open files of a complete blob of `size` bytes. Opens them by their final names
+    /// only when no operation on the blob is pending (else they are cached already).
     fn complete_files(&self, id: &BlobId, size: u64) -> Result<Arc<CompleteFiles>, StoreError> {
         let mut cache = self.complete.lock().map_err(io)?;
         if let Some(files) = cache.get(id) {
@@ -313,119 +372,86 @@ impl FsStore {
         let data = File::open(self.path(id, "data")).map_err(io)?;
         let outboard = File::open(self.path(id, "obao")).map_err(io)?;
         let files = Arc::new(CompleteFiles {
-            data,
-            outboard,
+            data: Arc::new(data),
+            outboard: Arc::new(outboard),
             size,
         });
         cache.insert(*id, files.clone());
         Ok(files)
     }
 
-    /// Loads a partial download into memory (after a restart). If its files are gone (a
-    /// power cut lost them), the download starts over with new empty files.
-    fn load_partial(&mut self, id: &BlobId, meta: &Meta) -> Result<(), StoreError> {
-        if self.partial.contains_key(id) {
-            return Ok(());
+    /// Starts a download of `size` bytes with new, empty files.
+    fn start_partial(&mut self, id: &BlobId, size: u64) -> Result<(), StoreError> {
+        let blobs = self.dir.join("blobs");
+        let (data_tmp, data) = create_tmp(&blobs, size)?;
+        let (obao_tmp, outboard) = match create_tmp(&blobs, outboard_size(size)) {
+            Ok(created) => created,
+            Err(e) => {
+                let _ = std::fs::remove_file(&data_tmp);
+                return Err(e);
+            }
+        };
+        self.push(batch::Op::Begin {
+            id: *id,
+            size,
+            data: data_tmp,
+            outboard: obao_tmp,
+        });
+        self.partial.insert(
+            *id,
+            Partial {
+                size,
+                data: Arc::new(data),
+                outboard: Arc::new(outboard),
+                verified: ChunkRanges::empty(),
+                dirty: false,
+            },
+        );
+        if size == 0 {
+            self.finish(id)?;
         }
+        Ok(())
+    }
+
+    /// Loads a committed partial download into memory (after a restart). If its files are
+    /// gone, the download starts over with new empty files.
+    fn load_partial(&mut self, id: &BlobId, meta: &Meta) -> Result<(), StoreError> {
         let open = |p: PathBuf| OpenOptions::new().read(true).write(true).open(p);
-        let partial = match (
+        match (
             open(self.path(id, "data.partial")),
             open(self.path(id, "obao.partial")),
         ) {
-            (Ok(data), Ok(outboard)) => Partial {
-                size: meta.size,
-                data: Arc::new(data),
-                outboard: Arc::new(outboard),
-                verified: pairs_to_ranges(meta.verified.iter().copied()),
-                unsynced: 0,
-            },
-            (Err(e), _) | (_, Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-                let (data, outboard) = create_partial_files(&self.dir, id, meta.size)?;
-                put_meta(&self.db, id, &Meta::empty(meta.size))?;
-                Partial {
+            (Ok(data), Ok(outboard)) => {
+                let partial = Partial {
                     size: meta.size,
                     data: Arc::new(data),
                     outboard: Arc::new(outboard),
-                    verified: ChunkRanges::empty(),
-                    unsynced: 0,
-                }
+                    verified: pairs_to_ranges(meta.verified.iter().copied()),
+                    dirty: false,
+                };
+                self.partial.insert(*id, partial);
+                Ok(())
             }
-            (Err(e), _) | (_, Err(e)) => return Err(io(e)),
-        };
-        self.partial.insert(*id, partial);
-        Ok(())
-    }
-
-    /// Syncs every download's written bytes and commits its verified ranges, now.
-    pub fn flush(&mut self) -> Result<(), StoreError> {
-        let ids: Vec<BlobId> = self.partial.keys().copied().collect();
-        for id in ids {
-            self.sync_partial(&id)?;
+            (Err(e), _) | (_, Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.start_partial(id, meta.size)
+            }
+            (Err(e), _) | (_, Err(e)) => Err(io(e)),
         }
-        Ok(())
     }
 
-    fn sync_partial(&mut self, id: &BlobId) -> Result<(), StoreError> {
-        let Some(p) = self.partial.get_mut(id) else {
+    /// The last chunk group of a download arrived: the next batch syncs, renames and
+    /// commits it; reads use its open files meanwhile.
+    fn finish(&mut self, id: &BlobId) -> Result<(), StoreError> {
+        let Some(p) = self.partial.remove(id) else {
             return Ok(());
         };
-        p.data.sync_data().map_err(io)?;
-        p.outboard.sync_data().map_err(io)?;
-        p.unsynced = 0;
-        commit_ranges(&self.db, id, p.size, &p.verified)
-    }
-
-    /// Hands a snapshot of a download's verified ranges to the sync thread.
-    fn sync_in_background(&mut self, id: &BlobId) -> Result<(), StoreError> {
-        let Some(p) = self.partial.get_mut(id) else {
-            return Ok(());
-        };
-        p.unsynced = 0;
-        let job = SyncJob::Sync {
+        let seq = self.push(batch::Op::Finish {
             id: *id,
+            size: p.size,
             data: p.data.clone(),
             outboard: p.outboard.clone(),
-            size: p.size,
-            verified: p.verified.clone(),
-        };
-        match &self.syncer.jobs {
-            // Blocks only when the disk is behind by SYNC_QUEUE syncs: backpressure.
-            Some(jobs) if jobs.send(job).is_ok() => Ok(()),
-            _ => Err(StoreError::Io(
-                "the blob store's sync thread stopped".into(),
-            )),
-        }
-    }
-
-    /// Waits until the sync thread has done every job queued so far, so that no late
-    /// commit of an old download can touch an entry that is about to be replaced.
-    fn drain_syncs(&self) {
-        let (tx, rx) = mpsc::channel();
-        if let Some(jobs) = &self.syncer.jobs {
-            if jobs.send(SyncJob::Barrier(tx)).is_ok() {
-                let _ = rx.recv();
-            }
-        }
-    }
-
-    fn background_failure(&self) -> Result<(), StoreError> {
-        match self.syncer.failed.lock().map_err(io)?.as_ref() {
-            Some(err) => Err(StoreError::Io(err.clone())),
-            None => Ok(()),
-        }
-    }
-
-    fn finish(&mut self, id: &BlobId) -> Result<(), StoreError> {
-        let p = self
-            .partial
-            .remove(id)
-            .expect("finish is called for a partial blob");
-        p.data.sync_all().map_err(io)?;
-        p.outboard.sync_all().map_err(io)?;
-        std::fs::rename(self.path(id, "data.partial"), self.path(id, "data")).map_err(io)?;
-        std::fs::rename(self.path(id, "obao.partial"), self.path(id, "obao")).map_err(io)?;
-        sync_dir(&self.dir.join("blobs"))?;
-        self.put_complete(id, p.size)
+        });
+        self.became_complete(*id, p.size, p.data, p.outboard, seq)
     }
 }
 
@@ -442,6 +468,9 @@ impl BlobStore for FsStore {
                 size: p.size,
                 verified: p.verified.clone(),
             }));
+        }
+        if let Some((_, change)) = self.overlay.get(id) {
+            return Ok(change.map(|size| BlobState::Complete { size }));
         }
         Ok(self.meta(id)?.map(|m| {
             if m.complete {
@@ -515,50 +544,53 @@ impl BlobStore for FsStore {
         read_exact_at(&files.outboard, offset, len)
     }
 
+    /// Writes `content` and its outboard under temporary names on the caller's thread
+    /// (page cache only); the next batch syncs, names and commits them. The shell imports
+    /// through [`Importer`] instead, which copies on a thread of its own.
     fn import(&mut self, content: Bytes, outboard: Outboard) -> Result<BlobId, StoreError> {
+        self.check_failed()?;
         let id = outboard.id();
-        if self.meta(&id)?.is_some_and(|m| m.complete) {
+        if self.state(&id)?.is_some_and(|s| s.is_complete()) {
             return Ok(id);
         }
-        for (ext, bytes) in [("data", &content[..]), ("obao", outboard.as_bytes())] {
-            let tmp = self.path(&id, &format!("{ext}.tmp"));
-            let mut f = File::create(&tmp).map_err(io)?;
-            std::io::Write::write_all(&mut f, bytes).map_err(io)?;
-            f.sync_all().map_err(io)?;
-            std::fs::rename(&tmp, self.path(&id, ext)).map_err(io)?;
+        let blobs = self.dir.join("blobs");
+        let mut prepared = PreparedImport {
+            data: PathBuf::new(),
+            obao: PathBuf::new(),
+            outboard: None,
+        };
+        for (bytes, slot) in [
+            (&content[..], &mut prepared.data),
+            (outboard.as_bytes(), &mut prepared.obao),
+        ] {
+            let path = tmp_path(&blobs);
+            *slot = path.clone();
+            File::create_new(&path)
+                .and_then(|mut f| f.write_all(bytes))
+                .map_err(io)?;
         }
-        sync_dir(&self.dir.join("blobs"))?;
-        self.put_complete(&id, outboard.size())?;
-        Ok(id)
+        prepared.outboard = Some(outboard);
+        self.commit_import(prepared)
     }
 
     fn begin_partial(&mut self, id: &BlobId, size: u64) -> Result<(), StoreError> {
-        if let Some(meta) = self.meta(id)? {
-            if meta.size != size {
+        self.check_failed()?;
+        if let Some(state) = self.state(id)? {
+            if state.size() != size {
                 return Err(StoreError::Inconsistent {
                     id: *id,
-                    reason: format!("size {} is proven, not {size}", meta.size),
+                    reason: format!("size {} is proven, not {size}", state.size()),
                 });
             }
-            if !meta.complete {
-                self.load_partial(id, &meta)?;
+            if !state.is_complete() && !self.partial.contains_key(id) {
+                // Committed by an earlier run: reopen its files.
+                if let Some(meta) = self.meta(id)? {
+                    self.load_partial(id, &meta)?;
+                }
             }
             return Ok(());
         }
-        let (data, outboard) = create_partial_files(&self.dir, id, size)?;
-        let partial = Partial {
-            size,
-            data: Arc::new(data),
-            outboard: Arc::new(outboard),
-            verified: ChunkRanges::empty(),
-            unsynced: 0,
-        };
-        self.partial.insert(*id, partial);
-        self.put_meta(id, &Meta::empty(size))?;
-        if size == 0 {
-            self.finish(id)?;
-        }
-        Ok(())
+        self.start_partial(id, size)
     }
 
     fn write_pair(
@@ -567,6 +599,7 @@ impl BlobStore for FsStore {
         offset: u64,
         pair: &[u8; PAIR_BYTES],
     ) -> Result<(), StoreError> {
+        self.check_failed()?;
         let Some(p) = self.partial.get(id) else {
             return Ok(()); // complete already: nothing to add
         };
@@ -574,8 +607,9 @@ impl BlobStore for FsStore {
     }
 
     fn write_verified(&mut self, id: &BlobId, offset: u64, data: &Bytes) -> Result<(), StoreError> {
+        self.check_failed()?;
         let Some(p) = self.partial.get_mut(id) else {
-            return if self.meta(id)?.is_some_and(|m| m.complete) {
+            return if self.state(id)?.is_some_and(|s| s.is_complete()) {
                 Ok(())
             } else {
                 Err(StoreError::NotFound(*id))
@@ -592,56 +626,111 @@ impl BlobStore for FsStore {
         }
         p.data.write_all_at(data, offset).map_err(io)?;
         p.verified |= leaf_chunks(offset, data.len());
-        p.unsynced += data.len() as u64;
+        p.dirty = true;
+        self.unbatched += data.len() as u64;
         if p.verified.is_superset(&all_chunks(p.size)) {
             return self.finish(id);
-        }
-        if p.unsynced >= SYNC_EVERY {
-            self.background_failure()?;
-            self.sync_in_background(id)?;
         }
         Ok(())
     }
 
     fn delete(&mut self, id: &BlobId) -> Result<bool, StoreError> {
-        let existed = self.meta(id)?.is_some();
-        if self.partial.remove(id).is_some() {
-            self.drain_syncs();
-        }
+        self.check_failed()?;
+        let existed = self.state(id)?.is_some();
+        self.partial.remove(id);
         self.complete.lock().map_err(io)?.remove(id);
-        for ext in ["data", "obao", "data.partial", "obao.partial"] {
-            let _ = std::fs::remove_file(self.path(id, ext));
-        }
-        let txn = self.db.begin_write().map_err(io)?;
-        {
-            let mut table = txn.open_table(BLOBS).map_err(io)?;
-            table.remove(id.as_bytes()).map_err(io)?;
-        }
-        txn.commit().map_err(io)?;
+        let seq = self.push(batch::Op::Delete { id: *id });
+        self.overlay.insert(*id, (seq, None));
         Ok(existed)
     }
 
     fn list(&self) -> Result<Vec<(BlobId, BlobState)>, StoreError> {
-        let txn = self.db.begin_read().map_err(io)?;
-        let table = txn.open_table(BLOBS).map_err(io)?;
-        let mut ids = Vec::new();
-        for entry in table.iter().map_err(io)? {
-            let (key, _) = entry.map_err(io)?;
-            ids.push(BlobId::from_bytes(*key.value()));
+        let mut ids = std::collections::BTreeSet::new();
+        {
+            let txn = self.db.begin_read().map_err(io)?;
+            let table = txn.open_table(BLOBS).map_err(io)?;
+            for entry in table.iter().map_err(io)? {
+                let (key, _) = entry.map_err(io)?;
+                ids.insert(BlobId::from_bytes(*key.value()));
+            }
         }
-        drop(table);
-        ids.into_iter()
-            .map(|id| Ok((id, self.state(&id)?.ok_or(StoreError::NotFound(id))?)))
-            .collect()
+        ids.extend(self.overlay.keys().copied());
+        ids.extend(self.partial.keys().copied());
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(state) = self.state(&id)? {
+                out.push((id, state));
+            }
+        }
+        Ok(out)
+    }
+
+    fn take_batch(&mut self, force: bool) -> Option<Batch> {
+        if self.out.is_some() || self.failed.is_some() {
+            return None;
+        }
+        let data_due = self.unbatched > 0 && (force || self.unbatched >= SYNC_EVERY);
+        if self.ops.is_empty() && !data_due {
+            return None;
+        }
+        let mut ops = std::mem::take(&mut self.ops);
+        for (id, p) in &mut self.partial {
+            if std::mem::take(&mut p.dirty) {
+                ops.push(batch::Op::Ranges {
+                    id: *id,
+                    size: p.size,
+                    verified: p.verified.clone(),
+                    data: p.data.clone(),
+                    outboard: p.outboard.clone(),
+                });
+            }
+        }
+        // A batch of data syncs alone still moves the sequence on.
+        self.written += 1;
+        let seq = self.written;
+        self.out = Some(seq);
+        self.in_batch = std::mem::take(&mut self.unbatched);
+        let (dir, db) = (self.dir.clone(), self.db.clone());
+        Some(Batch::new(seq, move || batch::run(&dir, &db, ops)))
+    }
+
+    fn batch_done(&mut self, seq: u64, result: Result<(), StoreError>) -> Result<(), StoreError> {
+        if self.out != Some(seq) {
+            return Err(StoreError::Io(format!("no persist batch {seq} is out")));
+        }
+        self.out = None;
+        match result {
+            Ok(()) => {
+                self.durable = seq;
+                self.in_batch = 0;
+                self.overlay.retain(|_, (change, _)| *change > seq);
+                Ok(())
+            }
+            Err(err) => {
+                self.failed = Some(err.clone());
+                Err(err)
+            }
+        }
+    }
+
+    fn written_seq(&self) -> u64 {
+        self.written
+    }
+
+    fn durable_seq(&self) -> u64 {
+        self.durable
+    }
+
+    fn unpersisted_bytes(&self) -> u64 {
+        self.unbatched + self.in_batch
     }
 }
 
+mod batch;
 mod import;
 mod recover;
-mod sync;
 #[cfg(test)]
 mod tests;
 
 pub use import::{Importer, PreparedImport};
-use recover::recover_renamed;
-use sync::{commit_ranges, sync_thread, SyncJob, Syncer};
+use recover::recover;

@@ -33,12 +33,14 @@ use libp2p::Swarm;
 #[doc(hidden)]
 pub use behaviour::{message_id, BehaviourEvent};
 pub use behaviour::{Behaviour, BuildError};
-pub use client::{BlobInfo, ClientError, EventStream, NetworkClient, NetworkEvent, NetworkStatus};
+pub use client::{
+    BlobInfo, ClientError, EventStream, NetworkClient, NetworkEvent, NetworkStatus, INLINE_IMPORT,
+};
 pub use config::{GossipConfig, KadMode, MemoryLimit, NetworkConfig};
 pub use download::{BlobDownload, BlobDownloaded, BlobProgress, DownloadUpdate, PROGRESS_BUFFER};
 pub use fs_store::{
-    export_verified, export_verified_bytes, FsStore, Importer, PreparedImport, MAX_UNCOMMITTED,
-    SYNC_EVERY,
+    export_verified, export_verified_bytes, FsStore, Importer, PreparedImport, DATABASE_FILE,
+    MAX_UNCOMMITTED, SYNC_EVERY,
 };
 pub use metrics::Metrics;
 pub use node_store::NodeStore;
@@ -105,7 +107,10 @@ pub fn start(
         events,
         metrics,
         store,
-    );
+    )
+    .map_err(|e| {
+        crate::blob::store::StoreError::Io(format!("cannot start the persist thread: {e}"))
+    })?;
     runtime.spawn(Box::pin(driver.run()));
     Ok((client, stream))
 }

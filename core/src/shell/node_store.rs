@@ -12,6 +12,7 @@ use super::fs_store::{FsStore, Importer, PreparedImport};
 use crate::blob::store::{BlobState, BlobStore, MemStore, StoreError};
 use crate::blob::tree::PAIR_BYTES;
 use crate::blob::{BlobId, Outboard};
+use crate::persist::Batch;
 
 /// The driver's store: one of the two implementations, chosen at start.
 #[derive(Debug)]
@@ -50,30 +51,23 @@ impl NodeStore {
         }
     }
 
-    /// Syncs what downloads wrote (disk stores), e.g. before shutting down.
-    pub(crate) fn flush(&mut self) -> Result<(), StoreError> {
-        match self {
-            Self::Disk(fs) => fs.flush(),
-            Self::Memory(_) => Ok(()),
-        }
-    }
-
     /// Where the complete content of `id` can be read from, if it is complete.
     pub(crate) fn export_source(&self, id: &BlobId) -> Result<Option<ExportSource>, StoreError> {
         match self {
             Self::Disk(fs) => Ok(fs
-                .complete_data(id)?
-                .map(|(path, _size)| ExportSource::File(path))),
+                .complete_file(id)?
+                .map(|(file, size)| ExportSource::File(file, size))),
             Self::Memory(mem) => Ok(mem.get(id).map(ExportSource::Memory)),
         }
     }
 }
 
-/// Where an export reads a complete blob from.
-#[derive(Debug, Clone)]
+/// Where an export (or a whole read) takes a complete blob from, off the driver.
+#[derive(Debug)]
 pub(crate) enum ExportSource {
-    /// The store's data file (hashed again while it is copied).
-    File(std::path::PathBuf),
+    /// A handle of the store's data file and the blob's size (read by position, so
+    /// handles of the same file do not disturb each other).
+    File(std::fs::File, u64),
     /// The content, in memory.
     Memory(Bytes),
 }
@@ -131,5 +125,25 @@ impl BlobStore for NodeStore {
 
     fn list(&self) -> Result<Vec<(BlobId, BlobState)>, StoreError> {
         each!(self, s => s.list())
+    }
+
+    fn take_batch(&mut self, force: bool) -> Option<Batch> {
+        each!(self, s => s.take_batch(force))
+    }
+
+    fn batch_done(&mut self, seq: u64, result: Result<(), StoreError>) -> Result<(), StoreError> {
+        each!(self, s => s.batch_done(seq, result))
+    }
+
+    fn written_seq(&self) -> u64 {
+        each!(self, s => s.written_seq())
+    }
+
+    fn durable_seq(&self) -> u64 {
+        each!(self, s => s.durable_seq())
+    }
+
+    fn unpersisted_bytes(&self) -> u64 {
+        each!(self, s => s.unpersisted_bytes())
     }
 }

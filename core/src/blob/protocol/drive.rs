@@ -106,8 +106,8 @@ impl<S: BlobStore> Blobs<S> {
             self.end_download(id, event);
             return;
         }
-        // New requests, within the node-wide bound.
-        while self.outbound < self.config.max_outbound_requests {
+        // New requests, within the node-wide bound, unless too much is not durable yet.
+        while self.outbound < self.config.max_outbound_requests && !self.is_paused() {
             let Some(download) = self.downloads.get_mut(&id) else {
                 return;
             };

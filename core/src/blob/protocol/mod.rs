@@ -121,6 +121,9 @@ pub(crate) struct Blobs<S> {
     rng: ChaCha8Rng,
     transmits: VecDeque<Output>,
     events: VecDeque<Output>,
+    /// Events that may only be told once the store's writes up to a sequence number are
+    /// durable (a download is complete only once its blob survives a crash).
+    durable_waits: VecDeque<(u64, Event)>,
 }
 
 impl<S: BlobStore> Blobs<S> {
@@ -152,6 +155,7 @@ impl<S: BlobStore> Blobs<S> {
             rng: ChaCha8Rng::seed_from_u64(seed),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            durable_waits: VecDeque::new(),
         }
     }
 
@@ -425,6 +429,15 @@ impl<S: BlobStore> Blobs<S> {
         Ok(self.store.import(content, outboard)?)
     }
 
+    /// Imports `content` with the outboard the caller built.
+    pub(crate) fn import_blob(
+        &mut self,
+        content: Bytes,
+        outboard: Outboard,
+    ) -> Result<BlobId, Error> {
+        Ok(self.store.import(content, outboard)?)
+    }
+
     /// See [`crate::node::Node::request_blob`].
     pub(crate) fn request_blob(
         &mut self,
@@ -442,11 +455,12 @@ impl<S: BlobStore> Blobs<S> {
         let state = self.store.state(&id)?;
         if let Some(state) = &state {
             if state.is_complete() {
-                self.events.push_back(Output::Event(Event::Downloaded {
+                // It may have just completed: told once it is durable.
+                self.when_durable(Event::Downloaded {
                     id,
                     size: state.size(),
                     received: 0,
-                }));
+                });
                 return Ok(());
             }
         }
@@ -640,7 +654,67 @@ impl<S: BlobStore> Blobs<S> {
             self.remove_stream(stream);
             self.transmit(stream::Output::Reset { stream });
         }
-        self.events.push_back(Output::Event(outcome));
+        if matches!(outcome, Event::Downloaded { .. }) {
+            self.when_durable(outcome);
+        } else {
+            self.events.push_back(Output::Event(outcome));
+        }
+    }
+
+    // --- durability ---
+
+    /// Tells `event` once every write the store accepted so far is durable.
+    fn when_durable(&mut self, event: Event) {
+        let seq = self.store.written_seq();
+        if self.store.durable_seq() >= seq && self.durable_waits.is_empty() {
+            self.events.push_back(Output::Event(event));
+        } else {
+            self.durable_waits.push_back((seq, event));
+        }
+    }
+
+    /// True while downloads may send no new requests: too many verified bytes are not
+    /// durable yet ([`Config::max_unpersisted`]).
+    pub(crate) fn is_paused(&self) -> bool {
+        self.store.unpersisted_bytes() >= self.config.max_unpersisted
+    }
+
+    /// The store's next persist batch, if one is due. The child forces one when something
+    /// waits for it: an event, paused downloads, or no download left to fill a batch.
+    pub(crate) fn take_batch(&mut self, force: bool) -> Option<crate::persist::Batch> {
+        let force = force
+            || !self.durable_waits.is_empty()
+            || self.is_paused()
+            || self.downloads.is_empty();
+        self.store.take_batch(force)
+    }
+
+    /// True while an event waits for durability.
+    pub(crate) fn awaits_durability(&self) -> bool {
+        !self.durable_waits.is_empty()
+    }
+
+    /// A persist batch came back: what waited for it is told; if it failed, downloads
+    /// waiting for it fail with the store's error (their bytes may not survive a crash).
+    pub(crate) fn handle_persisted(&mut self, done: crate::persist::Done) {
+        let failed = self.store.batch_done(done.seq, done.result).err();
+        let durable = self.store.durable_seq();
+        while let Some((seq, _)) = self.durable_waits.front() {
+            if *seq > durable && failed.is_none() {
+                break;
+            }
+            let Some((_, event)) = self.durable_waits.pop_front() else {
+                break;
+            };
+            let event = match (&failed, event) {
+                (Some(err), Event::Downloaded { id, .. }) => Event::DownloadFailed {
+                    id,
+                    reason: DownloadFailure::Store(err.clone()),
+                },
+                (_, event) => event,
+            };
+            self.events.push_back(Output::Event(event));
+        }
     }
 }
 

@@ -69,6 +69,13 @@ pub struct Config {
     /// At most one [`Event::DownloadProgress`] per download per this interval (the
     /// outcome event carries the final figures). Default 100 ms.
     pub progress_interval: Duration,
+    /// Verified bytes the store may hold that are not durable yet
+    /// ([`BlobStore::unpersisted_bytes`](crate::blob::store::BlobStore::unpersisted_bytes));
+    /// at or above it downloads send no new requests until a persist batch is acknowledged
+    /// ([`crate::persist`]). Responses already in flight still land, so what a crash can
+    /// cost a download is at most this plus its requests in flight
+    /// (`requests_per_provider` × providers × `max_request_bytes`). Default 32 MiB.
+    pub max_unpersisted: u64,
 }
 
 impl Default for Config {
@@ -89,6 +96,7 @@ impl Default for Config {
             validate_on_serve: true,
             send_window: 512 * 1024,
             progress_interval: Duration::from_millis(100),
+            max_unpersisted: 32 << 20,
         }
     }
 }

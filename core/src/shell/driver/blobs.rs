@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use libp2p::PeerId;
 
 use super::pending::Lookup;
+use super::persist::DurableReply;
 use super::{blob_key, Driver};
 use crate::blob::store::BlobStore;
 use crate::blob::{BlobId, DownloadFailure, Event};
@@ -15,23 +16,35 @@ use crate::shell::download::{self, BlobDownloaded, BlobProgress, Watcher};
 impl Driver {
     pub(super) fn handle_blob_command(&mut self, command: BlobCommand) {
         match command {
-            BlobCommand::AddBlob(content, reply) => {
-                let _ = reply.send(self.node.add_blob(content).map_err(ClientError::from));
+            BlobCommand::AddBlob(content, outboard, reply) => {
+                match self.node.import_blob(content, outboard) {
+                    Ok(id) => self.when_durable(DurableReply::Added(reply, id)),
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                    }
+                }
             }
             BlobCommand::Importer(reply) => {
                 let _ = reply.send(Ok(self.node.store().importer()));
             }
             BlobCommand::CommitImport(prepared, reply) => {
-                let store = self.node.store_mut();
-                let _ = reply.send(store.commit_import(prepared).map_err(ClientError::from));
+                match self.node.store_mut().commit_import(prepared) {
+                    Ok(id) => self.when_durable(DurableReply::Added(reply, id)),
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                    }
+                }
             }
             BlobCommand::ExportSource(id, reply) => {
                 let source = self.node.store().export_source(&id);
                 let _ = reply.send(source.map_err(ClientError::from));
             }
-            BlobCommand::DeleteBlob(id, reply) => {
-                let _ = reply.send(self.node.delete_blob(&id).map_err(ClientError::from));
-            }
+            BlobCommand::DeleteBlob(id, reply) => match self.node.delete_blob(&id) {
+                Ok(existed) => self.when_durable(DurableReply::Deleted(reply, existed)),
+                Err(e) => {
+                    let _ = reply.send(Err(e.into()));
+                }
+            },
             BlobCommand::ListBlobs(reply) => {
                 let list = self.node.store().list().map(|entries| {
                     entries
@@ -71,28 +84,14 @@ impl Driver {
                 };
                 self.pending.lookup_started(query, lookup);
             }
-            #[allow(clippy::result_large_err)] // the error goes straight into the reply
-            BlobCommand::GetBlob(id, reply) => {
-                let store = self.node.store();
-                let content = match store.state(&id) {
-                    Ok(Some(state)) if state.is_complete() => usize::try_from(state.size())
-                        .map_err(|_| {
-                            ClientError::Store(crate::blob::store::StoreError::Io(format!(
-                                "blob {id} does not fit in memory: use export_blob"
-                            )))
-                        })
-                        .and_then(|size| {
-                            store
-                                .read_data(&id, 0, size)
-                                .map(Some)
-                                .map_err(ClientError::from)
-                        }),
-                    Ok(_) => Ok(None),
-                    Err(e) => Err(ClientError::from(e)),
-                };
-                let _ = reply.send(content);
-            }
         }
+    }
+
+    /// Answers `reply` once every write so far is durable.
+    fn when_durable(&mut self, reply: DurableReply) {
+        let store = self.node.store();
+        let (seq, durable) = (store.written_seq(), store.durable_seq());
+        self.persist.when_durable(seq, durable, reply);
     }
 
     /// Starts a download. Without providers the node looks them up: the caller is

@@ -23,6 +23,7 @@ use super::config::NetworkConfig;
 use super::metrics::Metrics;
 use super::node_store::NodeStore;
 use super::Runtime;
+use crate::blob::store::BlobStore;
 use crate::blob::BlobId;
 use crate::node::{self, Node, Output};
 use crate::{dht, discovery, peer};
@@ -30,11 +31,13 @@ use crate::{dht, discovery, peer};
 mod blobs;
 mod commands;
 mod pending;
+mod persist;
 mod stream_task;
 mod streams;
 mod swarm;
 
 use pending::{Lookup, Pending};
+use persist::Persister;
 use streams::{Inbound, Streams};
 
 #[allow(clippy::disallowed_methods)] // allowed: the shell owns the clock and hands it to the core
@@ -52,6 +55,8 @@ pub(crate) struct Driver {
     metrics: Option<Metrics>,
     streams: Streams,
     pending: Pending,
+    /// The store's persist worker and the replies waiting for it.
+    persist: Persister,
     /// Download handles waiting for their blob's progress and outcome.
     watchers: blobs::Watchers,
     /// When the node wants its next timeout.
@@ -68,7 +73,8 @@ impl Driver {
         events: EventSender,
         metrics: Option<Metrics>,
         store: NodeStore,
-    ) -> Self {
+    ) -> std::io::Result<Self> {
+        let persist = Persister::start()?;
         let local = *swarm.local_peer_id();
         let control = swarm.behaviour().stream.new_control();
         let streams = Streams::new(
@@ -79,7 +85,7 @@ impl Driver {
         );
         let start = now();
         let node = Node::new(local, node_config(&config), store, start);
-        Self {
+        Ok(Self {
             swarm,
             config,
             node,
@@ -89,10 +95,11 @@ impl Driver {
             metrics,
             streams,
             pending: Pending::default(),
+            persist,
             watchers: Default::default(),
             deadline: start,
             shutdown: None,
-        }
+        })
     }
 
     /// Runs until every client is dropped or `shutdown` is called.
@@ -138,6 +145,11 @@ impl Driver {
                     }
                 }
                 event = self.swarm.select_next_some() => self.handle_swarm_event(event),
+                done = self.persist.done.next() => {
+                    if let Some(done) = done {
+                        self.persisted(done);
+                    }
+                }
                 () = timer => self.input(node::Input::Timeout),
             }
             // Commands may have mutated the node: drain (a no-op after an input).
@@ -149,9 +161,7 @@ impl Driver {
         for peer in peers {
             let _ = self.swarm.disconnect_peer_id(peer);
         }
-        if let Err(err) = self.node.store_mut().flush() {
-            tracing::warn!(%err, "cannot sync the blob store at shutdown");
-        }
+        self.settle_store().await;
         if let Some(reply) = self.shutdown.take() {
             let _ = reply.send(Ok(()));
         }
@@ -169,6 +179,30 @@ impl Driver {
         }
     }
 
+    /// Makes everything the store holds durable before the node stops: the batch that is
+    /// out comes back, then one more covers every write since.
+    async fn settle_store(&mut self) {
+        self.node.persist_all();
+        self.drain_node();
+        while self.node.persisting().is_some() {
+            match self.persist.done.next().await {
+                Some(done) => self.persisted(done),
+                None => break,
+            }
+        }
+    }
+
+    /// A persist batch's verdict: to the node, then to the replies it covers.
+    fn persisted(&mut self, done: crate::persist::Done) {
+        let failed = done.result.clone().err();
+        if let Some(err) = &failed {
+            tracing::error!(%err, "the blob store could not make its writes durable");
+        }
+        self.input(done.into());
+        let durable = self.node.store().durable_seq();
+        self.persist.answer(durable, failed.as_ref());
+    }
+
     /// Drains the node: each output becomes a swarm call, a stream command or an event.
     fn drain_node(&mut self) {
         loop {
@@ -178,6 +212,11 @@ impl Driver {
                     return;
                 }
                 Output::Stream(out) => self.streams.apply(out),
+                Output::Persist(batch) => {
+                    if let Some(done) = self.persist.run(batch) {
+                        self.persisted(done);
+                    }
+                }
                 Output::Peer(out) => self.peer_action(out),
                 Output::Dht(out) => self.dht_action(out),
                 Output::Gossip(out) => self.gossip_action(out),

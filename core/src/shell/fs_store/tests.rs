@@ -17,7 +17,9 @@ fn an_import_survives_a_reopen() {
     let id = {
         let mut store = FsStore::open(dir.path()).unwrap();
         let ob = Outboard::create(&data);
-        store.import(Bytes::from(data.clone()), ob).unwrap()
+        let id = store.import(Bytes::from(data.clone()), ob).unwrap();
+        store.persist_now().unwrap();
+        id
     };
     let store = FsStore::open(dir.path()).unwrap();
     assert_eq!(
@@ -55,7 +57,7 @@ fn a_crash_keeps_synced_ranges_and_never_claims_unsynced_ones() {
                 .unwrap();
         }
         write_groups(&mut store, &id, &data, 0..3);
-        store.flush().unwrap();
+        store.persist_now().unwrap();
         write_groups(&mut store, &id, &data, 3..5);
         // Crash: dropped without a flush.
     }
@@ -77,6 +79,7 @@ fn a_crash_keeps_synced_ranges_and_never_claims_unsynced_ones() {
     // Resume: the rest arrives, the blob becomes complete and survives a reopen.
     write_groups(&mut store, &id, &data, 3..11);
     assert!(store.state(&id).unwrap().unwrap().is_complete());
+    store.persist_now().unwrap();
     drop(store);
     let store = FsStore::open(dir.path()).unwrap();
     assert!(store.state(&id).unwrap().unwrap().is_complete());
@@ -96,10 +99,15 @@ fn delete_removes_files_and_metadata() {
     let id = store
         .import(Bytes::from(data.clone()), Outboard::create(&data))
         .unwrap();
+    store.persist_now().unwrap();
     assert!(store.delete(&id).unwrap());
     assert!(!store.delete(&id).unwrap());
     assert_eq!(store.state(&id).unwrap(), None);
+    store.persist_now().unwrap();
     assert!(!dir.path().join(format!("blobs/{id}.data")).exists());
+    drop(store);
+    let store = FsStore::open(dir.path()).unwrap();
+    assert_eq!(store.state(&id).unwrap(), None);
 }
 
 /// Writes every outboard pair of `ob`, as a download does.
@@ -137,7 +145,7 @@ fn a_crash_between_the_final_renames_and_the_commit_completes_the_blob_on_reopen
         store.begin_partial(&id, data.len() as u64).unwrap();
         write_pairs(&mut store, &id, &ob);
         write_groups(&mut store, &id, &data, 0..5);
-        store.flush().unwrap();
+        store.persist_now().unwrap();
     }
     // The last group lands in the file, both files are renamed, and the process dies
     // before `put_complete`.
@@ -175,7 +183,7 @@ fn renamed_files_that_are_not_the_blob_start_the_download_over_on_reopen() {
         store.begin_partial(&id, data.len() as u64).unwrap();
         write_pairs(&mut store, &id, &ob);
         write_groups(&mut store, &id, &data, 0..3);
-        store.flush().unwrap();
+        store.persist_now().unwrap();
     }
     // Renamed with the last groups never written: the data file is not the blob.
     let blobs = rename_without_commit(dir.path(), &id);
@@ -207,7 +215,7 @@ fn a_download_whose_partial_files_vanished_starts_over() {
         store.begin_partial(&id, data.len() as u64).unwrap();
         write_pairs(&mut store, &id, &ob);
         write_groups(&mut store, &id, &data, 0..1);
-        store.flush().unwrap();
+        store.persist_now().unwrap();
     }
     // A power cut lost the files' directory entries but not the committed entry.
     for ext in ["data.partial", "obao.partial"] {
@@ -234,4 +242,131 @@ fn the_empty_blob_completes_at_once() {
         store.state(&id).unwrap(),
         Some(BlobState::Complete { size: 0 })
     );
+}
+
+#[test]
+fn nothing_is_durable_until_its_batch_runs_and_a_crash_before_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = content(3 * 16384);
+    let ob = Outboard::create(&data);
+    let id = ob.id();
+    let imported = content(9000);
+    let imported_id = {
+        let mut store = FsStore::open(dir.path()).unwrap();
+        let imported_id = store
+            .import(Bytes::from(imported.clone()), Outboard::create(&imported))
+            .unwrap();
+        store.begin_partial(&id, data.len() as u64).unwrap();
+        write_pairs(&mut store, &id, &ob);
+        write_groups(&mut store, &id, &data, 0..2);
+        // Visible and readable at once, from the open files.
+        assert!(store.state(&imported_id).unwrap().unwrap().is_complete());
+        assert_eq!(
+            &store.read_data(&imported_id, 0, 9000).unwrap()[..],
+            &imported[..]
+        );
+        assert_eq!(store.unpersisted_bytes(), 2 * 16384);
+        assert!(store.durable_seq() < store.written_seq());
+        imported_id
+        // Crash: no batch ran.
+    };
+    let store = FsStore::open(dir.path()).unwrap();
+    assert_eq!(store.state(&imported_id).unwrap(), None);
+    assert_eq!(store.state(&id).unwrap(), None);
+    assert!(store.list().unwrap().is_empty());
+    let left = std::fs::read_dir(dir.path().join("blobs")).unwrap().count();
+    assert_eq!(left, 0, "temporary files are removed at open");
+}
+
+#[test]
+fn a_batch_runs_on_another_thread_while_the_store_changes_the_same_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = content(2 * 16384);
+    let ob = Outboard::create(&data);
+    let id = ob.id();
+    let mut store = FsStore::open(dir.path()).unwrap();
+    store.begin_partial(&id, data.len() as u64).unwrap();
+    write_pairs(&mut store, &id, &ob);
+    write_groups(&mut store, &id, &data, 0..2);
+    // The finished download's batch is handed out but has not run...
+    let first = store.take_batch(false).expect("a finished download is due");
+    assert!(store.take_batch(true).is_none(), "one batch at a time");
+    // ...while the blob is deleted and its download started over.
+    assert!(store.delete(&id).unwrap());
+    store.begin_partial(&id, data.len() as u64).unwrap();
+    write_pairs(&mut store, &id, &ob);
+    write_groups(&mut store, &id, &data, 0..1);
+    let done = std::thread::spawn(move || first.run()).join().unwrap();
+    store.batch_done(done.seq, done.result).unwrap();
+    store.persist_now().unwrap();
+    // Names changed in operation order: the new download's files, not the old blob's.
+    let blobs = dir.path().join("blobs");
+    assert!(!blobs.join(format!("{id}.data")).exists());
+    assert!(blobs.join(format!("{id}.data.partial")).exists());
+    drop(store);
+    let store = FsStore::open(dir.path()).unwrap();
+    let state = store.state(&id).unwrap().unwrap();
+    assert!(!state.is_complete());
+    assert_eq!(
+        state.verified(),
+        ChunkRanges::from(ChunkNum(0)..ChunkNum(16))
+    );
+}
+
+#[test]
+fn a_delete_interrupted_before_its_commit_is_finished_on_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = content(5000);
+    let id = {
+        let mut store = FsStore::open(dir.path()).unwrap();
+        let id = store
+            .import(Bytes::from(data.clone()), Outboard::create(&data))
+            .unwrap();
+        store.persist_now().unwrap();
+        id
+    };
+    // The delete's batch removed the files and died before its commit.
+    for ext in ["data", "obao"] {
+        std::fs::remove_file(dir.path().join(format!("blobs/{id}.{ext}"))).unwrap();
+    }
+    let store = FsStore::open(dir.path()).unwrap();
+    assert_eq!(store.state(&id).unwrap(), None);
+    assert!(store.list().unwrap().is_empty());
+}
+
+#[test]
+fn a_failed_batch_stops_every_later_write_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = FsStore::open(dir.path()).unwrap();
+    let data = content(5000);
+    store
+        .import(Bytes::from(data.clone()), Outboard::create(&data))
+        .unwrap();
+    let batch = store.take_batch(false).unwrap();
+    let err = StoreError::Io("disk on fire".into());
+    assert!(store.batch_done(batch.seq(), Err(err)).is_err());
+    let other = content(100);
+    let refused = store
+        .import(Bytes::from(other.clone()), Outboard::create(&other))
+        .unwrap_err();
+    assert!(refused.to_string().contains("disk on fire"), "{refused}");
+    assert!(store.take_batch(true).is_none());
+}
+
+#[test]
+fn a_store_made_with_the_old_database_name_opens_with_its_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = content(5000);
+    let id = {
+        let mut store = FsStore::open(dir.path()).unwrap();
+        let id = store
+            .import(Bytes::from(data.clone()), Outboard::create(&data))
+            .unwrap();
+        store.persist_now().unwrap();
+        id
+    };
+    std::fs::rename(dir.path().join(DATABASE_FILE), dir.path().join("meta.redb")).unwrap();
+    let store = FsStore::open(dir.path()).unwrap();
+    assert!(store.state(&id).unwrap().unwrap().is_complete());
+    assert!(!dir.path().join("meta.redb").exists());
 }

@@ -72,6 +72,10 @@ pub struct World {
     events: Vec<(usize, Instant, Event)>,
     rng: ChaCha8Rng,
     steps: u64,
+    /// How long a persist batch takes to come back (see [`World::with_deferred_durability`]).
+    persist_delay: Duration,
+    /// Nodes whose persist batches fail (a disk that broke).
+    persist_fails: std::collections::BTreeSet<usize>,
 }
 
 impl World {
@@ -135,6 +139,8 @@ impl World {
             events: Vec::new(),
             rng: ChaCha8Rng::seed_from_u64(seed),
             steps: 0,
+            persist_delay: Duration::ZERO,
+            persist_fails: Default::default(),
         };
         for a in 0..n {
             for b in 0..n {
@@ -151,6 +157,28 @@ impl World {
             }
         }
         world
+    }
+
+    /// Every node's store makes writes durable only through persist batches
+    /// ([`MemStore::defer_durability`]), and each batch comes back `delay` after the node
+    /// hands it out, as a disk would. Call it before the first step.
+    pub fn with_deferred_durability(mut self, delay: Duration) -> Self {
+        assert_eq!(self.steps, 0, "set before the world runs");
+        for i in 0..self.nodes.len() {
+            let store = MemStore::new().defer_durability();
+            self.nodes[i] = Node::new(self.peers[i], self.configs[i].clone(), store, self.now);
+        }
+        self.persist_delay = delay;
+        self
+    }
+
+    /// From now on node `i`'s persist batches fail (its disk broke), or succeed again.
+    pub fn fail_persists(&mut self, i: usize, fail: bool) {
+        if fail {
+            self.persist_fails.insert(i);
+        } else {
+            self.persist_fails.remove(&i);
+        }
     }
 
     // --- getters ---
@@ -277,6 +305,15 @@ impl World {
         let others: Vec<usize> = (0..self.nodes.len()).filter(|j| *j != i).collect();
         for &j in &others {
             self.disconnect(i, j);
+        }
+        // A clean restart: the batch that is out comes back first.
+        while let Some(seq) = self.nodes[i].persisting() {
+            let done = crate::persist::Done {
+                seq,
+                result: Ok(()),
+            };
+            self.nodes[i].handle_input(self.now, Input::Persisted(done));
+            self.drain(i);
         }
         let empty = Node::new(
             self.peers[i],
@@ -421,6 +458,18 @@ impl World {
                     return;
                 }
                 Output::Event(event) => self.events.push((i, self.now, event)),
+                Output::Persist(batch) => {
+                    // The work runs now (it is nothing in memory); its verdict arrives
+                    // after the disk's delay.
+                    let at = self.now + self.persist_delay;
+                    let mut done = batch.run();
+                    if self.persist_fails.contains(&i) {
+                        done.result = Err(crate::blob::store::StoreError::Io(
+                            "the disk failed (World::fail_persists)".into(),
+                        ));
+                    }
+                    self.schedule(at, i, Input::Persisted(done), None, None);
+                }
                 Output::Peer(peer::Output::Disconnect { peer, .. }) => {
                     if let Some(j) = self.index_of(&peer) {
                         self.disconnect(i, j);
