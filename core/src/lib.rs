@@ -33,10 +33,12 @@
 //!
 //! The calls that mutate a node are exactly:
 //! - [`Node::handle_input`] — something happened (time passed, a peer came or went, a
-//!   stream opened, bytes arrived, bytes were written, a stream ended);
+//!   stream opened, bytes arrived, bytes were written, a stream ended, a persist batch
+//!   came back);
 //! - the commands: [`Node::subscribe`], [`Node::unsubscribe`], [`Node::publish`],
-//!   [`Node::request_blob`], [`Node::add_blob`], [`Node::announce_blob`],
-//!   [`Node::cancel_download`], [`Node::delete_blob`], [`Node::forget_checked`];
+//!   [`Node::request_blob`], [`Node::add_blob`], [`Node::import_blob`],
+//!   [`Node::announce_blob`], [`Node::cancel_download`], [`Node::delete_blob`],
+//!   [`Node::forget_checked`], [`Node::persist_all`];
 //! - [`Node::store_mut`] (importing into the store behind the node's back).
 //!
 //! Commands may be called *while* draining (say, on an event): their outputs join the same
@@ -49,8 +51,8 @@
 //! A driver is one loop, the same in both runtimes, the simulator and the fuzzers:
 //!
 //! 1. **Wait** for whichever comes first: an event of the network (a stream opened, bytes
-//!    arrived, bytes were written out, a stream ended, a peer connected or disconnected) or
-//!    the instant of the last [`Output::Timeout`].
+//!    arrived, bytes were written out, a stream ended, a peer connected or disconnected), a
+//!    persist batch's verdict, or the instant of the last [`Output::Timeout`].
 //! 2. **Feed** it as one [`Input`] with the time it happened:
 //!    `node.handle_input(now, input)`. A timer is [`Input::Timeout`].
 //! 3. **Drain** `poll_output()` until `Output::Timeout(at)`, doing what each output says:
@@ -62,6 +64,10 @@
 //!      [`Input::Gossip`]);
 //!    - [`Output::Dht`]: act on the DHT (mode, bootstrap, routing table, provide, look up;
 //!      lookup results come back as [`Input::Dht`]);
+//!    - [`Output::Persist`]: run the store's batch of durable work on a worker thread —
+//!      never on the task that runs this loop — and, when it is done, feed
+//!      `Input::Persisted(batch.run())` like any other input (see [`persist`]: at most one
+//!      batch is out; a download is reported complete only once its batch is back);
 //!    - [`Output::Event`]: hand it to the application;
 //!    - [`Output::Timeout`]: remember `at`, go back to 1.
 //!
@@ -131,6 +137,9 @@
 //!             Output::Peer(out) => println!("peer: {out:?}"),
 //!             Output::Dht(out) => println!("dht: {out:?}"),
 //!             Output::Gossip(out) => println!("gossip: {out:?}"),
+//!             // A real driver runs this on a worker thread and feeds the verdict back
+//!             // when it arrives; a memory store's work is nothing.
+//!             Output::Persist(batch) => net.pending.push_back(Input::Persisted(batch.run())),
 //!             Output::Event(Event::Blob(event)) => println!("blob: {event:?}"),
 //!             Output::Event(event) => println!("{event:?}"),
 //!             Output::Timeout(at) => {
