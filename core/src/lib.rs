@@ -182,8 +182,8 @@
 //!
 //! - default: the pure core. `cargo tree -p sinew-core -e normal` lists no runtime, socket
 //!   or database crate; CI checks it, and builds this crate alone without features.
-//! - `shell`: the runtime-agnostic libp2p shell: behaviour, driver, `NetworkClient` and
-//!   `NetworkEvent`.
+//! - `shell`: the runtime-agnostic libp2p shell: behaviour, driver, `Client` and
+//!   `Event`.
 //! - `test-utils`: `testing::World` and `testing::Pair`.
 //! - `fuzzing`: the fuzz bodies, shared by `cargo fuzz` and the corpus tests.
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::StreamProtocol;
-use sinew_tokio::{NetworkClient, NetworkConfig, NetworkEvent, Options, Security};
+use sinew_tokio::{Client, Config, Event, Options, Security};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PROTO: StreamProtocol = StreamProtocol::new("/sinew-bench/1");
@@ -24,9 +24,9 @@ fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-async fn start(security: Security) -> (NetworkClient, sinew_tokio::EventStream, libp2p::Multiaddr) {
+async fn start(security: Security) -> (Client, sinew_tokio::EventStream, libp2p::Multiaddr) {
     let (c, e) = sinew_tokio::start(
-        NetworkConfig::default(),
+        Config::default(),
         Options {
             security,
             ..Options::default()
@@ -64,7 +64,7 @@ async fn dial_first_byte(rounds: usize) {
         opens.push(t0.elapsed());
         s.send(b"x").await.unwrap();
         let mut incoming = loop {
-            if let Some(NetworkEvent::StreamOpened { stream }) = a_events.next().await {
+            if let Some(Event::StreamOpened { stream }) = a_events.next().await {
                 break stream;
             }
         };
@@ -116,7 +116,7 @@ async fn throughput(security: Security, mib: usize) -> f64 {
         s.close().await.unwrap();
     });
     let mut incoming = loop {
-        if let Some(NetworkEvent::StreamOpened { stream }) = a_events.next().await {
+        if let Some(Event::StreamOpened { stream }) = a_events.next().await {
             break stream;
         }
     };

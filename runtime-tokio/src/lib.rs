@@ -26,7 +26,7 @@
 //!
 //! # The full API
 //!
-//! [`start`] returns the shell's [`NetworkClient`] and [`EventStream`]; see
+//! [`start`] returns the shell's [`Client`] and [`EventStream`]; see
 //! [`sinew_core::shell`].
 
 pub mod control;
@@ -44,8 +44,8 @@ use sinew_core::shell::muxer::YamuxConfig;
 use sinew_core::shell::tls::TlsConfig;
 use sinew_core::shell::{Behaviour, Metrics, Runtime};
 pub use sinew_core::shell::{
-    BlobDownload, BlobDownloaded, BlobInfo, BlobProgress, ClientError, DownloadUpdate, EventStream,
-    NetworkClient, NetworkConfig, NetworkEvent, NetworkStatus, SinewStream,
+    BlobDownload, BlobDownloaded, BlobInfo, BlobProgress, Client, Config, DownloadUpdate, Error,
+    Event, EventStream, SinewStream, Status,
 };
 
 pub use identity::{load_or_create_identity, IdentityError};
@@ -131,7 +131,7 @@ pub struct Options {
 /// Builds the swarm: TCP (nodelay) + `security` + Yamux, QUIC v1, DNS; the Sinew behaviour.
 pub fn build_swarm(
     keypair: Keypair,
-    config: &NetworkConfig,
+    config: &Config,
     security: Security,
 ) -> Result<Swarm<Behaviour>, StartError> {
     let tcp_config = tcp::Config::default().nodelay(true);
@@ -172,10 +172,7 @@ pub fn build_swarm(
 }
 
 /// Starts a node on the current tokio runtime.
-pub fn start(
-    config: NetworkConfig,
-    options: Options,
-) -> Result<(NetworkClient, EventStream), StartError> {
+pub fn start(config: Config, options: Options) -> Result<(Client, EventStream), StartError> {
     let keypair = options.keypair.unwrap_or_else(Keypair::generate_ed25519);
     let swarm = build_swarm(keypair, &config, options.security)?;
     let metrics = options.metrics.map(|registry| {

@@ -4,16 +4,13 @@ use bytes::Bytes;
 use futures::StreamExt;
 use libp2p::{Multiaddr, PeerId};
 
-use crate::{
-    start, ClientError, EventStream, NetworkClient, NetworkConfig, NetworkEvent, Options,
-    StartError,
-};
+use crate::{start, Client, Config, Error, Event, EventStream, Options, StartError};
 
 /// Builder of a [`QuickNode`].
 #[derive(Debug)]
 pub struct QuickStart {
     topic: String,
-    config: NetworkConfig,
+    config: Config,
 }
 
 /// A message received on the quick node's topic.
@@ -30,7 +27,7 @@ impl QuickStart {
     pub fn new(topic: impl Into<String>) -> Self {
         Self {
             topic: topic.into(),
-            config: NetworkConfig::default(),
+            config: Config::default(),
         }
     }
 
@@ -64,21 +61,21 @@ impl QuickStart {
 /// A running quick-start node.
 #[derive(Debug)]
 pub struct QuickNode {
-    client: NetworkClient,
+    client: Client,
     events: EventStream,
     topic: String,
 }
 
 impl QuickNode {
-    /// Publishes on the topic. Errors (e.g. [`ClientError::NoPeers`]) mean it was not sent.
-    pub async fn publish(&self, data: impl Into<Bytes>) -> Result<(), ClientError> {
+    /// Publishes on the topic. Errors (e.g. [`Error::NoPeers`]) mean it was not sent.
+    pub async fn publish(&self, data: impl Into<Bytes>) -> Result<(), Error> {
         self.client.publish(&self.topic, data).await.map(|_| ())
     }
 
     /// The next message on the topic; `None` once the node stopped.
     pub async fn next_message(&mut self) -> Option<QuickMessage> {
         while let Some(event) = self.events.next().await {
-            if let NetworkEvent::Message {
+            if let Event::Message {
                 source,
                 propagated_by,
                 topic,
@@ -98,7 +95,7 @@ impl QuickNode {
     }
 
     /// The full client, for everything else.
-    pub fn client(&self) -> &NetworkClient {
+    pub fn client(&self) -> &Client {
         &self.client
     }
 

@@ -12,7 +12,7 @@ use common::{node, wait_for};
 use futures::AsyncWriteExt;
 use libp2p::StreamProtocol;
 use sinew_tokio::core::blob::MAX_FRAME;
-use sinew_tokio::{NetworkEvent, Security};
+use sinew_tokio::{Event, Security};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blob_frame_over_the_limit_gets_the_sender_disconnected() {
@@ -29,7 +29,7 @@ async fn a_blob_frame_over_the_limit_gets_the_sender_disconnected() {
     raw.flush().await.unwrap();
     let offender = b.local_peer_id();
     let reason = wait_for(&mut a_events, Duration::from_secs(10), |e| match e {
-        NetworkEvent::PeerMisbehaved { peer, reason } if peer == offender => Some(reason),
+        Event::PeerMisbehaved { peer, reason } if peer == offender => Some(reason),
         _ => None,
     })
     .await
@@ -37,7 +37,7 @@ async fn a_blob_frame_over_the_limit_gets_the_sender_disconnected() {
     assert!(reason.contains("framing"), "{reason}");
     let provider = a.local_peer_id();
     let gone = wait_for(&mut b_events, Duration::from_secs(10), |e| match e {
-        NetworkEvent::PeerDisconnected { peer } if peer == provider => Some(()),
+        Event::PeerDisconnected { peer } if peer == provider => Some(()),
         _ => None,
     })
     .await;

@@ -8,9 +8,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{node, wait_for};
+use sinew_tokio::core::blob;
 use sinew_tokio::core::blob::BlobId;
-use sinew_tokio::core::blob::Event;
-use sinew_tokio::{NetworkEvent, Security};
+use sinew_tokio::{Event, Security};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blob_moves_between_two_nodes_over_tcp() {
@@ -25,8 +25,8 @@ async fn a_blob_moves_between_two_nodes_over_tcp() {
     let started = Instant::now();
     b.request_blob(id, vec![a.local_peer_id()]).await.unwrap();
     let outcome = wait_for(&mut b_events, Duration::from_secs(60), |e| match e {
-        NetworkEvent::Blob(Event::Downloaded { id: got, size, .. }) if got == id => Some(Ok(size)),
-        NetworkEvent::Blob(Event::DownloadFailed { id: got, reason }) if got == id => {
+        Event::Blob(blob::Event::Downloaded { id: got, size, .. }) if got == id => Some(Ok(size)),
+        Event::Blob(blob::Event::DownloadFailed { id: got, reason }) if got == id => {
             Some(Err(reason.to_string()))
         }
         _ => None,
@@ -53,7 +53,7 @@ async fn asking_a_node_without_the_blob_fails_with_a_reason() {
     let id = BlobId::of(b"nobody has this");
     b.request_blob(id, vec![a.local_peer_id()]).await.unwrap();
     let reason = wait_for(&mut b_events, Duration::from_secs(20), |e| match e {
-        NetworkEvent::Blob(Event::DownloadFailed { reason, .. }) => Some(reason.to_string()),
+        Event::Blob(blob::Event::DownloadFailed { reason, .. }) => Some(reason.to_string()),
         _ => None,
     })
     .await

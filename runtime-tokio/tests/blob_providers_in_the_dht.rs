@@ -9,9 +9,9 @@ mod common;
 use std::time::Duration;
 
 use common::{eventually, node, wait_for};
+use sinew_tokio::core::blob;
 use sinew_tokio::core::blob::BlobId;
-use sinew_tokio::core::blob::Event;
-use sinew_tokio::{NetworkEvent, Security};
+use sinew_tokio::{Event, Security};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_providers_are_found_and_used() {
@@ -51,8 +51,8 @@ async fn two_providers_are_found_and_used() {
 
     d.request_blob(id, vec![]).await.unwrap();
     let outcome = wait_for(&mut d_events, Duration::from_secs(30), |e| match e {
-        NetworkEvent::Blob(Event::Downloaded { id: got, .. }) if got == id => Some(Ok(())),
-        NetworkEvent::Blob(Event::DownloadFailed { reason, .. }) => Some(Err(reason.to_string())),
+        Event::Blob(blob::Event::Downloaded { id: got, .. }) if got == id => Some(Ok(())),
+        Event::Blob(blob::Event::DownloadFailed { reason, .. }) => Some(Err(reason.to_string())),
         _ => None,
     })
     .await
@@ -74,9 +74,7 @@ async fn a_blob_nobody_announced_fails_with_no_providers() {
     let _ = a;
 }
 
-async fn configured(
-    config: sinew_tokio::NetworkConfig,
-) -> (sinew_tokio::NetworkClient, libp2p::Multiaddr) {
+async fn configured(config: sinew_tokio::Config) -> (sinew_tokio::Client, libp2p::Multiaddr) {
     let (client, _events) = sinew_tokio::start(config, sinew_tokio::Options::default()).unwrap();
     let addr = client
         .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
@@ -89,7 +87,7 @@ async fn configured(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn announcing_stops_at_max_provided_blobs_with_a_clear_error() {
-    let config = sinew_tokio::NetworkConfig {
+    let config = sinew_tokio::Config {
         max_provided_blobs: 2,
         ..Default::default()
     };
@@ -117,7 +115,7 @@ async fn announcing_stops_at_max_provided_blobs_with_a_clear_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_provider_records_cannot_make_our_own_announce_fail() {
-    let config = sinew_tokio::NetworkConfig {
+    let config = sinew_tokio::Config {
         max_provided_blobs: 2,
         kad_mode: sinew_tokio::core::shell::KadMode::Server,
         ..Default::default()
@@ -163,7 +161,7 @@ async fn remote_provider_records_cannot_make_our_own_announce_fail() {
 
 #[tokio::test]
 async fn provider_records_must_be_republished_before_they_expire() {
-    let config = sinew_tokio::NetworkConfig {
+    let config = sinew_tokio::Config {
         provider_record_ttl: Duration::from_secs(60),
         provider_republish: Duration::from_secs(60),
         ..Default::default()

@@ -1,4 +1,4 @@
-//! `NetworkClient::dial` to a peer that another dial (a bootstrap, Kademlia, another
+//! `Client::dial` to a peer that another dial (a bootstrap, Kademlia, another
 //! caller) is already reaching succeeds instead of failing with "dial in progress"; a
 //! dial to a peer already connected answers at once.
 #![allow(clippy::unwrap_used)] // a test reports failure by panicking

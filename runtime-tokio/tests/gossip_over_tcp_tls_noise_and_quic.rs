@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{eventually, node, wait_for};
-use sinew_tokio::{NetworkEvent, Security};
+use sinew_tokio::{Event, Security};
 
 async fn exchange(listen: &str, a_security: Security, b_security: Security) {
     let (a, _a_events, a_addr) = node(listen, a_security).await;
@@ -33,7 +33,7 @@ async fn exchange(listen: &str, a_security: Security, b_security: Security) {
         .await
         .unwrap();
     let got = wait_for(&mut b_events, Duration::from_secs(10), |e| match e {
-        NetworkEvent::Message {
+        Event::Message {
             source,
             data,
             topic,
@@ -90,9 +90,6 @@ async fn publishing_with_no_subscribed_peer_is_an_error_not_a_silent_drop() {
     let (a, _events, _) = node("/ip4/127.0.0.1/tcp/0", Security::default()).await;
     a.subscribe("lonely").await.unwrap();
     let err = a.publish("lonely", b"anyone?".to_vec()).await.unwrap_err();
-    assert!(
-        matches!(err, sinew_tokio::ClientError::NoPeers { .. }),
-        "{err}"
-    );
+    assert!(matches!(err, sinew_tokio::Error::NoPeers { .. }), "{err}");
     assert!(err.to_string().contains("not sent"), "{err}");
 }

@@ -11,10 +11,10 @@ mod common;
 use std::time::Duration;
 
 use common::{eventually, node, wait_for};
-use sinew_tokio::core::blob::{BlobId, DownloadFailure, Event};
+use sinew_tokio::core::blob::{self, BlobId, DownloadFailure};
 use sinew_tokio::core::node::Event as NodeEvent;
 use sinew_tokio::core::testing::World;
-use sinew_tokio::{NetworkEvent, Security};
+use sinew_tokio::{Event, Security};
 
 /// The script: node 0 holds `content` and announces it; node 1 asks for it by id alone,
 /// then asks for a blob nobody has, by id alone. The outcome of each, as (size, failure).
@@ -34,10 +34,10 @@ fn in_the_harness() -> (Outcome, Outcome) {
         world
             .events_of(1)
             .find_map(|e| match e {
-                NodeEvent::Blob(Event::Downloaded { id, size, .. }) if *id == want => {
+                NodeEvent::Blob(blob::Event::Downloaded { id, size, .. }) if *id == want => {
                     Some((Some(*size), None))
                 }
-                NodeEvent::Blob(Event::DownloadFailed { id, reason }) if *id == want => {
+                NodeEvent::Blob(blob::Event::DownloadFailed { id, reason }) if *id == want => {
                     Some((None, Some(reason.clone())))
                 }
                 _ => None,
@@ -72,10 +72,10 @@ async fn in_the_shell() -> (Outcome, Outcome) {
         // The caller is answered once the lookup found someone or nobody.
         let started = b.request_blob(want, vec![]).await;
         let outcome = wait_for(&mut b_events, Duration::from_secs(60), |e| match e {
-            NetworkEvent::Blob(Event::Downloaded { id, size, .. }) if id == want => {
+            Event::Blob(blob::Event::Downloaded { id, size, .. }) if id == want => {
                 Some((Some(size), None))
             }
-            NetworkEvent::Blob(Event::DownloadFailed { id, reason }) if id == want => {
+            Event::Blob(blob::Event::DownloadFailed { id, reason }) if id == want => {
                 Some((None, Some(reason)))
             }
             _ => None,

@@ -1,4 +1,4 @@
-//! `NetworkConfig::max_incoming_connections` at its edge: a node with a cap of 2 keeps two
+//! `Config::max_incoming_connections` at its edge: a node with a cap of 2 keeps two
 //! peers that dialed it, closes the third one's connection, and can still dial that peer
 //! itself (outbound connections have the rest of `max_connections`).
 #![allow(clippy::unwrap_used)]
@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use common::eventually;
 use libp2p::{Multiaddr, PeerId};
-use sinew_tokio::{NetworkClient, NetworkConfig, Options};
+use sinew_tokio::{Client, Config, Options};
 
-async fn started(config: NetworkConfig) -> (NetworkClient, Multiaddr) {
+async fn started(config: Config) -> (Client, Multiaddr) {
     let (client, _events) = sinew_tokio::start(config, Options::default()).unwrap();
     let address = client
         .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
@@ -22,20 +22,20 @@ async fn started(config: NetworkConfig) -> (NetworkClient, Multiaddr) {
     (client, address)
 }
 
-async fn peers(client: &NetworkClient) -> Vec<PeerId> {
+async fn peers(client: &Client) -> Vec<PeerId> {
     client.network_status().await.unwrap().connected_peers
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_incoming_connections_are_kept_the_third_closed_and_dialing_out_still_works() {
-    let (a, a_addr) = started(NetworkConfig {
+    let (a, a_addr) = started(Config {
         max_incoming_connections: 2,
-        ..NetworkConfig::default()
+        ..Config::default()
     })
     .await;
     let mut others = Vec::new();
     for _ in 0..3 {
-        others.push(started(NetworkConfig::default()).await);
+        others.push(started(Config::default()).await);
     }
     let (b, c, d) = (&others[0].0, &others[1].0, &others[2].0);
     b.dial(a_addr.clone()).await.unwrap();

@@ -1,4 +1,4 @@
-//! `NetworkConfig::max_memory`: a node whose process uses more memory than its limit
+//! `Config::max_memory`: a node whose process uses more memory than its limit
 //! refuses new connections in both directions, one under its limit accepts them, and an
 //! impossible fraction of RAM is refused at start. (The exact edge cannot be tested: the
 //! resident size moves with every allocation.)
@@ -8,12 +8,12 @@ mod common;
 
 use libp2p::Multiaddr;
 use sinew_tokio::core::shell::MemoryLimit;
-use sinew_tokio::{NetworkClient, NetworkConfig, Options};
+use sinew_tokio::{Client, Config, Options};
 
-async fn started(max_memory: MemoryLimit) -> (NetworkClient, Multiaddr) {
-    let config = NetworkConfig {
+async fn started(max_memory: MemoryLimit) -> (Client, Multiaddr) {
+    let config = Config {
         max_memory,
-        ..NetworkConfig::default()
+        ..Config::default()
     };
     let (client, _events) = sinew_tokio::start(config, Options::default()).unwrap();
     let address = client
@@ -60,9 +60,9 @@ async fn a_node_over_its_memory_limit_refuses_new_connections_both_ways() {
 #[tokio::test]
 async fn a_fraction_of_ram_outside_zero_to_one_is_refused_at_start() {
     for f in [0.0, 1.5, f64::NAN] {
-        let config = NetworkConfig {
+        let config = Config {
             max_memory: MemoryLimit::FractionOfRam(f),
-            ..NetworkConfig::default()
+            ..Config::default()
         };
         let err = sinew_tokio::start(config, Options::default())
             .unwrap_err()

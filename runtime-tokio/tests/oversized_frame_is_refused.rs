@@ -11,7 +11,7 @@ use futures::AsyncWriteExt;
 use libp2p::StreamProtocol;
 use sinew_tokio::core::framing::{self, DEFAULT_MAX_FRAME_LEN};
 use sinew_tokio::core::shell::StreamError;
-use sinew_tokio::{NetworkEvent, Security};
+use sinew_tokio::{Event, Security};
 
 const PROTO: StreamProtocol = StreamProtocol::new("/sinew-test/frames/1");
 
@@ -30,7 +30,7 @@ async fn over_long_frames_are_refused_without_buffering_them() {
         s
     });
     let mut incoming = wait_for(&mut a_events, Duration::from_secs(10), |e| match e {
-        NetworkEvent::StreamOpened { stream } => Some(stream),
+        Event::StreamOpened { stream } => Some(stream),
         _ => None,
     })
     .await
@@ -49,7 +49,7 @@ async fn over_long_frames_are_refused_without_buffering_them() {
     raw.write_all(&[0u8; 16]).await.unwrap();
     raw.flush().await.unwrap();
     let mut incoming = wait_for(&mut a_events, Duration::from_secs(10), |e| match e {
-        NetworkEvent::StreamOpened { stream } => Some(stream),
+        Event::StreamOpened { stream } => Some(stream),
         _ => None,
     })
     .await

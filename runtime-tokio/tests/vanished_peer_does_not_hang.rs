@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::{node, wait_for};
 use futures::AsyncWriteExt;
 use libp2p::StreamProtocol;
-use sinew_tokio::{NetworkEvent, Security};
+use sinew_tokio::{Event, Security};
 
 const PROTO: StreamProtocol = StreamProtocol::new("/sinew-test/vanish/1");
 
@@ -43,7 +43,7 @@ async fn recv_fails_promptly_when_the_peer_vanishes_mid_frame() {
     });
     ready_rx.recv().unwrap();
     let mut incoming = wait_for(&mut a_events, Duration::from_secs(10), |e| match e {
-        NetworkEvent::StreamOpened { stream } => Some(stream),
+        Event::StreamOpened { stream } => Some(stream),
         _ => None,
     })
     .await

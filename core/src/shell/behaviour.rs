@@ -14,7 +14,7 @@ use libp2p::kad;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{connection_limits, identify, memory_connection_limits, ping, StreamProtocol};
 
-use super::config::{MemoryLimit, NetworkConfig};
+use super::config::{Config, MemoryLimit};
 use super::provider_store::ProviderStore;
 
 /// Every protocol a Sinew node speaks, composed.
@@ -24,7 +24,7 @@ pub struct Behaviour {
     /// Connection limits (first, so it can deny before the others see a connection).
     pub limits: connection_limits::Behaviour,
     /// Refuses new connections while the process uses too much memory
-    /// (`NetworkConfig::max_memory`); `None` when that is off.
+    /// (`Config::max_memory`); `None` when that is off.
     pub memory: libp2p::swarm::behaviour::toggle::Toggle<memory_connection_limits::Behaviour>,
     /// Topic broadcast.
     pub gossipsub: gossipsub::Behaviour,
@@ -128,7 +128,7 @@ pub enum BuildError {
 
 impl Behaviour {
     /// Builds the behaviour for `key` with `config`.
-    pub fn new(key: &Keypair, config: &NetworkConfig) -> Result<Self, BuildError> {
+    pub fn new(key: &Keypair, config: &Config) -> Result<Self, BuildError> {
         let g = &config.gossip;
         let gossip_config = gossipsub::ConfigBuilder::default()
             .validation_mode(ValidationMode::Strict)

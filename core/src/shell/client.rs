@@ -1,11 +1,11 @@
-//! [`NetworkClient`]: the cloneable handle applications use, and [`NetworkEvent`]s.
+//! [`Client`]: the cloneable handle applications use, and [`Event`]s.
 //!
 //! Every method sends a command to the driver task and waits for its answer; the client
 //! is cheap to clone and can be used from any task. Events arrive on one bounded
 //! [`EventStream`]: when the application falls behind by more than
-//! [`NetworkConfig::event_buffer`](super::NetworkConfig::event_buffer) events, newer events
+//! [`Config::event_buffer`](super::Config::event_buffer) events, newer events
 //! are dropped (never older ones, never silently) and the next event delivered is
-//! [`NetworkEvent::Lagged`] with the number missed. The node itself never blocks on a slow
+//! [`Event::Lagged`] with the number missed. The node itself never blocks on a slow
 //! application.
 
 use std::collections::BTreeSet;
@@ -20,17 +20,17 @@ use futures::{SinkExt, Stream};
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
 
 use super::download::BlobDownload;
-pub use super::error::ClientError;
+pub use super::error::Error;
 use super::stream::SinewStream;
 use crate::blob::{self, BlobId};
 
 /// Content up to this size is hashed (and, for a disk store, copied) on the caller's task
-/// by [`NetworkClient::add_blob`]; larger content on a thread of its own. 1 MiB.
+/// by [`Client::add_blob`]; larger content on a thread of its own. 1 MiB.
 pub const INLINE_IMPORT: usize = 1 << 20;
 
 /// A snapshot of the node's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetworkStatus {
+pub struct Status {
     /// Our peer id.
     pub local_peer_id: PeerId,
     /// Addresses we listen on.
@@ -47,7 +47,7 @@ pub struct NetworkStatus {
     pub kad_peers: usize,
 }
 
-/// One blob in the local store, as [`NetworkClient::list_blobs`] reports it.
+/// One blob in the local store, as [`Client::list_blobs`] reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobInfo {
     /// The blob.
@@ -63,7 +63,7 @@ pub struct BlobInfo {
 /// What happened on the network.
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum NetworkEvent {
+pub enum Event {
     /// We listen on a new address.
     ListeningOn {
         /// The address, with its real port.
@@ -137,7 +137,7 @@ pub enum NetworkEvent {
     },
 }
 
-pub(crate) type Reply<T> = oneshot::Sender<Result<T, ClientError>>;
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
 /// What the application asks of the driver, by area.
 #[derive(Debug)]
@@ -160,7 +160,7 @@ pub(crate) enum NetCommand {
     PeerCount(Reply<usize>),
     MeshPeers(String, Reply<Vec<PeerId>>),
     SubscribedPeers(String, Reply<Vec<PeerId>>),
-    Status(Reply<NetworkStatus>),
+    Status(Reply<Status>),
     Accept(StreamProtocol, Reply<()>),
 }
 
@@ -192,7 +192,7 @@ impl From<BlobCommand> for Command {
 
 /// The cloneable handle to a running network node.
 #[derive(Clone)]
-pub struct NetworkClient {
+pub struct Client {
     pub(crate) local: PeerId,
     pub(crate) commands: mpsc::Sender<Command>,
     pub(crate) control: libp2p_stream::Control,
@@ -201,26 +201,26 @@ pub struct NetworkClient {
     pub(crate) runtime: std::sync::Arc<dyn super::Runtime>,
 }
 
-impl std::fmt::Debug for NetworkClient {
+impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NetworkClient")
+        f.debug_struct("Client")
             .field("local", &self.local)
             .finish_non_exhaustive()
     }
 }
 
-impl NetworkClient {
+impl Client {
     async fn call<T, C: Into<Command>>(
         &self,
         make: impl FnOnce(Reply<T>) -> C,
-    ) -> Result<T, ClientError> {
+    ) -> Result<T, Error> {
         let (tx, rx) = oneshot::channel();
         self.commands
             .clone()
             .send(make(tx).into())
             .await
-            .map_err(|_| ClientError::Shutdown)?;
-        rx.await.map_err(|_| ClientError::Shutdown)?
+            .map_err(|_| Error::Shutdown)?;
+        rx.await.map_err(|_| Error::Shutdown)?
     }
 
     /// Our peer id.
@@ -229,89 +229,85 @@ impl NetworkClient {
     }
 
     /// Dials `address` (ending in `/p2p/<peer id>` or not); returns the peer once connected.
-    pub async fn dial(&self, address: Multiaddr) -> Result<PeerId, ClientError> {
+    pub async fn dial(&self, address: Multiaddr) -> Result<PeerId, Error> {
         self.call(|r| NetCommand::Dial(address, r)).await
     }
 
     /// Starts listening on `address`; returns the address actually bound (port 0 resolved).
-    pub async fn listen_on(&self, address: Multiaddr) -> Result<Multiaddr, ClientError> {
+    pub async fn listen_on(&self, address: Multiaddr) -> Result<Multiaddr, Error> {
         self.call(|r| NetCommand::ListenOn(address, r)).await
     }
 
     /// Runs a Kademlia bootstrap and waits for it to finish.
-    pub async fn bootstrap(&self) -> Result<(), ClientError> {
+    pub async fn bootstrap(&self) -> Result<(), Error> {
         self.call(NetCommand::Bootstrap).await
     }
 
     /// Subscribes to `topic` (re-announced to every peer on every new connection). Returns
     /// false if already subscribed.
-    pub async fn subscribe(&self, topic: &str) -> Result<bool, ClientError> {
+    pub async fn subscribe(&self, topic: &str) -> Result<bool, Error> {
         self.call(|r| NetCommand::Subscribe(topic.to_string(), r))
             .await
     }
 
     /// Unsubscribes from `topic`. Returns false if not subscribed.
-    pub async fn unsubscribe(&self, topic: &str) -> Result<bool, ClientError> {
+    pub async fn unsubscribe(&self, topic: &str) -> Result<bool, Error> {
         self.call(|r| NetCommand::Unsubscribe(topic.to_string(), r))
             .await
     }
 
     /// Publishes `data` on `topic`; returns the message id.
     ///
-    /// Fails with [`ClientError::NoPeers`] when no connected peer is subscribed: the
+    /// Fails with [`Error::NoPeers`] when no connected peer is subscribed: the
     /// message is never dropped silently.
-    pub async fn publish(
-        &self,
-        topic: &str,
-        data: impl Into<Bytes>,
-    ) -> Result<Vec<u8>, ClientError> {
+    pub async fn publish(&self, topic: &str, data: impl Into<Bytes>) -> Result<Vec<u8>, Error> {
         let data = data.into();
         self.call(|r| NetCommand::Publish(topic.to_string(), data, r))
             .await
     }
 
     /// Connected peers.
-    pub async fn peer_count(&self) -> Result<usize, ClientError> {
+    pub async fn peer_count(&self) -> Result<usize, Error> {
         self.call(NetCommand::PeerCount).await
     }
 
     /// Peers in our gossipsub mesh for `topic`.
-    pub async fn mesh_peers(&self, topic: &str) -> Result<Vec<PeerId>, ClientError> {
+    pub async fn mesh_peers(&self, topic: &str) -> Result<Vec<PeerId>, Error> {
         self.call(|r| NetCommand::MeshPeers(topic.to_string(), r))
             .await
     }
 
     /// How many peers are in our mesh for `topic`.
-    pub async fn mesh_peer_count(&self, topic: &str) -> Result<usize, ClientError> {
+    pub async fn mesh_peer_count(&self, topic: &str) -> Result<usize, Error> {
         Ok(self.mesh_peers(topic).await?.len())
     }
 
     /// Connected peers subscribed to `topic`.
-    pub async fn subscribed_peers(&self, topic: &str) -> Result<Vec<PeerId>, ClientError> {
+    pub async fn subscribed_peers(&self, topic: &str) -> Result<Vec<PeerId>, Error> {
         self.call(|r| NetCommand::SubscribedPeers(topic.to_string(), r))
             .await
     }
 
     /// A snapshot of the node's state.
-    pub async fn network_status(&self) -> Result<NetworkStatus, ClientError> {
+    pub async fn network_status(&self) -> Result<Status, Error> {
         self.call(NetCommand::Status).await
     }
 
-    /// Accepts inbound streams of `protocol`; each arrives as [`NetworkEvent::StreamOpened`].
-    pub async fn accept_streams(&self, protocol: StreamProtocol) -> Result<(), ClientError> {
+    /// Accepts inbound streams of `protocol`; each arrives as [`Event::StreamOpened`].
+    pub async fn accept_streams(&self, protocol: StreamProtocol) -> Result<(), Error> {
         self.call(|r| NetCommand::Accept(protocol, r)).await
     }
 
     /// Opens a framed stream to `peer` for `protocol`, dialing it if needed.
     ///
-    /// Fails within [`NetworkConfig::open_stream_timeout`](super::NetworkConfig) rather
+    /// Fails within [`Config::open_stream_timeout`](super::Config) rather
     /// than hanging on a stale connection; on failure it retries once (which redials when
     /// the connection is gone).
     pub async fn open_stream(
         &self,
         peer: PeerId,
         protocol: StreamProtocol,
-    ) -> Result<SinewStream, ClientError> {
+    ) -> Result<SinewStream, Error> {
         let mut last = String::new();
         for _attempt in 0..2 {
             let mut control = self.control.clone();
@@ -336,7 +332,7 @@ impl NetworkClient {
                 }
             }
         }
-        Err(ClientError::OpenStream {
+        Err(Error::OpenStream {
             peer,
             protocol: protocol.to_string(),
             reason: last,
@@ -348,7 +344,7 @@ impl NetworkClient {
     ///
     /// Hashing and copying happen on the caller's task for small content and on a thread
     /// of their own above [`INLINE_IMPORT`] bytes, never on the node's task.
-    pub async fn add_blob(&self, content: impl Into<Bytes>) -> Result<BlobId, ClientError> {
+    pub async fn add_blob(&self, content: impl Into<Bytes>) -> Result<BlobId, Error> {
         let content: Bytes = content.into();
         let small = content.len() <= INLINE_IMPORT;
         match self.call(BlobCommand::Importer).await? {
@@ -376,30 +372,26 @@ impl NetworkClient {
     /// Announces in the DHT that this node provides blob `id` (a Kademlia provider record;
     /// every provider of a blob has its own record). Kademlia republishes it every 12 h and
     /// it expires after 48 h unless republished.
-    pub async fn announce_blob(&self, id: BlobId) -> Result<(), ClientError> {
+    pub async fn announce_blob(&self, id: BlobId) -> Result<(), Error> {
         self.call(|r| BlobCommand::AnnounceBlob(id, r)).await
     }
 
     /// Finds every provider of blob `id` in the DHT.
-    pub async fn query_blob(&self, id: BlobId) -> Result<Vec<PeerId>, ClientError> {
+    pub async fn query_blob(&self, id: BlobId) -> Result<Vec<PeerId>, Error> {
         self.call(|r| BlobCommand::QueryBlob(id, r)).await
     }
 
     /// Starts downloading blob `id` from `providers` — or, with none given, from every
-    /// provider the DHT knows; the outcome arrives as [`NetworkEvent::Blob`]
+    /// provider the DHT knows; the outcome arrives as [`Event::Blob`]
     /// (`blob::Event::Downloaded` or `blob::Event::DownloadFailed`).
-    pub async fn request_blob(
-        &self,
-        id: BlobId,
-        providers: Vec<PeerId>,
-    ) -> Result<(), ClientError> {
+    pub async fn request_blob(&self, id: BlobId, providers: Vec<PeerId>) -> Result<(), Error> {
         self.call(|r| BlobCommand::RequestBlob(id, providers, r))
             .await
     }
 
     /// The complete, verified content of blob `id`, if this node has all of it (read on a
     /// thread of its own with a disk store).
-    pub async fn get_blob(&self, id: BlobId) -> Result<Option<Bytes>, ClientError> {
+    pub async fn get_blob(&self, id: BlobId) -> Result<Option<Bytes>, Error> {
         let Some(source) = self.call(|r| BlobCommand::ExportSource(id, r)).await? else {
             return Ok(None);
         };
@@ -407,7 +399,7 @@ impl NetworkClient {
             super::node_store::ExportSource::Memory(bytes) => Ok(Some(bytes)),
             super::node_store::ExportSource::File(file, size) => {
                 let len = usize::try_from(size).map_err(|_| {
-                    ClientError::Store(crate::blob::store::StoreError::Io(format!(
+                    Error::Store(crate::blob::store::StoreError::Io(format!(
                         "blob {id} does not fit in memory: use export_blob"
                     )))
                 })?;
@@ -433,7 +425,7 @@ impl NetworkClient {
     /// with bounded memory, while the node keeps running; the blob becomes visible only
     /// once its copy and outboard are durable. With a memory store the file is read into
     /// memory.
-    pub async fn add_blob_file(&self, path: impl Into<PathBuf>) -> Result<BlobId, ClientError> {
+    pub async fn add_blob_file(&self, path: impl Into<PathBuf>) -> Result<BlobId, Error> {
         let path = path.into();
         match self.call(BlobCommand::Importer).await? {
             Some(importer) => {
@@ -458,17 +450,13 @@ impl NetworkClient {
     /// Writes the complete blob `id` to the file `dest`, re-hashing it on the way: `dest`
     /// appears (atomically, by rename) only if the bytes hash to `id`. Returns the size.
     ///
-    /// Fails with [`ClientError::BlobNotComplete`] unless the store holds all of it.
-    pub async fn export_blob(
-        &self,
-        id: BlobId,
-        dest: impl Into<PathBuf>,
-    ) -> Result<u64, ClientError> {
+    /// Fails with [`Error::BlobNotComplete`] unless the store holds all of it.
+    pub async fn export_blob(&self, id: BlobId, dest: impl Into<PathBuf>) -> Result<u64, Error> {
         let dest = dest.into();
         let source = self
             .call(|r| BlobCommand::ExportSource(id, r))
             .await?
-            .ok_or(ClientError::BlobNotComplete(id))?;
+            .ok_or(Error::BlobNotComplete(id))?;
         let exported = blocking(move || match source {
             super::node_store::ExportSource::File(file, size) => {
                 super::export::export_verified_file(&file, size, &id, &dest)
@@ -483,14 +471,14 @@ impl NetworkClient {
 
     /// Deletes `id` from the store, cancels its download if one runs, and stops announcing
     /// it. Returns whether the store had it. (Provider records other peers already hold
-    /// expire after [`NetworkConfig::provider_record_ttl`](super::NetworkConfig); a peer
+    /// expire after [`Config::provider_record_ttl`](super::Config); a peer
     /// that asks meanwhile is answered "not found" and moves on to other providers.)
-    pub async fn delete_blob(&self, id: BlobId) -> Result<bool, ClientError> {
+    pub async fn delete_blob(&self, id: BlobId) -> Result<bool, Error> {
         self.call(|r| BlobCommand::DeleteBlob(id, r)).await
     }
 
     /// Every blob in the store, complete or partial, in id order.
-    pub async fn list_blobs(&self) -> Result<Vec<BlobInfo>, ClientError> {
+    pub async fn list_blobs(&self) -> Result<Vec<BlobInfo>, Error> {
         self.call(BlobCommand::ListBlobs).await
     }
 
@@ -503,7 +491,7 @@ impl NetworkClient {
         &self,
         id: BlobId,
         providers: Vec<PeerId>,
-    ) -> Result<BlobDownload, ClientError> {
+    ) -> Result<BlobDownload, Error> {
         let (handle, watcher) = BlobDownload::new(id);
         self.call(|r| BlobCommand::Download(id, providers, watcher, r))
             .await?;
@@ -511,9 +499,9 @@ impl NetworkClient {
     }
 
     /// Stops the node: connections close, the event stream ends.
-    pub async fn shutdown(&self) -> Result<(), ClientError> {
+    pub async fn shutdown(&self) -> Result<(), Error> {
         match self.call(Command::Shutdown).await {
-            Ok(()) | Err(ClientError::Shutdown) => Ok(()),
+            Ok(()) | Err(Error::Shutdown) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -523,27 +511,27 @@ impl NetworkClient {
 /// the node's task must not wait for the disk).
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ClientError> {
+) -> Result<T, Error> {
     let (tx, rx) = oneshot::channel();
     std::thread::Builder::new()
         .name("sinew-blob-file".into())
         .spawn(move || {
             let _ = tx.send(work());
         })
-        .map_err(|e| ClientError::Store(crate::blob::store::StoreError::Io(e.to_string())))?;
-    rx.await.map_err(|_| ClientError::Shutdown)
+        .map_err(|e| Error::Store(crate::blob::store::StoreError::Io(e.to_string())))?;
+    rx.await.map_err(|_| Error::Shutdown)
 }
 
 /// The node's events. Ends when the node shuts down.
 #[derive(Debug)]
 pub struct EventStream {
-    pub(crate) rx: mpsc::Receiver<NetworkEvent>,
+    pub(crate) rx: mpsc::Receiver<Event>,
 }
 
 impl Stream for EventStream {
-    type Item = NetworkEvent;
+    type Item = Event;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<NetworkEvent>> {
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
         Pin::new(&mut self.rx).poll_next(cx)
     }
 }
@@ -551,7 +539,7 @@ impl Stream for EventStream {
 /// The driver's side of the event channel: never blocks; counts what it drops.
 #[derive(Debug)]
 pub(crate) struct EventSender {
-    tx: mpsc::Sender<NetworkEvent>,
+    tx: mpsc::Sender<Event>,
     missed: u64,
 }
 
@@ -562,9 +550,9 @@ impl EventSender {
         (Self { tx, missed: 0 }, EventStream { rx })
     }
 
-    pub(crate) fn send(&mut self, event: NetworkEvent) {
+    pub(crate) fn send(&mut self, event: Event) {
         if self.missed > 0 {
-            match self.tx.try_send(NetworkEvent::Lagged {
+            match self.tx.try_send(Event::Lagged {
                 missed: self.missed,
             }) {
                 Ok(()) => self.missed = 0,
@@ -605,7 +593,7 @@ mod tests {
         let (mut tx, mut rx) = EventSender::channel(3);
         let peer = PeerId::random();
         for _ in 0..10 {
-            tx.send(NetworkEvent::PeerDisconnected { peer });
+            tx.send(Event::PeerDisconnected { peer });
         }
         // The buffer holds the first three; the other seven were dropped and counted.
         let mut got = Vec::new();
@@ -613,16 +601,13 @@ mod tests {
             got.push(e);
         }
         assert_eq!(got.len(), 3);
-        tx.send(NetworkEvent::PeerConnected {
+        tx.send(Event::PeerConnected {
             peer,
             address: "/ip4/127.0.0.1/tcp/1".parse().unwrap(),
         });
         let lagged = futures::executor::block_on(rx.next()).unwrap();
-        assert!(
-            matches!(lagged, NetworkEvent::Lagged { missed: 7 }),
-            "{lagged:?}"
-        );
+        assert!(matches!(lagged, Event::Lagged { missed: 7 }), "{lagged:?}");
         let next = futures::executor::block_on(rx.next()).unwrap();
-        assert!(matches!(next, NetworkEvent::PeerConnected { .. }));
+        assert!(matches!(next, Event::PeerConnected { .. }));
     }
 }

@@ -50,7 +50,7 @@ impl Default for GossipConfig {
 
 /// Everything a network node needs besides its identity and transports.
 #[derive(Debug, Clone)]
-pub struct NetworkConfig {
+pub struct Config {
     /// Addresses to listen on. Default: none (call `listen_on`).
     pub listen: Vec<Multiaddr>,
     /// Peers to dial at start and to bootstrap Kademlia from; each ends in `/p2p/<peer id>`.
@@ -91,7 +91,7 @@ pub struct NetworkConfig {
     /// How long `open_stream` waits for a stream before failing. Default 5 s.
     pub open_stream_timeout: Duration,
     /// Events buffered for a slow application; past this, events are dropped and the
-    /// next one delivered is [`NetworkEvent::Lagged`](super::NetworkEvent::Lagged).
+    /// next one delivered is [`Event::Lagged`](super::Event::Lagged).
     /// Default 1024.
     pub event_buffer: usize,
     /// Commands buffered from all clients before callers wait. Default 256.
@@ -126,7 +126,7 @@ pub struct NetworkConfig {
     pub agent: String,
 }
 
-impl Default for NetworkConfig {
+impl Default for Config {
     fn default() -> Self {
         Self {
             listen: Vec::new(),

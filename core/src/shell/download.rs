@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use futures::channel::{mpsc, oneshot};
 use futures::{FutureExt, Stream, StreamExt};
 
-use super::error::ClientError;
+use super::error::Error;
 use crate::blob::BlobId;
 use crate::blob::DownloadFailure;
 
@@ -50,14 +50,14 @@ pub enum DownloadUpdate {
     Downloaded(BlobDownloaded),
     /// Failed (the verified part stays in the store and a later download resumes from
     /// it): the last item.
-    Failed(ClientError),
+    Failed(Error),
 }
 
 /// The driver's end of a download handle.
 #[derive(Debug)]
 pub(crate) struct Watcher {
     progress: mpsc::Sender<BlobProgress>,
-    done: Option<oneshot::Sender<Result<BlobDownloaded, ClientError>>>,
+    done: Option<oneshot::Sender<Result<BlobDownloaded, Error>>>,
 }
 
 impl Watcher {
@@ -66,7 +66,7 @@ impl Watcher {
         let _ = self.progress.try_send(progress);
     }
 
-    pub(crate) fn finish(mut self, outcome: Result<BlobDownloaded, ClientError>) {
+    pub(crate) fn finish(mut self, outcome: Result<BlobDownloaded, Error>) {
         if let Some(done) = self.done.take() {
             let _ = done.send(outcome);
         }
@@ -79,7 +79,7 @@ impl Watcher {
 pub struct BlobDownload {
     id: BlobId,
     progress: mpsc::Receiver<BlobProgress>,
-    done: oneshot::Receiver<Result<BlobDownloaded, ClientError>>,
+    done: oneshot::Receiver<Result<BlobDownloaded, Error>>,
     ended: bool,
 }
 
@@ -107,7 +107,7 @@ impl BlobDownload {
     }
 
     /// Waits for the outcome, skipping progress.
-    pub async fn finish(mut self) -> Result<BlobDownloaded, ClientError> {
+    pub async fn finish(mut self) -> Result<BlobDownloaded, Error> {
         while let Some(update) = self.next().await {
             match update {
                 DownloadUpdate::Progress(_) => {}
@@ -115,7 +115,7 @@ impl BlobDownload {
                 DownloadUpdate::Failed(err) => return Err(err),
             }
         }
-        Err(ClientError::Shutdown)
+        Err(Error::Shutdown)
     }
 }
 
@@ -135,7 +135,7 @@ impl Stream for BlobDownload {
                 Poll::Ready(Some(match outcome {
                     Ok(Ok(done)) => DownloadUpdate::Downloaded(done),
                     Ok(Err(err)) => DownloadUpdate::Failed(err),
-                    Err(_) => DownloadUpdate::Failed(ClientError::Shutdown),
+                    Err(_) => DownloadUpdate::Failed(Error::Shutdown),
                 }))
             }
             Poll::Pending => Poll::Pending,
@@ -144,8 +144,8 @@ impl Stream for BlobDownload {
 }
 
 /// The error a failed download reports.
-pub(crate) fn failure(id: BlobId, reason: DownloadFailure) -> ClientError {
-    ClientError::Download {
+pub(crate) fn failure(id: BlobId, reason: DownloadFailure) -> Error {
+    Error::Download {
         id,
         reason: Box::new(reason),
     }

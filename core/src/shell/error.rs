@@ -1,14 +1,14 @@
-//! [`ClientError`]: how a [`NetworkClient`](super::NetworkClient) call fails. (Its own file:
+//! [`Error`]: how a [`Client`](super::Client) call fails. (Its own file:
 //! the client and the download handle both use it, and neither needs the other for it.)
 
 use libp2p::PeerId;
 
 use crate::blob::{self, BlobId};
 
-/// Errors of [`NetworkClient`](super::NetworkClient) calls.
+/// Errors of [`Client`](super::Client) calls.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum ClientError {
+pub enum Error {
     /// The node has shut down.
     #[error("the network node has shut down")]
     Shutdown,

@@ -1,5 +1,5 @@
 //! [`FsStore`]: the persistent [`BlobStore`] — redb for metadata, plain files for blob data
-//! and outboards. The driver uses it when `NetworkConfig::blob_dir` is set (the `sinew`
+//! and outboards. The driver uses it when `Config::blob_dir` is set (the `sinew`
 //! CLI always sets it).
 //!
 //! Layout under the store's directory: `sinew.redb` (the node's one database: the blob

@@ -2,9 +2,9 @@
 //!
 //! An adapter (`sinew-tokio`, `sinew-smol`) builds the [`libp2p::Swarm`] with its
 //! transports and the composed [`Behaviour`], then calls [`start`] with a [`Runtime`] that
-//! spawns tasks and sleeps. What comes back is a [`NetworkClient`] (cloneable async handle:
+//! spawns tasks and sleeps. What comes back is a [`Client`] (cloneable async handle:
 //! dial, listen, publish, streams, blobs, status) and the [`EventStream`] of
-//! [`NetworkEvent`]s. Everything else — the swarm, the sans-IO [`Node`](crate::node::Node),
+//! [`Event`]s. Everything else — the swarm, the sans-IO [`Node`](crate::node::Node),
 //! the per-stream I/O tasks — lives in one driver task.
 
 mod behaviour;
@@ -33,10 +33,8 @@ use libp2p::Swarm;
 #[doc(hidden)]
 pub use behaviour::{message_id, BehaviourEvent};
 pub use behaviour::{Behaviour, BuildError};
-pub use client::{
-    BlobInfo, ClientError, EventStream, NetworkClient, NetworkEvent, NetworkStatus, INLINE_IMPORT,
-};
-pub use config::{GossipConfig, KadMode, MemoryLimit, NetworkConfig};
+pub use client::{BlobInfo, Client, Error, Event, EventStream, Status, INLINE_IMPORT};
+pub use config::{Config, GossipConfig, KadMode, MemoryLimit};
 pub use download::{BlobDownload, BlobDownloaded, BlobProgress, DownloadUpdate, PROGRESS_BUFFER};
 pub use fs_store::{
     export_verified, export_verified_bytes, FsStore, Importer, PreparedImport, DATABASE_FILE,
@@ -83,15 +81,15 @@ fn keep_freed_buffers() {
 /// and fails if it cannot be opened, e.g. because another node uses it.
 pub fn start(
     swarm: Swarm<Behaviour>,
-    config: NetworkConfig,
+    config: Config,
     runtime: Arc<dyn Runtime>,
     metrics: Option<Metrics>,
-) -> Result<(NetworkClient, EventStream), crate::blob::store::StoreError> {
+) -> Result<(Client, EventStream), crate::blob::store::StoreError> {
     keep_freed_buffers();
     let store = NodeStore::open(config.blob_dir.as_deref())?;
     let (command_tx, command_rx) = futures::channel::mpsc::channel(config.command_buffer);
     let (events, stream) = client::EventSender::channel(config.event_buffer);
-    let client = NetworkClient {
+    let client = Client {
         local: *swarm.local_peer_id(),
         commands: command_tx,
         control: swarm.behaviour().stream.new_control(),

@@ -1,6 +1,6 @@
 //! [`NodeStore`]: the blob store the driver runs on — in memory, or on disk.
 //!
-//! `NetworkConfig::blob_dir` picks one: `None` keeps blobs in memory ([`MemStore`]: tests,
+//! `Config::blob_dir` picks one: `None` keeps blobs in memory ([`MemStore`]: tests,
 //! short-lived nodes), `Some(dir)` persists them ([`FsStore`]: downloads resume after a
 //! restart, blobs are served after one).
 

@@ -5,8 +5,8 @@
 //! own and those remote peers store on it with ADD_PROVIDER. A remote peer could therefore
 //! fill it and make our own `announce_blob` fail. This wrapper keeps libp2p's store for
 //! the records themselves and decides what enters it: keys we provide are bounded by
-//! `NetworkConfig::max_provided_blobs` alone, remote keys by
-//! `NetworkConfig::max_remote_provider_keys`, remote providers per key by
+//! `Config::max_provided_blobs` alone, remote keys by
+//! `Config::max_remote_provider_keys`, remote providers per key by
 //! [`MAX_REMOTE_PROVIDERS_PER_KEY`] (one more slot is always free for our own record), and
 //! each remote record keeps at most [`MAX_PROVIDER_ADDRESSES`] addresses of at most
 //! [`MAX_PROVIDER_ADDRESS_BYTES`] bytes.

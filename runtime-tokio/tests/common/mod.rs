@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use libp2p::{Multiaddr, PeerId};
 use serde_json::Value;
-use sinew_tokio::{EventStream, NetworkClient, NetworkConfig, NetworkEvent, Options, Security};
+use sinew_tokio::{Client, Config, Event, EventStream, Options, Security};
 
 /// An in-process node listening on `listen`.
-pub async fn node(listen: &str, security: Security) -> (NetworkClient, EventStream, Multiaddr) {
+pub async fn node(listen: &str, security: Security) -> (Client, EventStream, Multiaddr) {
     let (client, events) = sinew_tokio::start(
-        NetworkConfig::default(),
+        Config::default(),
         Options {
             security,
             ..Options::default()
@@ -36,7 +36,7 @@ pub async fn node(listen: &str, security: Security) -> (NetworkClient, EventStre
 pub async fn wait_for<T>(
     events: &mut EventStream,
     timeout: Duration,
-    mut pick: impl FnMut(NetworkEvent) -> Option<T>,
+    mut pick: impl FnMut(Event) -> Option<T>,
 ) -> Option<T> {
     tokio::time::timeout(timeout, async {
         while let Some(event) = events.next().await {

@@ -10,7 +10,7 @@ use super::persist::DurableReply;
 use super::{blob_key, Driver};
 use crate::blob::store::BlobStore;
 use crate::blob::{BlobId, DownloadFailure, Event};
-use crate::shell::client::{BlobCommand, BlobInfo, ClientError, Reply};
+use crate::shell::client::{BlobCommand, BlobInfo, Error, Reply};
 use crate::shell::download::{self, BlobDownloaded, BlobProgress, Watcher};
 
 impl Driver {
@@ -37,7 +37,7 @@ impl Driver {
             }
             BlobCommand::ExportSource(id, reply) => {
                 let source = self.node.store().export_source(&id);
-                let _ = reply.send(source.map_err(ClientError::from));
+                let _ = reply.send(source.map_err(Error::from));
             }
             BlobCommand::DeleteBlob(id, reply) => match self.node.delete_blob(&id) {
                 Ok(existed) => self.when_durable(DurableReply::Deleted(reply, existed)),
@@ -60,7 +60,7 @@ impl Driver {
                         })
                         .collect()
                 });
-                let _ = reply.send(list.map_err(ClientError::from));
+                let _ = reply.send(list.map_err(Error::from));
             }
             BlobCommand::Download(id, providers, watcher, reply) => {
                 self.watchers.entry(id).or_default().push(watcher);
@@ -109,9 +109,9 @@ impl Driver {
             }
             Err(err) => {
                 for watcher in self.watchers.remove(&id).unwrap_or_default() {
-                    watcher.finish(Err(ClientError::Blob(err.clone())));
+                    watcher.finish(Err(Error::Blob(err.clone())));
                 }
-                let _ = reply.send(Err(ClientError::Blob(err)));
+                let _ = reply.send(Err(Error::Blob(err)));
             }
         }
     }
@@ -146,7 +146,7 @@ impl Driver {
             }
             Event::DownloadFailed { id, reason } => {
                 let err = match reason {
-                    DownloadFailure::NoProvidersFound => ClientError::NoProvidersFound(*id),
+                    DownloadFailure::NoProvidersFound => Error::NoProvidersFound(*id),
                     reason => download::failure(*id, reason.clone()),
                 };
                 self.pending.request_answered(*id, Err(err.clone()));

@@ -6,7 +6,7 @@ use libp2p::kad;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 
 use super::Driver;
-use crate::shell::client::{topic_names, ClientError, NetCommand, NetworkStatus};
+use crate::shell::client::{topic_names, Error, NetCommand, Status};
 use crate::{dht, gossip};
 
 impl Driver {
@@ -33,7 +33,7 @@ impl Driver {
                         let _ = reply.send(Ok(target.expect("checked by the guard")));
                     }
                     Err(err) => {
-                        let _ = reply.send(Err(ClientError::Dial {
+                        let _ = reply.send(Err(Error::Dial {
                             address: address.to_string(),
                             reason: err.to_string(),
                         }));
@@ -43,7 +43,7 @@ impl Driver {
             NetCommand::ListenOn(address, reply) => match self.swarm.listen_on(address.clone()) {
                 Ok(id) => self.pending.listens.push((id, address, reply)),
                 Err(err) => {
-                    let _ = reply.send(Err(ClientError::Listen {
+                    let _ = reply.send(Err(Error::Listen {
                         address: address.to_string(),
                         reason: err.to_string(),
                     }));
@@ -52,17 +52,14 @@ impl Driver {
             NetCommand::Bootstrap(reply) => match self.swarm.behaviour_mut().kad.bootstrap() {
                 Ok(id) => self.pending.bootstraps.push((id, reply)),
                 Err(_) => {
-                    let _ = reply.send(Err(ClientError::NoKnownPeers));
+                    let _ = reply.send(Err(Error::NoKnownPeers));
                 }
             },
             NetCommand::Subscribe(topic, reply) => {
-                let result = self
-                    .node
-                    .subscribe(&topic)
-                    .map_err(|e| ClientError::Subscribe {
-                        topic,
-                        reason: e.to_string(),
-                    });
+                let result = self.node.subscribe(&topic).map_err(|e| Error::Subscribe {
+                    topic,
+                    reason: e.to_string(),
+                });
                 let _ = reply.send(result);
             }
             NetCommand::Unsubscribe(topic, reply) => {
@@ -126,9 +123,9 @@ impl Driver {
                         if let Some(m) = &self.metrics {
                             m.publish_no_peers.inc();
                         }
-                        Err(ClientError::NoPeers { topic })
+                        Err(Error::NoPeers { topic })
                     }
-                    Err(err) => Err(ClientError::Publish {
+                    Err(err) => Err(Error::Publish {
                         topic,
                         reason: err.to_string(),
                     }),
@@ -142,7 +139,7 @@ impl Driver {
         }
     }
 
-    fn status(&mut self) -> NetworkStatus {
+    fn status(&mut self) -> Status {
         let kad_peers = self
             .swarm
             .behaviour_mut()
@@ -151,7 +148,7 @@ impl Driver {
             .map(|b| b.num_entries())
             .sum();
         let b = self.swarm.behaviour();
-        NetworkStatus {
+        Status {
             local_peer_id: *self.swarm.local_peer_id(),
             listen_addrs: self.swarm.listeners().cloned().collect(),
             external_addrs: self.swarm.external_addresses().cloned().collect(),

@@ -18,8 +18,8 @@ use libp2p::kad;
 use libp2p::{PeerId, Swarm};
 
 use super::behaviour::Behaviour;
-use super::client::{Command, EventSender, NetworkEvent, Reply};
-use super::config::NetworkConfig;
+use super::client::{Command, Event, EventSender, Reply};
+use super::config::Config;
 use super::metrics::Metrics;
 use super::node_store::NodeStore;
 use super::Runtime;
@@ -47,7 +47,7 @@ fn now() -> Instant {
 
 pub(crate) struct Driver {
     swarm: Swarm<Behaviour>,
-    config: NetworkConfig,
+    config: Config,
     node: Node<NodeStore>,
     runtime: Arc<dyn Runtime>,
     commands: mpsc::Receiver<Command>,
@@ -67,7 +67,7 @@ pub(crate) struct Driver {
 impl Driver {
     pub(crate) fn new(
         swarm: Swarm<Behaviour>,
-        config: NetworkConfig,
+        config: Config,
         runtime: Arc<dyn Runtime>,
         commands: mpsc::Receiver<Command>,
         events: EventSender,
@@ -223,11 +223,10 @@ impl Driver {
                 Output::Event(node::Event::Gossip(event)) => self.gossip_event(event),
                 Output::Event(node::Event::Blob(event)) => {
                     self.notify_watchers(&event);
-                    self.events.send(NetworkEvent::Blob(event));
+                    self.events.send(Event::Blob(event));
                 }
                 Output::Event(node::Event::Peer(peer::Event::Misbehaved { peer, reason })) => {
-                    self.events
-                        .send(NetworkEvent::PeerMisbehaved { peer, reason });
+                    self.events.send(Event::PeerMisbehaved { peer, reason });
                 }
             }
         }
@@ -293,7 +292,7 @@ impl Driver {
 }
 
 /// The node's configuration, with what the network configuration says about discovery.
-fn node_config(config: &NetworkConfig) -> node::Config {
+fn node_config(config: &Config) -> node::Config {
     let mut node = config.node.clone();
     node.discovery = discovery::Config {
         bootstrap: config.bootstrap.clone(),

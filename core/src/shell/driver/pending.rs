@@ -10,7 +10,7 @@ use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
 
 use crate::blob::BlobId;
-use crate::shell::client::{ClientError, Reply};
+use crate::shell::client::{Error, Reply};
 use crate::{dht, gossip};
 
 /// Who asked for a provider lookup.
@@ -65,9 +65,9 @@ impl Pending {
             Err(reason) => {
                 tracing::warn!(%id, %reason, "cannot announce a blob");
                 let reason =
-                    format!("{reason} (NetworkConfig::max_provided_blobs is {max_provided_blobs})");
+                    format!("{reason} (Config::max_provided_blobs is {max_provided_blobs})");
                 for reply in replies {
-                    let _ = reply.send(Err(ClientError::Announce {
+                    let _ = reply.send(Err(Error::Announce {
                         id,
                         reason: reason.clone(),
                     }));
@@ -83,7 +83,7 @@ impl Pending {
             for reply in replies {
                 let result = result
                     .clone()
-                    .map_err(|reason| ClientError::Announce { id, reason });
+                    .map_err(|reason| Error::Announce { id, reason });
                 let _ = reply.send(result);
             }
         }
@@ -109,7 +109,7 @@ impl Pending {
     }
 
     /// The node's lookup of `id` found providers (`Ok`) or ended with none.
-    pub(super) fn request_answered(&mut self, id: BlobId, result: Result<(), ClientError>) {
+    pub(super) fn request_answered(&mut self, id: BlobId, result: Result<(), Error>) {
         for reply in self.requests.remove(&id).unwrap_or_default() {
             let _ = reply.send(result.clone());
         }

@@ -9,7 +9,7 @@ use futures::channel::mpsc;
 
 use crate::blob::BlobId;
 use crate::persist::{Batch, Done};
-use crate::shell::client::{ClientError, Reply};
+use crate::shell::client::{Error, Reply};
 
 /// A reply owed once the write it answers is durable.
 pub(super) enum DurableReply {
@@ -20,7 +20,7 @@ pub(super) enum DurableReply {
 }
 
 impl DurableReply {
-    fn send(self, result: Result<(), ClientError>) {
+    fn send(self, result: Result<(), Error>) {
         match self {
             Self::Added(reply, id) => {
                 let _ = reply.send(result.map(|()| id));
@@ -102,7 +102,7 @@ impl Persister {
                 break;
             };
             reply.send(match failed {
-                Some(err) => Err(ClientError::Store(err.clone())),
+                Some(err) => Err(Error::Store(err.clone())),
                 None => Ok(()),
             });
         }

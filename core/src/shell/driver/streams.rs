@@ -14,7 +14,7 @@ use libp2p::{PeerId, StreamProtocol};
 
 use super::stream_task::stream_task;
 use crate::pool::BufferPool;
-use crate::shell::client::{ClientError, NetworkEvent};
+use crate::shell::client::{Error, Event};
 use crate::shell::stream::SinewStream;
 use crate::shell::Runtime;
 use crate::stream::{self, StreamId};
@@ -53,7 +53,7 @@ pub(super) enum Inbound {
     /// The node's protocol: its input.
     Node(stream::Input),
     /// An accepted application protocol: the event that hands it over.
-    App(NetworkEvent),
+    App(Event),
 }
 
 /// Bytes a stream task reads at once.
@@ -184,7 +184,7 @@ impl Streams {
             let config = crate::framing::Config {
                 max_frame_len: self.max_frame_len,
             };
-            return Inbound::App(NetworkEvent::StreamOpened {
+            return Inbound::App(Event::StreamOpened {
                 stream: SinewStream::new(peer, protocol, stream, config),
             });
         }
@@ -235,16 +235,16 @@ impl Streams {
 
     /// Starts accepting `protocol` for the application.
     #[allow(clippy::result_large_err)] // the error goes straight into a reply
-    pub(super) fn accept(&mut self, protocol: StreamProtocol) -> Result<(), ClientError> {
+    pub(super) fn accept(&mut self, protocol: StreamProtocol) -> Result<(), Error> {
         let taken =
             self.accepted.contains(&protocol) || protocol.as_ref() == ProtocolId::BLOB.as_str();
         if taken {
-            return Err(ClientError::AlreadyAccepting(protocol.to_string()));
+            return Err(Error::AlreadyAccepting(protocol.to_string()));
         }
         let streams = self
             .control
             .accept(protocol.clone())
-            .map_err(|_| ClientError::AlreadyAccepting(protocol.to_string()))?;
+            .map_err(|_| Error::AlreadyAccepting(protocol.to_string()))?;
         self.accepted.push(protocol.clone());
         self.incoming.push(
             streams

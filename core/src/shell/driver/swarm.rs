@@ -13,7 +13,7 @@ use super::{now, Driver};
 use crate::node::Input;
 use crate::peer;
 use crate::shell::behaviour::BehaviourEvent;
-use crate::shell::client::{ClientError, NetworkEvent};
+use crate::shell::client::{Error, Event};
 use crate::{dht, gossip};
 
 impl Driver {
@@ -36,7 +36,7 @@ impl Driver {
                     up: true,
                 };
                 self.input(up.into());
-                self.events.send(NetworkEvent::ListeningOn { address });
+                self.events.send(Event::ListeningOn { address });
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.input(dht::Input::ListenAddress { address, up: false }.into());
@@ -54,7 +54,7 @@ impl Driver {
                         Err(e) => e.to_string(),
                     };
                     let address = address.to_string();
-                    let _ = reply.send(Err(ClientError::Listen { address, reason }));
+                    let _ = reply.send(Err(Error::Listen { address, reason }));
                 }
             }
             SwarmEvent::ListenerError { error, .. } => tracing::warn!(%error, "listener error"),
@@ -70,7 +70,7 @@ impl Driver {
                 }
                 if num_established.get() == 1 {
                     self.input(peer::Input::Connected { peer: peer_id }.into());
-                    self.events.send(NetworkEvent::PeerConnected {
+                    self.events.send(Event::PeerConnected {
                         peer: peer_id,
                         address: endpoint.get_remote_address().clone(),
                     });
@@ -82,8 +82,7 @@ impl Driver {
                 ..
             } => {
                 self.input(peer::Input::Disconnected { peer: peer_id }.into());
-                self.events
-                    .send(NetworkEvent::PeerDisconnected { peer: peer_id });
+                self.events.send(Event::PeerDisconnected { peer: peer_id });
             }
             SwarmEvent::OutgoingConnectionError {
                 connection_id,
@@ -95,7 +94,7 @@ impl Driver {
                     // one to the same peer is up: the caller's goal is reached.
                     let result = match peer_id.or_else(|| dht::peer_of(&address)) {
                         Some(peer) if self.swarm.is_connected(&peer) => Ok(peer),
-                        _ => Err(ClientError::Dial {
+                        _ => Err(Error::Dial {
                             address: address.to_string(),
                             reason: error.to_string(),
                         }),
@@ -206,7 +205,7 @@ impl Driver {
                             {
                                 let providers: Vec<_> = found.into_iter().collect();
                                 let _ = reply.send(Ok(providers.clone()));
-                                let event = NetworkEvent::BlobProvidersFound {
+                                let event = Event::BlobProvidersFound {
                                     id: blob,
                                     providers,
                                 };
@@ -225,7 +224,7 @@ impl Driver {
                 let bootstraps = &mut self.pending.bootstraps;
                 if let Some(i) = bootstraps.iter().position(|p| p.0 == id) {
                     let (_, reply) = bootstraps.swap_remove(i);
-                    let result = result.map(|_| ()).map_err(|_| ClientError::NoKnownPeers);
+                    let result = result.map(|_| ()).map_err(|_| Error::NoKnownPeers);
                     let _ = reply.send(result);
                 }
             }
@@ -272,7 +271,7 @@ impl Driver {
                 if let Some(m) = &self.metrics {
                     m.received.inc();
                 }
-                NetworkEvent::Message {
+                Event::Message {
                     source,
                     propagated_by,
                     topic,
@@ -280,10 +279,8 @@ impl Driver {
                     id,
                 }
             }
-            gossip::Event::Subscribed { peer, topic } => NetworkEvent::Subscribed { peer, topic },
-            gossip::Event::Unsubscribed { peer, topic } => {
-                NetworkEvent::Unsubscribed { peer, topic }
-            }
+            gossip::Event::Subscribed { peer, topic } => Event::Subscribed { peer, topic },
+            gossip::Event::Unsubscribed { peer, topic } => Event::Unsubscribed { peer, topic },
         };
         self.events.send(event);
     }

@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use libp2p::{Multiaddr, PeerId};
 use serde_json::{json, Value};
 use sinew_tokio::core::blob::BlobId;
-use sinew_tokio::{DownloadUpdate, NetworkClient};
+use sinew_tokio::{Client, DownloadUpdate};
 use tokio::io::AsyncWriteExt;
 
 use crate::control::{Control, Request, Response};
@@ -269,7 +269,7 @@ fn parse_id(id: &str) -> anyhow::Result<BlobId> {
 }
 
 /// Starts announcing `id` without making the caller wait for the DHT.
-fn announce_in_background(client: &NetworkClient, id: BlobId) {
+fn announce_in_background(client: &Client, id: BlobId) {
     let client = client.clone();
     tokio::spawn(async move {
         match client.announce_blob(id).await {
@@ -291,7 +291,7 @@ pub(crate) fn require_absolute(what: &str, path: &str) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn serve_add(
-    client: &NetworkClient,
+    client: &Client,
     path: &str,
     listen: &[String],
 ) -> anyhow::Result<Value> {
@@ -303,7 +303,7 @@ pub(crate) async fn serve_add(
     Ok(json!({ "id": id.to_string(), "size": size, "ticket": ticket(&id, listen) }))
 }
 
-pub(crate) async fn serve_ls(client: &NetworkClient) -> anyhow::Result<Value> {
+pub(crate) async fn serve_ls(client: &Client) -> anyhow::Result<Value> {
     let list: Vec<Value> = client
         .list_blobs()
         .await?
@@ -315,7 +315,7 @@ pub(crate) async fn serve_ls(client: &NetworkClient) -> anyhow::Result<Value> {
     Ok(Value::Array(list))
 }
 
-pub(crate) async fn serve_rm(client: &NetworkClient, id: &str) -> anyhow::Result<Value> {
+pub(crate) async fn serve_rm(client: &Client, id: &str) -> anyhow::Result<Value> {
     let id = parse_id(id)?;
     Ok(json!({ "existed": client.delete_blob(id).await? }))
 }
@@ -330,7 +330,7 @@ fn peer_of(address: &Multiaddr) -> Option<PeerId> {
 /// `blob_get`: connects to the given providers, downloads with progress lines on
 /// `write`, exports the blob, and announces it (this node is a provider now).
 pub(crate) async fn serve_get(
-    client: &NetworkClient,
+    client: &Client,
     id: &str,
     from: &[String],
     output: Option<&str>,

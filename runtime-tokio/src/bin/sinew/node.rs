@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use futures::StreamExt;
 use libp2p::Multiaddr;
 use serde::{Deserialize, Serialize};
-use sinew_tokio::{NetworkClient, NetworkConfig, NetworkEvent, Options, Security};
+use sinew_tokio::{Client, Config, Event, Options, Security};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, UnixListener};
 
@@ -76,7 +76,7 @@ pub(crate) struct FileConfig {
 
 struct Settings {
     data_dir: PathBuf,
-    network: NetworkConfig,
+    network: Config,
     topics: Vec<String>,
     security: Security,
     metrics: Option<SocketAddr>,
@@ -129,12 +129,12 @@ fn settings(args: &NodeArgs) -> anyhow::Result<Settings> {
         .clone()
         .or(file.data_dir)
         .unwrap_or_else(|| PathBuf::from(".sinew"));
-    let mut network = NetworkConfig {
+    let mut network = Config {
         listen,
         bootstrap,
         kad_mode,
         blob_dir: Some(data_dir.join("store")),
-        ..NetworkConfig::default()
+        ..Config::default()
     };
     if let Some(validate) = file.validate_on_serve {
         network.node.blobs.validate_on_serve = validate;
@@ -256,7 +256,7 @@ pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
             event = events.next() => {
                 let Some(event) = event else { break };
                 match event {
-                    NetworkEvent::ListeningOn { address } => {
+                    Event::ListeningOn { address } => {
                         let full = address.with_p2p(peer_id).unwrap_or_else(|a| a);
                         if json {
                             println!("{}", serde_json::json!({"event": "listening", "address": full.to_string()}));
@@ -277,7 +277,7 @@ pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
                             }
                         }
                     }
-                    NetworkEvent::Message { source, topic, data, .. } => {
+                    Event::Message { source, topic, data, .. } => {
                         let mut st = state.lock().expect("state lock");
                         st.received.push(Received {
                             from: source.map(|p| p.to_string()).unwrap_or_default(),
@@ -286,13 +286,13 @@ pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
                             at_ns: unix_nanos(),
                         });
                     }
-                    NetworkEvent::PeerConnected { peer, .. } => tracing::info!(%peer, "connected"),
-                    NetworkEvent::PeerDisconnected { peer } => tracing::info!(%peer, "disconnected"),
-                    NetworkEvent::Lagged { missed } => tracing::warn!(missed, "event consumer lagged"),
-                    NetworkEvent::Blob(sinew_tokio::core::blob::Event::ProviderDropped { id, peer, reason }) => {
+                    Event::PeerConnected { peer, .. } => tracing::info!(%peer, "connected"),
+                    Event::PeerDisconnected { peer } => tracing::info!(%peer, "disconnected"),
+                    Event::Lagged { missed } => tracing::warn!(missed, "event consumer lagged"),
+                    Event::Blob(sinew_tokio::core::blob::Event::ProviderDropped { id, peer, reason }) => {
                         tracing::info!(%id, %peer, %reason, "blob provider dropped");
                     }
-                    NetworkEvent::Blob(sinew_tokio::core::blob::Event::StoreFailed { id, reason }) => {
+                    Event::Blob(sinew_tokio::core::blob::Event::StoreFailed { id, reason }) => {
                         tracing::error!(%id, %reason, "local blob store failed");
                     }
                     _ => {}
@@ -310,7 +310,7 @@ pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
 
 fn serve_control(
     path: &Path,
-    client: NetworkClient,
+    client: Client,
     state: Arc<Mutex<State>>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     // A socket left by a killed process is stale: replace it. The directory is 0700
@@ -383,7 +383,7 @@ fn serve_control(
     }))
 }
 
-async fn handle(request: Request, client: &NetworkClient, state: &Mutex<State>) -> Response {
+async fn handle(request: Request, client: &Client, state: &Mutex<State>) -> Response {
     let result: anyhow::Result<serde_json::Value> = async {
         Ok(match request {
             Request::Status { topic } => {
