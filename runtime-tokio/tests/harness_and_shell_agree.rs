@@ -108,9 +108,10 @@ async fn a_download_by_id_ends_the_same_way_in_the_harness_and_in_the_shell() {
 /// differ between the two runs).
 fn deleted_outcome(reason: Option<DownloadFailure>) -> Vec<String> {
     match reason {
-        Some(DownloadFailure::NoProviders { dropped }) => {
-            dropped.into_iter().map(|(_, why)| format!("{why:?}")).collect()
-        }
+        Some(DownloadFailure::NoProviders { dropped }) => dropped
+            .into_iter()
+            .map(|(_, why)| format!("{why:?}"))
+            .collect(),
         other => vec![format!("unexpected: {other:?}")],
     }
 }
@@ -120,7 +121,9 @@ fn deleted_in_the_harness() -> Vec<String> {
     let id = world.add_blob(0, content());
     world.command(0, |n| n.delete_blob(&id)).unwrap();
     let provider = world.peer_id(0);
-    world.command(1, |n| n.request_blob(id, [provider])).unwrap();
+    world
+        .command(1, |n| n.request_blob(id, [provider]))
+        .unwrap();
     assert!(world.drive_bounded(1_000_000));
     let reason = world.events_of(1).find_map(|e| match e {
         NodeEvent::Blob(blob::Event::DownloadFailed { reason, .. }) => Some(reason.clone()),
@@ -165,7 +168,9 @@ fn gossip_in_the_harness() -> Received {
         world.command(i, |n| n.subscribe("news")).unwrap();
     }
     assert!(world.drive_bounded(100_000));
-    world.command(0, |n| n.publish("news", bytes::Bytes::from_static(b"hello")));
+    world.command(0, |n| {
+        n.publish("news", bytes::Bytes::from_static(b"hello"))
+    });
     assert!(world.drive_bounded(100_000));
     let author = world.peer_id(0);
     world

@@ -2,7 +2,15 @@
 
 use bao_tree::ChunkNum;
 
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
 use super::*;
+use crate::blob::tree::PAIR_BYTES;
+use crate::blob::Outboard;
 
 fn content(len: usize) -> Vec<u8> {
     (0..len)
