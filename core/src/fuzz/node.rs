@@ -65,7 +65,15 @@ pub fn node_inputs(data: &[u8]) {
     let ids: Vec<BlobId> = contents.iter().map(|c| theirs.add(c.clone())).collect();
     let unknown = BlobId::of(b"nobody has it");
 
-    let mut node = Node::new(local, config, MemStore::new(), now0);
+    // Half the inputs run on a store whose writes are durable only once a persist batch
+    // comes back (acknowledged by an input op below).
+    let store = if config.seed % 2 == 1 {
+        MemStore::new().defer_durability()
+    } else {
+        MemStore::new()
+    };
+    let mut node = Node::new(local, config, store, now0);
+    let mut batch_out: Option<crate::persist::Batch> = None;
     node.add_blob(Bytes::from(contents[0].clone()))
         .expect("memory import");
     let mut now = now0;
@@ -219,15 +227,26 @@ pub fn node_inputs(data: &[u8]) {
             }
             _ => {
                 let topic = ["a", "b"][usize::from(input.byte() % 2)];
-                match input.byte() % 3 {
+                match input.byte() % 4 {
                     0 => {
                         let _ = node.subscribe(topic);
                     }
                     1 => {
                         node.unsubscribe(topic);
                     }
-                    _ => {
+                    2 => {
                         node.publish(topic, Bytes::from_static(b"fuzz"));
+                    }
+                    _ => {
+                        // The batch that is out comes back, done or failed.
+                        if let Some(batch) = batch_out.take() {
+                            let mut done = batch.run();
+                            if input.byte() == 0 {
+                                done.result =
+                                    Err(crate::blob::store::StoreError::Io("fuzz".into()));
+                            }
+                            node.handle_input(now, Input::Persisted(done));
+                        }
                     }
                 }
             }
@@ -254,6 +273,28 @@ pub fn node_inputs(data: &[u8]) {
                 Output::Stream(stream::Output::Send { stream, .. })
                 | Output::Stream(stream::Output::Finish { stream }) => {
                     assert!(!dead.contains(&stream), "output on a reset stream");
+                }
+                Output::Persist(batch) => {
+                    assert!(
+                        batch_out.is_none(),
+                        "a second persist batch while one is out"
+                    );
+                    assert_eq!(node.persisting(), Some(batch.seq()));
+                    batch_out = Some(batch);
+                }
+                Output::Event(crate::node::Event::Blob(crate::blob::Event::Downloaded {
+                    id,
+                    ..
+                })) => {
+                    let store = node.store();
+                    assert!(
+                        store
+                            .state(&id)
+                            .ok()
+                            .flatten()
+                            .is_some_and(|s| s.is_complete()),
+                        "reported downloaded but not complete"
+                    );
                 }
                 _ => {}
             }

@@ -147,6 +147,19 @@ impl<S: BlobStore> Blobs<S> {
     pub(crate) fn delete_blob(&mut self, id: &BlobId) -> Result<bool, Error> {
         self.cancel_download(id);
         self.checked.forget(id);
+        // A download that completed but is not durable yet never will be: it was deleted.
+        let mut kept = std::collections::VecDeque::new();
+        for (seq, event) in std::mem::take(&mut self.durable_waits) {
+            match event {
+                Event::Downloaded { id: done, .. } if done == *id => {
+                    let reason = DownloadFailure::Cancelled;
+                    let failed = Event::DownloadFailed { id: *id, reason };
+                    self.events.push_back(Output::Event(failed));
+                }
+                event => kept.push_back((seq, event)),
+            }
+        }
+        self.durable_waits = kept;
         Ok(self.store.delete(id)?)
     }
 

@@ -150,3 +150,24 @@ fn at_most_one_batch_is_out_at_a_time() {
     assert!(batches >= 2, "{batches} batches");
     assert!(downloaded(&world, 2, &a) && downloaded(&world, 2, &b));
 }
+
+#[test]
+fn a_download_deleted_before_its_batch_comes_back_is_reported_cancelled_not_downloaded() {
+    let mut world = World::new(2, 17).with_deferred_durability(HOUR);
+    let id = world.add_blob(0, content(100_000, 7));
+    let provider = world.peer_id(0);
+    world
+        .command(1, |n| n.request_blob(id, [provider]))
+        .unwrap();
+    let start = world.now();
+    world.drive_until(start + Duration::from_secs(60));
+    assert!(
+        world.blob(1, &id).is_some(),
+        "complete, waiting for its batch"
+    );
+    world.command(1, |n| n.delete_blob(&id)).unwrap();
+    world.drive();
+    assert!(!downloaded(&world, 1, &id));
+    assert_eq!(failure(&world, 1, &id), Some(DownloadFailure::Cancelled));
+    assert!(world.blob(1, &id).is_none());
+}
