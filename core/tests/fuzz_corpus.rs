@@ -68,7 +68,12 @@ fn replay(target: &str, body: fn(&[u8])) {
 
     let mut failures = Vec::new();
     for file in &files {
-        let data = std::fs::read(file).expect("readable corpus file");
+        let data = match std::fs::read(file) {
+            Ok(data) => data,
+            // A fuzzer running beside this test replaced it with a smaller input.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => panic!("cannot read {}: {e}", file.display()),
+        };
         if catch_unwind(AssertUnwindSafe(|| body(&data))).is_err() {
             failures.push(file.display().to_string());
         }

@@ -352,7 +352,7 @@ impl Client {
                 let prepared = if small {
                     importer.prepare_bytes(&content)?
                 } else {
-                    blocking(move || importer.prepare_bytes(&content)).await??
+                    blocking(&self.runtime, move || importer.prepare_bytes(&content)).await??
                 };
                 self.call(|r| BlobCommand::CommitImport(prepared, r)).await
             }
@@ -361,7 +361,7 @@ impl Client {
                     crate::blob::Outboard::create(&content)
                 } else {
                     let c = content.clone();
-                    blocking(move || crate::blob::Outboard::create(&c)).await?
+                    blocking(&self.runtime, move || crate::blob::Outboard::create(&c)).await?
                 };
                 self.call(|r| BlobCommand::AddBlob(content, outboard, r))
                     .await
@@ -403,7 +403,7 @@ impl Client {
                         "blob {id} does not fit in memory: use export_blob"
                     )))
                 })?;
-                let read = blocking(move || {
+                let read = blocking(&self.runtime, move || {
                     use std::os::unix::fs::FileExt;
                     let mut buf = vec![0u8; len];
                     file.read_exact_at(&mut buf, 0)
@@ -429,11 +429,11 @@ impl Client {
         let path = path.into();
         match self.call(BlobCommand::Importer).await? {
             Some(importer) => {
-                let prepared = blocking(move || importer.prepare(&path)).await??;
+                let prepared = blocking(&self.runtime, move || importer.prepare(&path)).await??;
                 self.call(|r| BlobCommand::CommitImport(prepared, r)).await
             }
             None => {
-                let content = blocking(move || {
+                let content = blocking(&self.runtime, move || {
                     std::fs::read(&path).map_err(|e| {
                         crate::blob::store::StoreError::Io(format!(
                             "cannot read {}: {e}",
@@ -457,7 +457,7 @@ impl Client {
             .call(|r| BlobCommand::ExportSource(id, r))
             .await?
             .ok_or(Error::BlobNotComplete(id))?;
-        let exported = blocking(move || match source {
+        let exported = blocking(&self.runtime, move || match source {
             super::node_store::ExportSource::File(file, size) => {
                 super::export::export_verified_file(&file, size, &id, &dest)
             }
@@ -507,18 +507,16 @@ impl Client {
     }
 }
 
-/// Runs blocking file work on a thread of its own (imports and exports are rare and long;
-/// the node's task must not wait for the disk).
+/// Runs blocking file work on the runtime's blocking threads (imports and exports are rare
+/// and long; the node's task must not wait for the disk).
 async fn blocking<T: Send + 'static>(
+    runtime: &std::sync::Arc<dyn super::Runtime>,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, Error> {
     let (tx, rx) = oneshot::channel();
-    std::thread::Builder::new()
-        .name("sinew-blob-file".into())
-        .spawn(move || {
-            let _ = tx.send(work());
-        })
-        .map_err(|e| Error::Store(crate::blob::store::StoreError::Io(e.to_string())))?;
+    runtime.spawn_blocking(Box::new(move || {
+        let _ = tx.send(work());
+    }));
     rx.await.map_err(|_| Error::Shutdown)
 }
 

@@ -1,12 +1,16 @@
 //! The runtime-agnostic shell (feature `shell`): Sinew's core bound to a real libp2p swarm.
 //!
-//! An adapter (`sinew-tokio`, `sinew-smol`) builds the [`libp2p::Swarm`] with its
-//! transports and the composed [`Behaviour`], then calls [`start`] with a [`Runtime`] that
-//! spawns tasks and sleeps. What comes back is a [`Client`] (cloneable async handle:
-//! dial, listen, publish, streams, blobs, status) and the [`EventStream`] of
-//! [`Event`]s. Everything else — the swarm, the sans-IO [`Node`](crate::node::Node),
-//! the per-stream I/O tasks — lives in one driver task.
+//! An adapter (`sinew-tokio`, `sinew-smol`) is an [`Adapter`]: a [`Runtime`] (spawn,
+//! blocking work, timers, the clock) and its raw transports. [`start`] does the rest: the
+//! security choice and upgrades ([`transport`]), the swarm with the composed
+//! [`Behaviour`], the blob store, the driver. What comes back is a [`Client`] (cloneable
+//! async handle: dial, listen, publish, streams, blobs, status) and the [`EventStream`] of
+//! [`Event`]s. Everything else — the swarm, the sans-IO [`Node`](crate::node::Node), the
+//! per-stream I/O tasks — lives in one driver task. The identity file
+//! ([`load_or_create_identity`]) and the quick start ([`QuickStart`]) are here too, so
+//! every runtime has them.
 
+mod adapter;
 mod behaviour;
 mod client;
 mod config;
@@ -15,21 +19,27 @@ mod driver;
 mod error;
 mod export;
 mod fs_store;
+mod identity;
 mod metrics;
 #[doc(hidden)] // the adapters' transport upgrade; not part of the public API
 pub mod muxer;
 mod node_store;
 mod provider_store;
+mod quick;
 mod stream;
 #[doc(hidden)] // the adapters' transport upgrade; not part of the public API
 pub mod tls;
+pub mod transport;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use libp2p::Swarm;
 
+pub use adapter::{start, Adapter, Options, StartError};
 #[doc(hidden)]
 pub use behaviour::{message_id, BehaviourEvent};
 pub use behaviour::{Behaviour, BuildError};
@@ -40,19 +50,43 @@ pub use fs_store::{
     export_verified, export_verified_bytes, FsStore, Importer, PreparedImport, DATABASE_FILE,
     MAX_UNCOMMITTED, SYNC_EVERY,
 };
+pub use identity::{load_or_create_identity, IdentityError};
 pub use metrics::Metrics;
 pub use node_store::NodeStore;
 pub use provider_store::{
     ProviderStore, MAX_PROVIDER_ADDRESSES, MAX_PROVIDER_ADDRESS_BYTES, MAX_REMOTE_PROVIDERS_PER_KEY,
 };
+pub use quick::{QuickMessage, QuickNode, QuickStart};
 pub use stream::{SinewStream, StreamError};
+pub use transport::Security;
 
-/// What the shell needs from an async runtime: spawning and sleeping.
+/// What the shell needs from an async runtime: spawning tasks and blocking work, timers
+/// that can be moved, and the clock. An adapter implements it in a few lines (see
+/// `sinew-tokio`'s and `sinew-smol`'s).
 pub trait Runtime: std::fmt::Debug + Send + Sync + 'static {
     /// Runs `future` to completion in the background.
     fn spawn(&self, future: BoxFuture<'static, ()>);
-    /// Completes after `duration`.
-    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()>;
+
+    /// Runs `work` on a thread where blocking is allowed (file copies, hashing).
+    fn spawn_blocking(&self, work: Box<dyn FnOnce() + Send>);
+
+    /// A timer that completes at `deadline` (at once if it has passed) and can be moved.
+    fn timer(&self, deadline: Instant) -> Pin<Box<dyn Timer>>;
+
+    /// The runtime's clock (the node's time comes from here).
+    fn now(&self) -> Instant;
+
+    /// A timer that completes after `duration`.
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Timer>> {
+        self.timer(self.now() + duration)
+    }
+}
+
+/// A runtime's timer: completes at its deadline; [`Timer::reset`] moves the deadline (the
+/// driver keeps one and moves it instead of allocating a timer per turn).
+pub trait Timer: Future<Output = ()> + Send {
+    /// Completes at `deadline` instead (again, if it had completed).
+    fn reset(self: Pin<&mut Self>, deadline: Instant);
 }
 
 /// Size of the one allocation [`start`] makes and frees to tune glibc's allocator.
@@ -74,12 +108,13 @@ fn keep_freed_buffers() {
     ONCE.call_once(|| drop(std::hint::black_box(vec![0u8; ALLOCATOR_NUDGE])));
 }
 
-/// Starts the driver for `swarm` on `runtime`; returns the client and the event stream.
+/// Starts the driver for a swarm built by hand on `runtime`; returns the client and the
+/// event stream. [`start`] builds the swarm from an [`Adapter`] and calls this.
 ///
 /// `metrics`, when given, are recorded for every event (serve them from the registry they
 /// were created with). Opens the blob store first (`config.blob_dir`; memory if `None`)
 /// and fails if it cannot be opened, e.g. because another node uses it.
-pub fn start(
+pub fn run_swarm(
     swarm: Swarm<Behaviour>,
     config: Config,
     runtime: Arc<dyn Runtime>,

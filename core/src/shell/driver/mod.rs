@@ -40,11 +40,6 @@ use pending::{Lookup, Pending};
 use persist::Persister;
 use streams::{Inbound, Streams};
 
-#[allow(clippy::disallowed_methods)] // allowed: the shell owns the clock and hands it to the core
-fn now() -> Instant {
-    Instant::now() // allowed: the shell is the core's clock
-}
-
 pub(crate) struct Driver {
     swarm: Swarm<Behaviour>,
     config: Config,
@@ -83,7 +78,7 @@ impl Driver {
             config.open_stream_timeout,
             config.node.max_frame_len,
         );
-        let start = now();
+        let start = runtime.now();
         let node = Node::new(local, node_config(&config), store, start);
         Ok(Self {
             swarm,
@@ -111,9 +106,10 @@ impl Driver {
         }
         // What the node decided at start (bootstrap dials, the DHT's mode).
         self.drain_node();
+        // One timer, moved to the node's deadline each turn.
+        let mut timer = self.runtime.timer(self.deadline);
         loop {
-            let wait = self.deadline.saturating_duration_since(now());
-            let mut timer = self.runtime.sleep(wait).fuse();
+            timer.as_mut().reset(self.deadline);
             futures::select_biased! {
                 command = self.commands.next() => match command {
                     Some(Command::Shutdown(reply)) => {
@@ -150,7 +146,7 @@ impl Driver {
                         self.persisted(done);
                     }
                 }
-                () = timer => self.input(node::Input::Timeout),
+                () = (&mut timer).fuse() => self.input(node::Input::Timeout),
             }
             // Commands may have mutated the node: drain (a no-op after an input).
             self.drain_node();

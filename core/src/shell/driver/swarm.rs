@@ -9,7 +9,7 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{gossipsub, identify, ping};
 
 use super::pending::Lookup;
-use super::{now, Driver};
+use super::Driver;
 use crate::node::Input;
 use crate::peer;
 use crate::shell::behaviour::BehaviourEvent;
@@ -287,7 +287,8 @@ impl Driver {
 
     /// Feeds one input to the node, now, and drains it (the drain invariant).
     pub(super) fn input(&mut self, input: Input) {
-        self.node.handle_input(now(), input);
+        let now = self.runtime.now();
+        self.node.handle_input(now, input);
         self.drain_node();
     }
 }

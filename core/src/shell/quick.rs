@@ -4,13 +4,25 @@ use bytes::Bytes;
 use futures::StreamExt;
 use libp2p::{Multiaddr, PeerId};
 
-use crate::{start, Client, Config, Error, Event, EventStream, Options, StartError};
+use std::sync::Arc;
 
-/// Builder of a [`QuickNode`].
-#[derive(Debug)]
+use super::{start, Adapter, Client, Config, Error, Event, EventStream, Options, StartError};
+
+/// Builder of a [`QuickNode`]; each runtime adapter offers one on its runtime
+/// (`sinew_tokio::quick_start`, `sinew_smol::quick_start`).
 pub struct QuickStart {
+    adapter: Arc<dyn Adapter>,
     topic: String,
     config: Config,
+}
+
+impl std::fmt::Debug for QuickStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuickStart")
+            .field("runtime", &self.adapter.name())
+            .field("topic", &self.topic)
+            .finish()
+    }
 }
 
 /// A message received on the quick node's topic.
@@ -23,9 +35,10 @@ pub struct QuickMessage {
 }
 
 impl QuickStart {
-    /// A node that will subscribe to `topic`.
-    pub fn new(topic: impl Into<String>) -> Self {
+    /// A node on `adapter`'s runtime that will subscribe to `topic`.
+    pub fn new(adapter: Arc<dyn Adapter>, topic: impl Into<String>) -> Self {
         Self {
+            adapter,
             topic: topic.into(),
             config: Config::default(),
         }
@@ -45,7 +58,7 @@ impl QuickStart {
 
     /// Starts the node and subscribes to the topic.
     pub async fn start(self) -> Result<QuickNode, StartError> {
-        let (client, events) = start(self.config, Options::default())?;
+        let (client, events) = start(self.adapter.as_ref(), self.config, Options::default())?;
         client
             .subscribe(&self.topic)
             .await
