@@ -41,6 +41,9 @@ pub(crate) struct NodeArgs {
     /// Serve Prometheus metrics on this loopback address (e.g. 127.0.0.1:9464).
     #[arg(long, env = "SINEW_METRICS")]
     metrics: Option<SocketAddr>,
+    /// The runtime the node runs on: tokio (default) or smol (TCP only: no QUIC on smol).
+    #[arg(long, env = "SINEW_RUNTIME")]
+    runtime: Option<NodeRuntime>,
     /// Print machine-readable JSON lines on stdout instead of text.
     #[arg(long)]
     json: bool,
@@ -65,6 +68,8 @@ pub(crate) struct FileConfig {
     pub security: Option<String>,
     /// Metrics address (loopback).
     pub metrics: Option<SocketAddr>,
+    /// The runtime: tokio or smol.
+    pub runtime: Option<String>,
     /// Kademlia mode: auto, server or client.
     pub kad_mode: Option<String>,
     /// Check each chunk group against the outboard before serving it (default true).
@@ -74,7 +79,40 @@ pub(crate) struct FileConfig {
     pub blob_request_timeout: Option<u64>,
 }
 
+/// The runtime a node runs on: its swarm, transports, driver and streams. (The CLI's own
+/// plumbing — control socket, signals, metrics endpoint — runs on tokio either way.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum NodeRuntime {
+    /// `sinew-tokio`: TCP, QUIC, DNS.
+    #[default]
+    Tokio,
+    /// `sinew-smol`: TCP and DNS over async-io.
+    Smol,
+}
+
+impl NodeRuntime {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Tokio => "tokio",
+            Self::Smol => "smol",
+        }
+    }
+}
+
+impl std::str::FromStr for NodeRuntime {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "tokio" => Ok(Self::Tokio),
+            "smol" => Ok(Self::Smol),
+            other => Err(format!("unknown runtime {other:?}: use tokio or smol")),
+        }
+    }
+}
+
 struct Settings {
+    runtime: NodeRuntime,
     data_dir: PathBuf,
     network: Config,
     topics: Vec<String>,
@@ -100,16 +138,21 @@ fn settings(args: &NodeArgs) -> anyhow::Result<Settings> {
             })
             .collect()
     };
+    let runtime = match (&args.runtime, &file.runtime) {
+        (Some(r), _) => *r,
+        (None, Some(r)) => r.parse().map_err(|e: String| anyhow::anyhow!(e))?,
+        (None, None) => NodeRuntime::default(),
+    };
     let mut listen = if args.listen.is_empty() {
         parse(&file.listen, "listen")?
     } else {
         args.listen.clone()
     };
     if listen.is_empty() {
-        listen = vec![
-            "/ip4/0.0.0.0/tcp/0".parse().expect("valid"),
-            "/ip4/0.0.0.0/udp/0/quic-v1".parse().expect("valid"),
-        ];
+        listen = vec!["/ip4/0.0.0.0/tcp/0".parse().expect("valid")];
+        if runtime == NodeRuntime::Tokio {
+            listen.push("/ip4/0.0.0.0/udp/0/quic-v1".parse().expect("valid"));
+        }
     }
     let bootstrap = if args.bootstrap.is_empty() {
         parse(&file.bootstrap, "bootstrap")?
@@ -162,6 +205,7 @@ fn settings(args: &NodeArgs) -> anyhow::Result<Settings> {
         args.topic.clone()
     };
     Ok(Settings {
+        runtime,
         data_dir,
         network,
         topics,
@@ -183,6 +227,7 @@ pub(crate) fn unix_nanos() -> u128 {
 struct State {
     received: ReceivedLog,
     listen: Vec<String>,
+    runtime: &'static str,
 }
 
 /// Creates the data directory (and missing parents) with mode 0700, or restricts an
@@ -228,18 +273,22 @@ pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
         .metrics
         .map(|_| Arc::new(Mutex::new(prometheus_client::registry::Registry::default())));
     let expected_listeners = s.network.listen.len();
-    let (client, mut events) = sinew_tokio::start(
-        s.network,
-        Options {
-            keypair: Some(keypair),
-            security: s.security,
-            metrics: registry.clone(),
-        },
-    )?;
+    let options = Options {
+        keypair: Some(keypair),
+        security: s.security,
+        metrics: registry.clone(),
+    };
+    let (client, mut events) = match s.runtime {
+        NodeRuntime::Tokio => sinew_tokio::start(s.network, options)?,
+        NodeRuntime::Smol => sinew_smol::start(s.network, options)?,
+    };
     for topic in &s.topics {
         client.subscribe(topic).await?;
     }
-    let state = Arc::new(Mutex::new(State::default()));
+    let state = Arc::new(Mutex::new(State {
+        runtime: s.runtime.name(),
+        ..State::default()
+    }));
     let socket = s.data_dir.join("control.sock");
     let control = serve_control(&socket, client.clone(), state.clone())?;
     if let (Some(addr), Some(registry)) = (s.metrics, registry) {
@@ -393,8 +442,10 @@ async fn handle(request: Request, client: &Client, state: &Mutex<State>) -> Resp
                     None => None,
                 };
                 let listen = state.lock().expect("state lock").listen.clone();
+                let runtime = state.lock().expect("state lock").runtime;
                 serde_json::json!({
                     "peer_id": status.local_peer_id.to_string(),
+                    "runtime": runtime,
                     "listen": listen,
                     "peers": status.connected_peers.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
                     "topics": status.topics,

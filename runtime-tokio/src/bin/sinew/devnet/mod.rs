@@ -11,7 +11,7 @@ use serde_json::Value;
 mod blob;
 mod procs;
 
-use procs::{rss_kib, spawn, Proc};
+use procs::{rss_kib, spawn, Launch, Proc};
 
 use crate::control::{Control, Request};
 use crate::node::unix_nanos;
@@ -44,6 +44,33 @@ pub(crate) struct DevnetArgs {
     /// Size of the blob node 0 adds and every other node fetches, in MiB (0: no blob demo).
     #[arg(long, default_value_t = 64)]
     blob_mib: u64,
+    /// The nodes' runtime: tokio, smol, or mixed (even-numbered nodes on tokio, odd ones on
+    /// smol).
+    #[arg(long, default_value = "tokio")]
+    runtime: DevnetRuntime,
+}
+
+/// The runtimes of a devnet's nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum DevnetRuntime {
+    /// Every node on tokio.
+    Tokio,
+    /// Every node on smol.
+    Smol,
+    /// Even-numbered nodes on tokio, odd ones on smol.
+    Mixed,
+}
+
+impl DevnetRuntime {
+    /// The runtime of node `index`.
+    fn of(self, index: usize) -> &'static str {
+        match self {
+            Self::Tokio => "tokio",
+            Self::Smol => "smol",
+            Self::Mixed if index % 2 == 0 => "tokio",
+            Self::Mixed => "smol",
+        }
+    }
 }
 
 pub(crate) async fn run(args: DevnetArgs) -> anyhow::Result<()> {
@@ -63,17 +90,26 @@ pub(crate) async fn run(args: DevnetArgs) -> anyhow::Result<()> {
     let started = Instant::now();
 
     let mut procs: Vec<Proc> = Vec::new();
+    let launch = Launch {
+        exe: &exe,
+        base: &base,
+        topic: &args.topic,
+        keep: args.keep,
+        timeout,
+    };
     let result = async {
         for index in 0..args.nodes {
             let bootstrap = procs.first().map(|p: &Proc| p.address.clone());
-            let topic = &args.topic;
-            let boot = bootstrap.as_deref();
-            let proc = spawn(&exe, &base, index, boot, topic, args.keep, timeout).await?;
+            let runtime = args.runtime.of(index);
+            let proc = spawn(&launch, index, runtime, bootstrap.as_deref()).await?;
             procs.push(proc);
         }
+        let on = |rt: &str| procs.iter().filter(|p| p.runtime == rt).count();
         eprintln!(
-            "devnet: {} nodes up in {:.1} s; waiting for the gossip mesh",
+            "devnet: {} nodes up (tokio: {}, smol: {}) in {:.1} s; waiting for the gossip mesh",
             procs.len(),
+            on("tokio"),
+            on("smol"),
             started.elapsed().as_secs_f64()
         );
         let mesh_started = Instant::now();

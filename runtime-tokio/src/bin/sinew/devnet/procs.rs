@@ -11,24 +11,42 @@ use tokio::process::{Child, Command};
 /// One node process of a devnet.
 pub(crate) struct Proc {
     pub(crate) index: usize,
+    /// The runtime it runs on (`tokio` or `smol`).
+    pub(crate) runtime: &'static str,
     pub(crate) dir: PathBuf,
     pub(crate) child: Child,
     pub(crate) peer_id: String,
     pub(crate) address: String,
 }
 
-/// Starts node `index` of a devnet under `base` (bootstrapping from `bootstrap`, on
-/// `topic`) and waits up to `timeout` for its ready line. With `keep`, the process
-/// outlives the devnet.
+/// How a devnet starts its nodes.
+pub(crate) struct Launch<'a> {
+    /// The `sinew` executable.
+    pub(crate) exe: &'a Path,
+    /// Where the nodes' data directories go.
+    pub(crate) base: &'a Path,
+    pub(crate) topic: &'a str,
+    /// The processes outlive the devnet.
+    pub(crate) keep: bool,
+    /// How long a node may take to be ready.
+    pub(crate) timeout: Duration,
+}
+
+/// Starts node `index` of a devnet on `runtime` (bootstrapping from `bootstrap`) and waits
+/// for its ready line.
 pub(crate) async fn spawn(
-    exe: &Path,
-    base: &Path,
+    launch: &Launch<'_>,
     index: usize,
+    runtime: &'static str,
     bootstrap: Option<&str>,
-    topic: &str,
-    keep: bool,
-    timeout: Duration,
 ) -> anyhow::Result<Proc> {
+    let Launch {
+        exe,
+        base,
+        topic,
+        keep,
+        timeout,
+    } = *launch;
     let dir = base.join(format!("node{index}"));
     std::fs::create_dir_all(&dir)?;
     let stdout_path = dir.join("stdout.jsonl");
@@ -42,6 +60,8 @@ pub(crate) async fn spawn(
         .arg("/ip4/127.0.0.1/tcp/0")
         .arg("--topic")
         .arg(topic)
+        .arg("--runtime")
+        .arg(runtime)
         .arg("--json")
         .stdin(Stdio::null())
         .stdout(stdout)
@@ -74,6 +94,7 @@ pub(crate) async fn spawn(
             let peer_id = ready["peer_id"].as_str().unwrap_or_default().to_string();
             return Ok(Proc {
                 index,
+                runtime,
                 dir,
                 child,
                 peer_id,
