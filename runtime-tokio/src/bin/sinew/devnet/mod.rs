@@ -67,7 +67,7 @@ impl DevnetRuntime {
         match self {
             Self::Tokio => "tokio",
             Self::Smol => "smol",
-            Self::Mixed if index % 2 == 0 => "tokio",
+            Self::Mixed if index.is_multiple_of(2) => "tokio",
             Self::Mixed => "smol",
         }
     }
