@@ -5,7 +5,9 @@
 //! - Sinew: a provider process imports the blob once; each round starts a fresh
 //!   requester process (empty store) and times `blob_get` from the download's start to
 //!   `BlobDownloaded` (every byte verified and in the store, synced), as the node reports
-//!   it. Once over TCP, once over QUIC.
+//!   it. Once over TCP, once over QUIC — and once more over TCP with both processes on
+//!   smol (`sinew node --runtime smol`, a provider of its own holding the same blob):
+//!   `transfer-tcp-smol` is that pair's rate against the tokio pair's, in the same run.
 //! - Baseline: two libp2p 0.57 swarms in this process with libp2p-stream only, TCP +
 //!   Noise + Yamux with their default settings (and QUIC for the QUIC line), one stream,
 //!   the same number of bytes written in 1 MiB writes and read into a 1 MiB buffer; no
@@ -210,11 +212,12 @@ impl Node {
     }
 }
 
-async fn start_node(dir: &Path, listen: &[&str]) -> Node {
+async fn start_node(dir: &Path, listen: &[&str], runtime: &str) -> Node {
     std::fs::create_dir_all(dir).unwrap();
     let stdout_path = dir.join("stdout.jsonl");
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sinew"));
     cmd.arg("node").arg("--data-dir").arg(dir).arg("--json");
+    cmd.arg("--runtime").arg(runtime);
     for l in listen {
         cmd.arg("--listen").arg(l);
     }
@@ -282,7 +285,32 @@ async fn stop(mut node: Node) {
     let _ = node.child.kill().await;
 }
 
-/// MiB/s of one Sinew download of `id` from `provider` (address `from`) into a fresh store.
+/// What a Sinew download runs over: the requester's runtime and transport.
+#[derive(Debug, Clone, Copy)]
+enum Over {
+    TokioTcp,
+    TokioQuic,
+    SmolTcp,
+}
+
+impl Over {
+    fn runtime(self) -> &'static str {
+        match self {
+            Over::TokioTcp | Over::TokioQuic => "tokio",
+            Over::SmolTcp => "smol",
+        }
+    }
+
+    fn listen(self) -> &'static str {
+        match self {
+            Over::TokioTcp | Over::SmolTcp => "/ip4/127.0.0.1/tcp/0",
+            Over::TokioQuic => "/ip4/127.0.0.1/udp/0/quic-v1",
+        }
+    }
+}
+
+/// MiB/s of one Sinew download of `id` from `provider` (address `from`) into a fresh store,
+/// the requester running `over`.
 async fn sinew(
     base: &Path,
     provider: &Node,
@@ -290,18 +318,10 @@ async fn sinew(
     id: &str,
     from: &str,
     size: u64,
-    quic: bool,
+    over: Over,
 ) -> Run {
-    let listen = if quic {
-        "/ip4/127.0.0.1/udp/0/quic-v1"
-    } else {
-        "/ip4/127.0.0.1/tcp/0"
-    };
-    let dir = base.join(format!(
-        "requester-{round}-{}",
-        if quic { "quic" } else { "tcp" }
-    ));
-    let node = start_node(&dir, &[listen]).await;
+    let dir = base.join(format!("requester-{round}-{over:?}"));
+    let node = start_node(&dir, &[over.listen()], over.runtime()).await;
     let pids = [provider.pid(), node.pid()];
     let cpu0: f64 = pids.iter().map(|p| cpu_seconds(p)).sum();
     let result = control(
@@ -409,15 +429,23 @@ async fn main() {
     let provider = start_node(
         &base.path().join("provider"),
         &["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"],
+        "tokio",
     )
     .await;
-    let added = control(
-        &provider.dir,
-        serde_json::json!({"cmd": "blob_add", "path": file.display().to_string()}),
+    // The same blob on a smol provider, for the smol pair.
+    let smol_provider = start_node(
+        &base.path().join("provider-smol"),
+        &["/ip4/127.0.0.1/tcp/0"],
+        "smol",
     )
     .await;
+    let add = serde_json::json!({"cmd": "blob_add", "path": file.display().to_string()});
+    let added = control(&provider.dir, add.clone()).await;
+    let added_smol = control(&smol_provider.dir, add).await;
     std::fs::remove_file(&file).unwrap();
     let id = added["id"].as_str().unwrap().to_string();
+    assert_eq!(added_smol["id"], added["id"]);
+    let smol_addr = smol_provider.addresses[0].clone();
     let tcp_addr = provider
         .addresses
         .iter()
@@ -435,23 +463,46 @@ async fn main() {
     let (mut raw_tcp, mut raw_quic) = (Run::default(), Run::default());
     let (mut sinew_tcp, mut sinew_quic, mut transport) =
         (Run::default(), Run::default(), Run::default());
+    let mut smol_tcp = Run::default();
+    let dir = base.path();
     for round in 0..rounds {
         let rt = raw(size, Raw::Tcp).await;
         let tr = raw(size, Raw::SinewTransport).await;
-        let st = sinew(base.path(), &provider, round, &id, &tcp_addr, size, false).await;
+        let st = sinew(dir, &provider, round, &id, &tcp_addr, size, Over::TokioTcp).await;
+        let sm = sinew(
+            dir,
+            &smol_provider,
+            round,
+            &id,
+            &smol_addr,
+            size,
+            Over::SmolTcp,
+        )
+        .await;
         let rq = raw(size, Raw::Quic).await;
-        let sq = sinew(base.path(), &provider, round, &id, &quic_addr, size, true).await;
+        let sq = sinew(
+            dir,
+            &provider,
+            round,
+            &id,
+            &quic_addr,
+            size,
+            Over::TokioQuic,
+        )
+        .await;
         println!(
-            "  round {round}: raw tcp {:.0}, sinew transport alone {:.0}, sinew tcp {:.0}, raw quic {:.0}, sinew quic {:.0} MiB/s",
-            rt.mib_s, tr.mib_s, st.mib_s, rq.mib_s, sq.mib_s
+            "  round {round}: raw tcp {:.0}, sinew transport alone {:.0}, sinew tcp {:.0} (smol pair {:.0}), raw quic {:.0}, sinew quic {:.0} MiB/s",
+            rt.mib_s, tr.mib_s, st.mib_s, sm.mib_s, rq.mib_s, sq.mib_s
         );
         transport = transport.best(tr);
         raw_tcp = raw_tcp.best(rt);
         raw_quic = raw_quic.best(rq);
         sinew_tcp = sinew_tcp.best(st);
+        smol_tcp = smol_tcp.best(sm);
         sinew_quic = sinew_quic.best(sq);
     }
     stop(provider).await;
+    stop(smol_provider).await;
     println!(
         "  best of {rounds}: raw libp2p TCP+Noise+Yamux {:.0} MiB/s, raw libp2p QUIC {:.0} MiB/s",
         raw_tcp.mib_s, raw_quic.mib_s
@@ -490,6 +541,11 @@ async fn main() {
         "bench transfer-tcp: {:.0} MiB/s ({:.2}x raw-libp2p)",
         sinew_tcp.mib_s,
         sinew_tcp.mib_s / raw_tcp.mib_s
+    );
+    println!(
+        "bench transfer-tcp-smol: {:.0} MiB/s ({:.2}x tokio)",
+        smol_tcp.mib_s,
+        smol_tcp.mib_s / sinew_tcp.mib_s
     );
     println!(
         "bench transfer-quic: {:.0} MiB/s ({:.2}x raw-libp2p)",

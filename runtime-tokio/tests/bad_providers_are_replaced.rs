@@ -8,15 +8,16 @@ mod common;
 use std::io::{Seek, SeekFrom, Write};
 use std::time::Duration;
 
-use common::{b3, control_long, signal, spawn_blob_node, write_random, GetInProgress};
+use common::{b3, control_long, signal, spawn_blob_node_on, write_random, GetInProgress, Rt};
 
 fn setup(
+    rt: Rt,
     tmp: &std::path::Path,
     size: u64,
     bad_config: &str,
 ) -> (common::NodeProc, common::NodeProc, String) {
-    let bad = spawn_blob_node(&tmp.join("bad"), bad_config);
-    let good = spawn_blob_node(&tmp.join("good"), "");
+    let bad = spawn_blob_node_on(rt, &tmp.join("bad"), bad_config);
+    let good = spawn_blob_node_on(rt, &tmp.join("good"), "");
     let file = tmp.join("blob");
     write_random(&file, size, 3);
     let id = b3(&file);
@@ -31,13 +32,12 @@ fn setup(
     (bad, good, id)
 }
 
-#[test]
-fn a_provider_serving_corrupt_data_is_dropped_and_the_download_completes() {
+fn a_provider_serving_corrupt_data_is_dropped_and_the_download_completes(rt: Rt) {
     let size: u64 = 32 << 20;
     let tmp = tempfile::tempdir().unwrap();
     // The bad provider does not check its own copy before serving, so corruption reaches
     // the requester.
-    let (bad, good, id) = setup(tmp.path(), size, "validate_on_serve = false\n");
+    let (bad, good, id) = setup(rt, tmp.path(), size, "validate_on_serve = false\n");
     let data = bad.dir.join(format!("store/blobs/{id}.data"));
     let mut f = std::fs::OpenOptions::new().write(true).open(&data).unwrap();
     for mib in 0..(size >> 20) {
@@ -46,7 +46,7 @@ fn a_provider_serving_corrupt_data_is_dropped_and_the_download_completes() {
     }
     drop(f);
 
-    let req = spawn_blob_node(&tmp.path().join("requester"), "");
+    let req = spawn_blob_node_on(rt, &tmp.path().join("requester"), "");
     let out = tmp.path().join("copy");
     let result = control_long(
         &req.dir,
@@ -63,13 +63,17 @@ fn a_provider_serving_corrupt_data_is_dropped_and_the_download_completes() {
         "the corrupt provider was not reported:\n{log}"
     );
 }
+on_both_runtimes!(a_provider_serving_corrupt_data_is_dropped_and_the_download_completes);
 
-#[test]
-fn a_provider_that_stalls_does_not_stop_the_download() {
+fn a_provider_that_stalls_does_not_stop_the_download(rt: Rt) {
     let size: u64 = 48 << 20;
     let tmp = tempfile::tempdir().unwrap();
-    let (bad, good, id) = setup(tmp.path(), size, "");
-    let req = spawn_blob_node(&tmp.path().join("requester"), "blob_request_timeout = 2\n");
+    let (bad, good, id) = setup(rt, tmp.path(), size, "");
+    let req = spawn_blob_node_on(
+        rt,
+        &tmp.path().join("requester"),
+        "blob_request_timeout = 2\n",
+    );
     let out = tmp.path().join("copy");
     let mut get = GetInProgress::start(
         &req.dir,
@@ -96,3 +100,4 @@ fn a_provider_that_stalls_does_not_stop_the_download() {
     assert_eq!(result["ok"], true, "{result}");
     assert_eq!(b3(&out), id);
 }
+on_both_runtimes!(a_provider_that_stalls_does_not_stop_the_download);

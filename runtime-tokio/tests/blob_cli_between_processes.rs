@@ -8,14 +8,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{b3, control, sinew, spawn_blob_node, write_random};
+use common::{b3, control, sinew, spawn_blob_node_on, write_random, Rt};
 use serde_json::json;
 
-#[test]
-fn add_then_get_gives_the_same_bytes_and_the_b3sum_id() {
+fn add_then_get_gives_the_same_bytes_and_the_b3sum_id(rt: Rt) {
     let tmp = tempfile::tempdir().unwrap();
-    let a = spawn_blob_node(&tmp.path().join("a"), "");
-    let b = spawn_blob_node(
+    let a = spawn_blob_node_on(rt, &tmp.path().join("a"), "");
+    let b = spawn_blob_node_on(
+        rt,
         &tmp.path().join("b"),
         &format!("bootstrap = [{:?}]\n", a.address),
     );
@@ -66,12 +66,13 @@ fn add_then_get_gives_the_same_bytes_and_the_b3sum_id() {
         .iter()
         .all(|e| e["complete"] == true));
 }
+on_both_runtimes!(add_then_get_gives_the_same_bytes_and_the_b3sum_id);
 
-#[test]
-fn get_by_id_alone_finds_the_provider_in_the_dht_and_rm_removes_it() {
+fn get_by_id_alone_finds_the_provider_in_the_dht_and_rm_removes_it(rt: Rt) {
     let tmp = tempfile::tempdir().unwrap();
-    let a = spawn_blob_node(&tmp.path().join("a"), "");
-    let b = spawn_blob_node(
+    let a = spawn_blob_node_on(rt, &tmp.path().join("a"), "");
+    let b = spawn_blob_node_on(
+        rt,
         &tmp.path().join("b"),
         &format!("bootstrap = [{:?}]\n", a.address),
     );
@@ -115,11 +116,11 @@ fn get_by_id_alone_finds_the_provider_in_the_dht_and_rm_removes_it() {
     assert!(ok);
     assert_eq!(out.trim(), "[]");
 }
+on_both_runtimes!(get_by_id_alone_finds_the_provider_in_the_dht_and_rm_removes_it);
 
-#[test]
-fn bad_requests_fail_with_errors_a_user_can_act_on() {
+fn bad_requests_fail_with_errors_a_user_can_act_on(rt: Rt) {
     let tmp = tempfile::tempdir().unwrap();
-    let a = spawn_blob_node(&tmp.path().join("a"), "");
+    let a = spawn_blob_node_on(rt, &tmp.path().join("a"), "");
     let a_dir = a.dir.to_str().unwrap();
     let out = tmp.path().join("x");
     let (ok, _, err) = sinew(&[
@@ -167,15 +168,15 @@ fn bad_requests_fail_with_errors_a_user_can_act_on() {
     assert!(!ok);
     assert!(err.contains("no node is running"), "{err}");
 }
+on_both_runtimes!(bad_requests_fail_with_errors_a_user_can_act_on);
 
 /// `{"cmd":"shutdown"}` is answered, then the node stops and exits cleanly: the answer
 /// is written before the network (and with it the process) goes away.
-#[test]
-fn shutdown_is_answered_then_the_node_exits() {
+fn shutdown_is_answered_then_the_node_exits(rt: Rt) {
     let tmp = tempfile::tempdir().unwrap();
     for round in 0..5 {
         let dir = tmp.path().join(format!("n{round}"));
-        let mut node = spawn_blob_node(&dir, "");
+        let mut node = spawn_blob_node_on(rt, &dir, "");
         assert_eq!(control(&dir, json!({"cmd": "shutdown"})), Ok(json!({})));
         let deadline = Instant::now() + Duration::from_secs(10);
         let status = loop {
@@ -192,3 +193,4 @@ fn shutdown_is_answered_then_the_node_exits() {
         );
     }
 }
+on_both_runtimes!(shutdown_is_answered_then_the_node_exits);

@@ -1,15 +1,31 @@
 //! `sinew devnet --nodes 5` starts five real node processes on loopback; every node
 //! receives every other node's message, and the four others each fetch node 0's 64 MiB
-//! blob with an identical copy.
+//! blob with an identical copy — with every node on tokio, every node on smol, and mixed.
 #![allow(clippy::unwrap_used)] // a test reports failure by panicking
+
+mod common;
 
 use std::process::Command;
 
+use common::Rt;
+
+fn five_node_devnet_delivers_every_message(rt: Rt) {
+    devnet(rt.name());
+}
+on_both_runtimes!(five_node_devnet_delivers_every_message);
+
 #[test]
-fn five_node_devnet_delivers_every_message() {
+fn a_mixed_devnet_of_tokio_and_smol_nodes_delivers_every_message_and_identical_blobs() {
+    let stderr = devnet("mixed");
+    assert!(stderr.contains("(tokio: 3, smol: 2)"), "{stderr}");
+}
+
+/// Runs a 5-node devnet on `runtime` and checks its summaries; returns its stderr.
+fn devnet(runtime: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_sinew"))
         .args(["devnet", "--nodes", "5", "--json", "--timeout", "30"])
+        .args(["--runtime", runtime])
         .arg("--dir")
         .arg(dir.path())
         .output()
@@ -34,4 +50,5 @@ fn five_node_devnet_delivers_every_message() {
         assert_eq!(node["ok"], true, "{node}");
         assert_eq!(node["copy_b3"], blob["blob"]["id"], "{node}");
     }
+    stderr.into_owned()
 }

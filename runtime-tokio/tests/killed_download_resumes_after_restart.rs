@@ -6,14 +6,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{b3, control_long, signal, spawn_blob_node, write_random, GetInProgress};
+use common::{b3, control_long, signal, spawn_blob_node_on, write_random, GetInProgress, Rt};
 use sinew_tokio::core::shell::MAX_UNCOMMITTED;
 
-#[test]
-fn a_killed_download_resumes_from_its_verified_ranges() {
+fn a_killed_download_resumes_from_its_verified_ranges(rt: Rt) {
     let size: u64 = 160 << 20;
     let tmp = tempfile::tempdir().unwrap();
-    let provider = spawn_blob_node(&tmp.path().join("provider"), "");
+    let provider = spawn_blob_node_on(rt, &tmp.path().join("provider"), "");
     let file = tmp.path().join("blob");
     write_random(&file, size, 11);
     let id = b3(&file);
@@ -25,7 +24,7 @@ fn a_killed_download_resumes_from_its_verified_ranges() {
     .unwrap();
 
     let req_dir = tmp.path().join("requester");
-    let requester = spawn_blob_node(&req_dir, "");
+    let requester = spawn_blob_node_on(rt, &req_dir, "");
     let mut get = GetInProgress::start(
         &req_dir,
         serde_json::json!({"cmd": "blob_get", "id": id, "from": [provider.address]}),
@@ -48,7 +47,7 @@ fn a_killed_download_resumes_from_its_verified_ranges() {
     signal(provider.child.id(), "CONT");
 
     // After the restart the store still holds the committed part, as a partial blob.
-    let requester = spawn_blob_node(&req_dir, "");
+    let requester = spawn_blob_node_on(rt, &req_dir, "");
     let list = control_long(
         &req_dir,
         serde_json::json!({"cmd": "blob_ls"}),
@@ -81,3 +80,4 @@ fn a_killed_download_resumes_from_its_verified_ranges() {
     assert_eq!(b3(&out), id);
     drop(requester);
 }
+on_both_runtimes!(a_killed_download_resumes_from_its_verified_ranges);

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{control, spawn_node};
+use common::{control, spawn_node_on, Rt};
 use serde_json::json;
 
 fn wait(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
@@ -32,12 +32,11 @@ fn received(dir: &std::path::Path, text: &str) -> bool {
         .unwrap_or(false)
 }
 
-#[test]
-fn a_killed_node_keeps_its_peer_id_and_rejoins_the_mesh() {
+fn a_killed_node_keeps_its_peer_id_and_rejoins_the_mesh(rt: Rt) {
     let root = tempfile::tempdir().unwrap();
-    let a = spawn_node(&root.path().join("a"), None, "t");
+    let a = spawn_node_on(rt, &root.path().join("a"), None, "t");
     let b_dir = root.path().join("b");
-    let mut b = spawn_node(&b_dir, Some(&a.address), "t");
+    let mut b = spawn_node_on(rt, &b_dir, Some(&a.address), "t");
     let first_id = b.peer_id;
     assert!(wait(Duration::from_secs(20), || meshed(&a.dir) && meshed(&b_dir)));
     control(
@@ -52,7 +51,7 @@ fn a_killed_node_keeps_its_peer_id_and_rejoins_the_mesh() {
     b.child.wait().unwrap();
     drop(b);
 
-    let b = spawn_node(&b_dir, Some(&a.address), "t");
+    let b = spawn_node_on(rt, &b_dir, Some(&a.address), "t");
     assert_eq!(b.peer_id, first_id, "the identity must survive a SIGKILL");
     assert!(
         wait(Duration::from_secs(20), || meshed(&a.dir) && meshed(&b_dir)),
@@ -67,3 +66,4 @@ fn a_killed_node_keeps_its_peer_id_and_rejoins_the_mesh() {
             && received(&b_dir, "after")
     }));
 }
+on_both_runtimes!(a_killed_node_keeps_its_peer_id_and_rejoins_the_mesh);

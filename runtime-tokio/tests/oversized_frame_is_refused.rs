@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{node, wait_for};
+use common::{node_on, wait_for, Rt};
 use futures::AsyncWriteExt;
 use libp2p::StreamProtocol;
 use sinew_tokio::core::framing::{self, DEFAULT_MAX_FRAME_LEN};
@@ -15,10 +15,9 @@ use sinew_tokio::{Event, Security};
 
 const PROTO: StreamProtocol = StreamProtocol::new("/sinew-test/frames/1");
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn over_long_frames_are_refused_without_buffering_them() {
-    let (a, mut a_events, a_addr) = node("/ip4/127.0.0.1/tcp/0", Security::default()).await;
-    let (b, _b_events, _) = node("/ip4/127.0.0.1/tcp/0", Security::default()).await;
+async fn over_long_frames_are_refused_without_buffering_them(rt: Rt) {
+    let (a, mut a_events, a_addr) = node_on(rt, "/ip4/127.0.0.1/tcp/0", Security::default()).await;
+    let (b, _b_events, _) = node_on(rt, "/ip4/127.0.0.1/tcp/0", Security::default()).await;
     a.accept_streams(PROTO).await.unwrap();
     b.dial(a_addr).await.unwrap();
 
@@ -66,3 +65,4 @@ async fn over_long_frames_are_refused_without_buffering_them() {
         other => panic!("expected FrameTooLong, got {other}"),
     }
 }
+on_both_runtimes!(async over_long_frames_are_refused_without_buffering_them);

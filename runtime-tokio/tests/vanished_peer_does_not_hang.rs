@@ -1,22 +1,22 @@
 //! A peer that vanishes in the middle of a frame does not hang the other side: its
-//! `recv` fails promptly. The vanishing peer runs on its own runtime, which is dropped
-//! without any goodbye (its sockets close as if the process died).
+//! `recv` fails promptly. The vanishing peer runs on a tokio runtime of its own, which is
+//! dropped without any goodbye (its sockets close as if the process died); the side under
+//! test runs on each runtime.
 #![allow(clippy::unwrap_used)] // a test reports failure by panicking
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{node, wait_for};
+use common::{node, node_on, wait_for, Rt};
 use futures::AsyncWriteExt;
 use libp2p::StreamProtocol;
 use sinew_tokio::{Event, Security};
 
 const PROTO: StreamProtocol = StreamProtocol::new("/sinew-test/vanish/1");
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn recv_fails_promptly_when_the_peer_vanishes_mid_frame() {
-    let (a, mut a_events, a_addr) = node("/ip4/127.0.0.1/tcp/0", Security::default()).await;
+async fn recv_fails_promptly_when_the_peer_vanishes_mid_frame(rt: Rt) {
+    let (a, mut a_events, a_addr) = node_on(rt, "/ip4/127.0.0.1/tcp/0", Security::default()).await;
     a.accept_streams(PROTO).await.unwrap();
     let a_peer = a.local_peer_id();
 
@@ -73,10 +73,10 @@ async fn recv_fails_promptly_when_the_peer_vanishes_mid_frame() {
         result.unwrap_err()
     );
 }
+on_both_runtimes!(async recv_fails_promptly_when_the_peer_vanishes_mid_frame);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn opening_a_stream_to_an_unreachable_peer_fails_fast_and_clearly() {
-    let (a, _events, _) = node("/ip4/127.0.0.1/tcp/0", Security::default()).await;
+async fn opening_a_stream_to_an_unreachable_peer_fails_fast_and_clearly(rt: Rt) {
+    let (a, _events, _) = node_on(rt, "/ip4/127.0.0.1/tcp/0", Security::default()).await;
     let nobody = libp2p::identity::Keypair::generate_ed25519()
         .public()
         .to_peer_id();
@@ -89,3 +89,4 @@ async fn opening_a_stream_to_an_unreachable_peer_fails_fast_and_clearly() {
     );
     assert!(err.to_string().contains(&nobody.to_string()), "{err}");
 }
+on_both_runtimes!(async opening_a_stream_to_an_unreachable_peer_fails_fast_and_clearly);

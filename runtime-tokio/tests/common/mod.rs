@@ -12,16 +12,82 @@ use libp2p::{Multiaddr, PeerId};
 use serde_json::Value;
 use sinew_tokio::{Client, Config, Event, EventStream, Options, Security};
 
-/// An in-process node listening on `listen`.
+/// The runtime a test's nodes run on. The shared suite runs each test body once per
+/// runtime ([`on_both_runtimes!`](crate::on_both_runtimes)); the test itself (its timeouts,
+/// its assertions) runs on tokio either way, the nodes under test on `Rt`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rt {
+    Tokio,
+    Smol,
+}
+
+impl Rt {
+    /// The name `sinew node --runtime` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rt::Tokio => "tokio",
+            Rt::Smol => "smol",
+        }
+    }
+
+    /// Starts an in-process node on this runtime.
+    pub fn start(self, config: Config, options: Options) -> (Client, EventStream) {
+        match self {
+            Rt::Tokio => sinew_tokio::start(config, options),
+            Rt::Smol => sinew_smol::start(config, options),
+        }
+        .expect("node starts")
+    }
+}
+
+/// Runs the test function `name(rt: Rt)` twice — `<name>::tokio` with nodes on tokio and
+/// `<name>::smol` with nodes on smol: one suite for both runtimes. `on_both_runtimes!(async
+/// name)` for an async body (run on a tokio test runtime), `on_both_runtimes!(name)` for a
+/// blocking one.
+#[macro_export]
+macro_rules! on_both_runtimes {
+    (async $name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn tokio() {
+                super::$name($crate::common::Rt::Tokio).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn smol() {
+                super::$name($crate::common::Rt::Smol).await
+            }
+        }
+    };
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn tokio() {
+                super::$name($crate::common::Rt::Tokio)
+            }
+
+            #[test]
+            fn smol() {
+                super::$name($crate::common::Rt::Smol)
+            }
+        }
+    };
+}
+
+/// An in-process node on tokio listening on `listen`.
 pub async fn node(listen: &str, security: Security) -> (Client, EventStream, Multiaddr) {
-    let (client, events) = sinew_tokio::start(
+    node_on(Rt::Tokio, listen, security).await
+}
+
+/// An in-process node on `rt` listening on `listen`.
+pub async fn node_on(rt: Rt, listen: &str, security: Security) -> (Client, EventStream, Multiaddr) {
+    let (client, events) = rt.start(
         Config::default(),
         Options {
             security,
             ..Options::default()
         },
-    )
-    .expect("node starts");
+    );
     let address = client
         .listen_on(listen.parse().expect("valid address"))
         .await
@@ -82,8 +148,13 @@ impl Drop for NodeProc {
     }
 }
 
-/// Starts `sinew node` with data directory `dir` and waits until it is ready.
+/// Starts `sinew node` on tokio with data directory `dir` and waits until it is ready.
 pub fn spawn_node(dir: &Path, bootstrap: Option<&str>, topic: &str) -> NodeProc {
+    spawn_node_on(Rt::Tokio, dir, bootstrap, topic)
+}
+
+/// Starts `sinew node --runtime <rt>` with data directory `dir` and waits until it is ready.
+pub fn spawn_node_on(rt: Rt, dir: &Path, bootstrap: Option<&str>, topic: &str) -> NodeProc {
     std::fs::create_dir_all(dir).expect("data dir");
     let out = dir.join("stdout.jsonl");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sinew"));
@@ -94,6 +165,8 @@ pub fn spawn_node(dir: &Path, bootstrap: Option<&str>, topic: &str) -> NodeProc 
         "--json",
         "--topic",
         topic,
+        "--runtime",
+        rt.name(),
     ])
     .arg("--data-dir")
     .arg(dir)
@@ -169,10 +242,17 @@ fn blocking<T>(future: impl std::future::Future<Output = T>) -> T {
         .block_on(future)
 }
 
-/// Starts `sinew node` on loopback TCP with extra config-file lines (TOML), no topic.
+/// Starts `sinew node` on tokio, on loopback TCP with extra config-file lines (TOML), no
+/// topic.
 pub fn spawn_blob_node(dir: &Path, config: &str) -> NodeProc {
+    spawn_blob_node_on(Rt::Tokio, dir, config)
+}
+
+/// [`spawn_blob_node`] on `rt` (the config file names the runtime).
+pub fn spawn_blob_node_on(rt: Rt, dir: &Path, config: &str) -> NodeProc {
     std::fs::create_dir_all(dir).expect("data dir");
     let file = dir.join("sinew.toml");
+    let config = format!("runtime = \"{}\"\n{config}", rt.name());
     std::fs::write(&file, config).expect("config file");
     let out = dir.join("stdout.jsonl");
     let child = Command::new(env!("CARGO_BIN_EXE_sinew"))
