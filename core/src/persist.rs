@@ -103,3 +103,103 @@ pub struct Done {
     /// counted on: the store reports it and the downloads waiting for it fail.
     pub result: Result<(), StoreError>,
 }
+
+/// The bookkeeping every store with deferred durability needs: write sequence numbers,
+/// the batch that is out, verified bytes waiting for a batch, and a failure that stops all
+/// later writes. The in-memory store (with deferred durability) and the shell's disk
+/// store both keep one.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    written: u64,
+    durable: u64,
+    /// The batch that is out.
+    out: Option<u64>,
+    /// Verified bytes written since the last batch was handed out, and in the one out.
+    unbatched: u64,
+    in_batch: u64,
+    failed: Option<StoreError>,
+}
+
+impl Ledger {
+    /// Fails once a batch failed: its writes may not be durable, so nothing may build on them.
+    pub fn check(&self) -> Result<(), StoreError> {
+        match &self.failed {
+            Some(err) => Err(StoreError::Io(format!(
+                "an earlier write to the store failed ({err}); restart the node"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts one write that needs a batch (and `bytes` verified bytes); returns its
+    /// sequence number.
+    pub fn wrote(&mut self, bytes: u64) -> u64 {
+        self.written += 1;
+        self.unbatched += bytes;
+        self.written
+    }
+
+    /// Counts verified bytes a later batch must sync (no sequence number of their own).
+    pub fn add_bytes(&mut self, bytes: u64) {
+        self.unbatched += bytes;
+    }
+
+    /// Verified bytes written since the last batch was handed out.
+    pub fn unbatched(&self) -> u64 {
+        self.unbatched
+    }
+
+    /// True when a batch may be handed out: none is out and none failed.
+    pub fn may_hand_out(&self) -> bool {
+        self.out.is_none() && self.failed.is_none()
+    }
+
+    /// True when something is not durable yet.
+    pub fn has_pending(&self) -> bool {
+        self.written > self.durable || self.unbatched > 0
+    }
+
+    /// Records that a batch covering everything so far is handed out; returns its
+    /// sequence number (a new one, so a batch of byte syncs alone still moves it on).
+    pub fn hand_out(&mut self) -> u64 {
+        self.written += 1;
+        self.out = Some(self.written);
+        self.in_batch = std::mem::take(&mut self.unbatched);
+        self.written
+    }
+
+    /// The batch `seq` came back with `result`: on success everything it covers is
+    /// durable; on failure every later write fails ([`Ledger::check`]).
+    pub fn done(&mut self, seq: u64, result: Result<(), StoreError>) -> Result<(), StoreError> {
+        if self.out != Some(seq) {
+            return Err(StoreError::Io(format!("no persist batch {seq} is out")));
+        }
+        self.out = None;
+        match result {
+            Ok(()) => {
+                self.durable = seq;
+                self.in_batch = 0;
+                Ok(())
+            }
+            Err(err) => {
+                self.failed = Some(err.clone());
+                Err(err)
+            }
+        }
+    }
+
+    /// The latest write's sequence number.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Every write up to this sequence number is durable.
+    pub fn durable(&self) -> u64 {
+        self.durable
+    }
+
+    /// Verified bytes in no acknowledged batch.
+    pub fn unpersisted(&self) -> u64 {
+        self.unbatched + self.in_batch
+    }
+}

@@ -18,7 +18,7 @@
 //! ```no_run
 //! # fn demo() -> anyhow::Result<()> {
 //! smol::block_on(async {
-//!     let mut chat = sinew_smol::quick_start("chat")
+//!     let mut chat = sinew_smol::QuickStart::new(sinew_smol::Smol, "chat")
 //!         .listen("/ip4/0.0.0.0/tcp/0".parse()?)
 //!         .start()
 //!         .await?;
@@ -34,22 +34,19 @@
 pub mod dns;
 pub mod tcp;
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures::future::BoxFuture;
 use libp2p::identity::Keypair;
-use libp2p::Swarm;
 use sinew_core::shell::transport::{self, Connections};
 pub use sinew_core::shell::{
     load_or_create_identity, BlobDownload, BlobDownloaded, BlobInfo, BlobProgress, Client, Config,
     DownloadUpdate, Error, Event, EventStream, IdentityError, Options, QuickMessage, QuickNode,
     QuickStart, Security, SinewStream, StartError, Status,
 };
-use sinew_core::shell::{Adapter, Behaviour, Runtime, Timer};
+use sinew_core::shell::{Adapter, MovableTimer, Runtime, Timer};
 
 pub use sinew_core as core;
 
@@ -93,7 +90,8 @@ impl Runtime for Smol {
     }
 
     fn timer(&self, deadline: Instant) -> Pin<Box<dyn Timer>> {
-        Box::pin(SmolTimer(smol::Timer::at(deadline)))
+        let timer = smol::Timer::at(deadline);
+        Box::pin(MovableTimer::new(timer, |timer, at| timer.set_at(at)))
     }
 
     #[allow(clippy::disallowed_methods)] // allowed: the adapter is the node's clock
@@ -102,53 +100,17 @@ impl Runtime for Smol {
     }
 }
 
-/// An async-io timer that can be moved.
-struct SmolTimer(smol::Timer);
-
-impl Future for SmolTimer {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        Pin::new(&mut self.0).poll(cx).map(|_| ())
-    }
-}
-
-impl Timer for SmolTimer {
-    fn reset(mut self: Pin<&mut Self>, deadline: Instant) {
-        self.0.set_at(deadline);
-    }
-}
-
 impl Adapter for Smol {
-    fn name(&self) -> &'static str {
-        "smol"
-    }
-
-    fn runtime(&self) -> Arc<dyn Runtime> {
-        Arc::new(Smol)
-    }
-
     fn transports(&self, keypair: &Keypair, security: Security) -> Result<Connections, StartError> {
         transport::upgrade(dns::Dns::new(tcp::Tcp::new()), keypair, security)
     }
-}
 
-/// Builds the swarm on smol's transports (see [`Smol`]) with the Sinew behaviour.
-pub fn build_swarm(
-    keypair: Keypair,
-    config: &Config,
-    security: Security,
-) -> Result<Swarm<Behaviour>, StartError> {
-    let transports = Smol.transports(&keypair, security)?;
-    transport::build_swarm(&keypair, config, transports, Arc::new(Smol))
+    fn name(&self) -> &'static str {
+        "smol"
+    }
 }
 
 /// Starts a node on smol (from any thread: its tasks run on Sinew's smol executor).
 pub fn start(config: Config, options: Options) -> Result<(Client, EventStream), StartError> {
-    sinew_core::shell::start(&Smol, config, options)
-}
-
-/// The quick start on smol: one topic, bootstrap peers, messages in and out.
-pub fn quick_start(topic: impl Into<String>) -> QuickStart {
-    QuickStart::new(Arc::new(Smol), topic)
+    sinew_core::shell::start(Arc::new(Smol), config, options)
 }

@@ -21,7 +21,7 @@ async fn main() -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
 
     // The ten lines of the quick start:
-    let mut chat = sinew_tokio::quick_start("chat")
+    let mut chat = sinew_tokio::QuickStart::new(sinew_tokio::Tokio, "chat")
         .listen("/ip4/127.0.0.1/tcp/0".parse()?)
         .bootstrap(peers)
         .start()

@@ -12,7 +12,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
-//! let mut chat = sinew_tokio::quick_start("chat")
+//! let mut chat = sinew_tokio::QuickStart::new(sinew_tokio::Tokio, "chat")
 //!     .listen("/ip4/0.0.0.0/tcp/0".parse()?)
 //!     .bootstrap(vec![/* "/ip4/.../tcp/.../p2p/..." */])
 //!     .start()
@@ -34,22 +34,20 @@ pub mod control;
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures::future::BoxFuture;
-use futures::Future;
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::Transport;
 use libp2p::identity::Keypair;
-use libp2p::{dns, quic, tcp, Swarm};
+use libp2p::{dns, quic, tcp};
 use sinew_core::shell::transport::{self, Connections};
 pub use sinew_core::shell::{
     load_or_create_identity, BlobDownload, BlobDownloaded, BlobInfo, BlobProgress, Client, Config,
     DownloadUpdate, Error, Event, EventStream, IdentityError, Options, QuickMessage, QuickNode,
     QuickStart, Security, SinewStream, StartError, Status,
 };
-use sinew_core::shell::{Adapter, Behaviour, Runtime, Timer};
+use sinew_core::shell::{Adapter, MovableTimer, Runtime, Timer};
 
 pub use sinew_core as core;
 
@@ -68,8 +66,10 @@ impl Runtime for Tokio {
     }
 
     fn timer(&self, deadline: Instant) -> Pin<Box<dyn Timer>> {
-        let at = tokio::time::Instant::from_std(deadline);
-        Box::pin(TokioTimer(Box::pin(tokio::time::sleep_until(at))))
+        let sleep = Box::pin(tokio::time::sleep_until(deadline.into()));
+        Box::pin(MovableTimer::new(sleep, |sleep, at| {
+            sleep.as_mut().reset(at.into());
+        }))
     }
 
     fn now(&self) -> Instant {
@@ -77,34 +77,7 @@ impl Runtime for Tokio {
     }
 }
 
-/// A tokio sleep that can be moved.
-struct TokioTimer(Pin<Box<tokio::time::Sleep>>);
-
-impl Future for TokioTimer {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.0.as_mut().poll(cx)
-    }
-}
-
-impl Timer for TokioTimer {
-    fn reset(mut self: Pin<&mut Self>, deadline: Instant) {
-        self.0
-            .as_mut()
-            .reset(tokio::time::Instant::from_std(deadline));
-    }
-}
-
 impl Adapter for Tokio {
-    fn name(&self) -> &'static str {
-        "tokio"
-    }
-
-    fn runtime(&self) -> Arc<dyn Runtime> {
-        Arc::new(Tokio)
-    }
-
     fn transports(&self, keypair: &Keypair, security: Security) -> Result<Connections, StartError> {
         let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
         let tcp = transport::upgrade(tcp, keypair, security)?;
@@ -116,24 +89,13 @@ impl Adapter for Tokio {
         })?;
         Ok(dns.boxed())
     }
-}
 
-/// Builds the swarm on tokio's transports (see [`Tokio`]) with the Sinew behaviour.
-pub fn build_swarm(
-    keypair: Keypair,
-    config: &Config,
-    security: Security,
-) -> Result<Swarm<Behaviour>, StartError> {
-    let transports = Tokio.transports(&keypair, security)?;
-    transport::build_swarm(&keypair, config, transports, Arc::new(Tokio))
+    fn name(&self) -> &'static str {
+        "tokio"
+    }
 }
 
 /// Starts a node on the current tokio runtime.
 pub fn start(config: Config, options: Options) -> Result<(Client, EventStream), StartError> {
-    sinew_core::shell::start(&Tokio, config, options)
-}
-
-/// The quick start on tokio: one topic, bootstrap peers, messages in and out.
-pub fn quick_start(topic: impl Into<String>) -> QuickStart {
-    QuickStart::new(Arc::new(Tokio), topic)
+    sinew_core::shell::start(Arc::new(Tokio), config, options)
 }

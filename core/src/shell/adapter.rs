@@ -11,17 +11,15 @@ use prometheus_client::registry::Registry;
 use super::transport::{Connections, Security};
 use super::{Client, Config, EventStream, Metrics, Runtime};
 
-/// A runtime's plug: its executor and timers, and its transports.
-pub trait Adapter: Send + Sync + 'static {
-    /// The runtime's name, for logs and the CLI (`tokio`, `smol`).
-    fn name(&self) -> &'static str;
-
-    /// The executor, blocking pool and timers.
-    fn runtime(&self) -> Arc<dyn Runtime>;
-
+/// A runtime's plug: the runtime itself (its executor, blocking pool, timers and clock)
+/// and its transports.
+pub trait Adapter: Runtime {
     /// The runtime's transports, authenticated and multiplexed: its TCP through
     /// [`super::transport::upgrade`], plus whatever else it has (QUIC, DNS).
     fn transports(&self, keypair: &Keypair, security: Security) -> Result<Connections, StartError>;
+
+    /// The runtime's name, for logs and the CLI (`tokio`, `smol`).
+    fn name(&self) -> &'static str;
 }
 
 /// Why a node could not start.
@@ -53,13 +51,13 @@ pub struct Options {
 /// Starts a node on `adapter`'s runtime: builds its transports and swarm, opens the blob
 /// store and spawns the driver. Call it from within that runtime.
 pub fn start(
-    adapter: &dyn Adapter,
+    adapter: Arc<dyn Adapter>,
     config: Config,
     options: Options,
 ) -> Result<(Client, EventStream), StartError> {
     let keypair = options.keypair.unwrap_or_else(Keypair::generate_ed25519);
-    let runtime = adapter.runtime();
     let transport = adapter.transports(&keypair, options.security)?;
+    let runtime: Arc<dyn Runtime> = adapter;
     let swarm = super::transport::build_swarm(&keypair, &config, transport, runtime.clone())?;
     let metrics = options.metrics.map(|registry| {
         let mut registry = registry

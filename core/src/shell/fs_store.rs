@@ -55,6 +55,7 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 use crate::blob::store::{BlobState, BlobStore, StoreError};
 use crate::blob::tree::{outboard_size, pairs_to_ranges};
 use crate::blob::BlobId;
+use crate::persist::Ledger;
 
 // The client reaches the exports through this module.
 pub use super::export::{export_verified, export_verified_bytes};
@@ -125,15 +126,8 @@ pub struct FsStore {
     complete: Mutex<BTreeMap<BlobId, Arc<CompleteFiles>>>,
     /// Operations since the last batch, in order.
     ops: Vec<batch::Op>,
-    written: u64,
-    durable: u64,
-    /// The batch that is out.
-    out: Option<u64>,
-    /// Verified bytes written since the last batch, and in the batch that is out.
-    unbatched: u64,
-    in_batch: u64,
-    /// A batch failed: its writes may not be durable, so no write is accepted any more.
-    failed: Option<StoreError>,
+    /// Sequence numbers, the batch that is out, bytes waiting, a failure.
+    ledger: Ledger,
 }
 
 /// The open files of a complete blob.
@@ -223,12 +217,7 @@ impl FsStore {
             overlay: BTreeMap::new(),
             complete: Mutex::new(BTreeMap::new()),
             ops: Vec::new(),
-            written: 0,
-            durable: 0,
-            out: None,
-            unbatched: 0,
-            in_batch: 0,
-            failed: None,
+            ledger: Ledger::default(),
         })
     }
 
@@ -281,10 +270,11 @@ impl FsStore {
     /// Runs every pending operation now, on this thread, and waits for it: for tests,
     /// tools, and a shutdown that has no worker any more. Fails if a batch is out.
     pub fn persist_now(&mut self) -> Result<(), StoreError> {
-        if let Some(seq) = self.out {
-            return Err(StoreError::Io(format!(
-                "persist batch {seq} is still out: wait for it"
-            )));
+        if !self.ledger.may_hand_out() {
+            self.ledger.check()?;
+            return Err(StoreError::Io(
+                "a persist batch is still out: wait for it".into(),
+            ));
         }
         match self.take_batch(true) {
             Some(batch) => {
@@ -312,19 +302,13 @@ impl FsStore {
     }
 
     fn check_failed(&self) -> Result<(), StoreError> {
-        match &self.failed {
-            Some(err) => Err(StoreError::Io(format!(
-                "an earlier write to the blob store failed ({err}); restart the node"
-            ))),
-            None => Ok(()),
-        }
+        self.ledger.check()
     }
 
     /// Records an operation for the next batch; returns its sequence number.
     fn push(&mut self, op: batch::Op) -> u64 {
-        self.written += 1;
         self.ops.push(op);
-        self.written
+        self.ledger.wrote(0)
     }
 
     /// The committed entry of `id` in redb.

@@ -89,6 +89,34 @@ pub trait Timer: Future<Output = ()> + Send {
     fn reset(self: Pin<&mut Self>, deadline: Instant);
 }
 
+/// A [`Timer`] made of a runtime's own timer future `T` and the way to move it.
+pub struct MovableTimer<T> {
+    inner: T,
+    move_to: fn(&mut T, Instant),
+}
+
+impl<T> MovableTimer<T> {
+    /// `inner`, moved with `move_to`.
+    pub fn new(inner: T, move_to: fn(&mut T, Instant)) -> Self {
+        Self { inner, move_to }
+    }
+}
+
+impl<T: Future + Unpin + Send> Future for MovableTimer<T> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        Pin::new(&mut self.inner).poll(cx).map(|_| ())
+    }
+}
+
+impl<T: Future + Unpin + Send> Timer for MovableTimer<T> {
+    fn reset(mut self: Pin<&mut Self>, deadline: Instant) {
+        let this = &mut *self;
+        (this.move_to)(&mut this.inner, deadline);
+    }
+}
+
 /// Size of the one allocation [`start`] makes and frees to tune glibc's allocator.
 #[doc(hidden)]
 pub const ALLOCATOR_NUDGE: usize = 4 << 20;

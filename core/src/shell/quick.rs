@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use super::{start, Adapter, Client, Config, Error, Event, EventStream, Options, StartError};
 
-/// Builder of a [`QuickNode`]; each runtime adapter offers one on its runtime
-/// (`sinew_tokio::quick_start`, `sinew_smol::quick_start`).
+/// Builder of a [`QuickNode`] on a runtime adapter's runtime
+/// (`QuickStart::new(sinew_tokio::Tokio, "chat")`, `QuickStart::new(sinew_smol::Smol, "chat")`).
 pub struct QuickStart {
     adapter: Arc<dyn Adapter>,
     topic: String,
@@ -36,9 +36,9 @@ pub struct QuickMessage {
 
 impl QuickStart {
     /// A node on `adapter`'s runtime that will subscribe to `topic`.
-    pub fn new(adapter: Arc<dyn Adapter>, topic: impl Into<String>) -> Self {
+    pub fn new(adapter: impl Adapter, topic: impl Into<String>) -> Self {
         Self {
-            adapter,
+            adapter: Arc::new(adapter),
             topic: topic.into(),
             config: Config::default(),
         }
@@ -58,7 +58,7 @@ impl QuickStart {
 
     /// Starts the node and subscribes to the topic.
     pub async fn start(self) -> Result<QuickNode, StartError> {
-        let (client, events) = start(self.adapter.as_ref(), self.config, Options::default())?;
+        let (client, events) = start(self.adapter, self.config, Options::default())?;
         client
             .subscribe(&self.topic)
             .await

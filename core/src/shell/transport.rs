@@ -148,36 +148,46 @@ impl<A: UpgradeInfo, B: UpgradeInfo> UpgradeInfo for SelectSecurity<A, B> {
 type Secured<TA, TB, EA, EB> =
     BoxFuture<'static, Result<(PeerId, Either<TA, TB>), either::Either<EA, EB>>>;
 
+/// The chosen side's upgrade, its outcome tagged with the side.
+fn secured<FA, FB, TA, TB, EA, EB>(chosen: either::Either<FA, FB>) -> Secured<TA, TB, EA, EB>
+where
+    FA: Future<Output = Result<(PeerId, TA), EA>> + Send + 'static,
+    FB: Future<Output = Result<(PeerId, TB), EB>> + Send + 'static,
+    (TA, TB, EA, EB): 'static,
+{
+    match chosen {
+        either::Either::Left(upgrade) => upgrade
+            .map_ok(|(peer, s)| (peer, Either::Left(s)))
+            .map_err(either::Either::Left)
+            .boxed(),
+        either::Either::Right(upgrade) => upgrade
+            .map_ok(|(peer, s)| (peer, Either::Right(s)))
+            .map_err(either::Either::Right)
+            .boxed(),
+    }
+}
+
 impl<C, A, B, TA, TB, EA, EB> InboundConnectionUpgrade<C> for SelectSecurity<A, B>
 where
     A: InboundConnectionUpgrade<C, Output = (PeerId, TA), Error = EA>,
     B: InboundConnectionUpgrade<C, Output = (PeerId, TB), Error = EB>,
     A::Future: Send + 'static,
     B::Future: Send + 'static,
-    TA: 'static,
-    TB: 'static,
-    EA: 'static,
-    EB: 'static,
+    (TA, TB, EA, EB): 'static,
 {
     type Output = (PeerId, Either<TA, TB>);
     type Error = either::Either<EA, EB>;
     type Future = Secured<TA, TB, EA, EB>;
 
     fn upgrade_inbound(self, socket: C, info: Self::Info) -> Self::Future {
-        match info {
-            either::Either::Left(info) => self
-                .0
-                .upgrade_inbound(socket, info)
-                .map_ok(|(peer, s)| (peer, Either::Left(s)))
-                .map_err(either::Either::Left)
-                .boxed(),
-            either::Either::Right(info) => self
-                .1
-                .upgrade_inbound(socket, info)
-                .map_ok(|(peer, s)| (peer, Either::Right(s)))
-                .map_err(either::Either::Right)
-                .boxed(),
-        }
+        secured(match info {
+            either::Either::Left(info) => {
+                either::Either::Left(self.0.upgrade_inbound(socket, info))
+            }
+            either::Either::Right(info) => {
+                either::Either::Right(self.1.upgrade_inbound(socket, info))
+            }
+        })
     }
 }
 
@@ -187,29 +197,20 @@ where
     B: OutboundConnectionUpgrade<C, Output = (PeerId, TB), Error = EB>,
     A::Future: Send + 'static,
     B::Future: Send + 'static,
-    TA: 'static,
-    TB: 'static,
-    EA: 'static,
-    EB: 'static,
+    (TA, TB, EA, EB): 'static,
 {
     type Output = (PeerId, Either<TA, TB>);
     type Error = either::Either<EA, EB>;
     type Future = Secured<TA, TB, EA, EB>;
 
     fn upgrade_outbound(self, socket: C, info: Self::Info) -> Self::Future {
-        match info {
-            either::Either::Left(info) => self
-                .0
-                .upgrade_outbound(socket, info)
-                .map_ok(|(peer, s)| (peer, Either::Left(s)))
-                .map_err(either::Either::Left)
-                .boxed(),
-            either::Either::Right(info) => self
-                .1
-                .upgrade_outbound(socket, info)
-                .map_ok(|(peer, s)| (peer, Either::Right(s)))
-                .map_err(either::Either::Right)
-                .boxed(),
-        }
+        secured(match info {
+            either::Either::Left(info) => {
+                either::Either::Left(self.0.upgrade_outbound(socket, info))
+            }
+            either::Either::Right(info) => {
+                either::Either::Right(self.1.upgrade_outbound(socket, info))
+            }
+        })
     }
 }

@@ -10,7 +10,7 @@ use super::{BlobState, BlobStore, StoreError};
 use crate::blob::tree::{all_chunks, leaf_chunks, outboard_size, PAIR_BYTES};
 use crate::blob::CHUNK_GROUP_BYTES;
 use crate::blob::{BlobId, Outboard};
-use crate::persist::Batch;
+use crate::persist::{Batch, Ledger};
 
 #[derive(Debug)]
 enum Data {
@@ -45,21 +45,7 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct MemStore {
     entries: BTreeMap<BlobId, Entry>,
-    durability: Option<Deferred>,
-}
-
-/// The write sequence of a [`MemStore`] with deferred durability.
-#[derive(Debug, Default)]
-struct Deferred {
-    written: u64,
-    durable: u64,
-    /// Verified bytes written since the last batch was handed out.
-    unbatched: u64,
-    /// Verified bytes in the batch that is out.
-    in_batch: u64,
-    /// The `written` covered by the batch that is out.
-    out: Option<u64>,
-    failed: Option<StoreError>,
+    durability: Option<Ledger>,
 }
 
 impl MemStore {
@@ -127,19 +113,16 @@ impl MemStore {
     /// Makes writes durable only once a batch covering them is acknowledged (see the type
     /// docs). For tests and the simulator.
     pub fn defer_durability(mut self) -> Self {
-        self.durability = Some(Deferred::default());
+        self.durability = Some(Ledger::default());
         self
     }
 
     /// Counts a write (of `bytes` verified bytes) that needs a batch; fails if an earlier
     /// batch failed.
     fn wrote(&mut self, bytes: u64) -> Result<(), StoreError> {
-        if let Some(d) = &mut self.durability {
-            if let Some(err) = &d.failed {
-                return Err(err.clone());
-            }
-            d.written += 1;
-            d.unbatched += bytes;
+        if let Some(ledger) = &mut self.durability {
+            ledger.check()?;
+            ledger.wrote(bytes);
         }
         Ok(())
     }
@@ -360,48 +343,30 @@ impl BlobStore for MemStore {
 
     fn take_batch(&mut self, force: bool) -> Option<Batch> {
         let _ = force; // every pending write is handed out: batches here cost nothing
-        let d = self.durability.as_mut()?;
-        if d.out.is_some() || d.written == d.durable || d.failed.is_some() {
+        let ledger = self.durability.as_mut()?;
+        if !ledger.may_hand_out() || !ledger.has_pending() {
             return None;
         }
-        d.out = Some(d.written);
-        d.in_batch = std::mem::take(&mut d.unbatched);
-        Some(Batch::new(d.written, || Ok(())))
+        Some(Batch::new(ledger.hand_out(), || Ok(())))
     }
 
     fn batch_done(&mut self, seq: u64, result: Result<(), StoreError>) -> Result<(), StoreError> {
-        let Some(d) = self.durability.as_mut() else {
-            return result;
-        };
-        if d.out != Some(seq) {
-            return Err(StoreError::Io(format!("no persist batch {seq} is out")));
-        }
-        d.out = None;
-        match result {
-            Ok(()) => {
-                d.durable = seq;
-                d.in_batch = 0;
-                Ok(())
-            }
-            Err(err) => {
-                d.failed = Some(err.clone());
-                Err(err)
-            }
+        match self.durability.as_mut() {
+            Some(ledger) => ledger.done(seq, result),
+            None => result,
         }
     }
 
     fn written_seq(&self) -> u64 {
-        self.durability.as_ref().map_or(0, |d| d.written)
+        self.durability.as_ref().map_or(0, Ledger::written)
     }
 
     fn durable_seq(&self) -> u64 {
-        self.durability.as_ref().map_or(0, |d| d.durable)
+        self.durability.as_ref().map_or(0, Ledger::durable)
     }
 
     fn unpersisted_bytes(&self) -> u64 {
-        self.durability
-            .as_ref()
-            .map_or(0, |d| d.unbatched + d.in_batch)
+        self.durability.as_ref().map_or(0, Ledger::unpersisted)
     }
 }
 

@@ -188,7 +188,7 @@ impl BlobStore for FsStore {
         p.data.write_all_at(data, offset).map_err(io)?;
         p.verified |= leaf_chunks(offset, data.len());
         p.dirty = true;
-        self.unbatched += data.len() as u64;
+        self.ledger.add_bytes(data.len() as u64);
         if p.verified.is_superset(&all_chunks(p.size)) {
             return self.finish(id);
         }
@@ -227,10 +227,11 @@ impl BlobStore for FsStore {
     }
 
     fn take_batch(&mut self, force: bool) -> Option<Batch> {
-        if self.out.is_some() || self.failed.is_some() {
+        if !self.ledger.may_hand_out() {
             return None;
         }
-        let data_due = self.unbatched > 0 && (force || self.unbatched >= SYNC_EVERY);
+        let bytes = self.ledger.unbatched();
+        let data_due = bytes > 0 && (force || bytes >= SYNC_EVERY);
         if self.ops.is_empty() && !data_due {
             return None;
         }
@@ -246,43 +247,26 @@ impl BlobStore for FsStore {
                 });
             }
         }
-        // A batch of data syncs alone still moves the sequence on.
-        self.written += 1;
-        let seq = self.written;
-        self.out = Some(seq);
-        self.in_batch = std::mem::take(&mut self.unbatched);
+        let seq = self.ledger.hand_out();
         let (dir, db) = (self.dir.clone(), self.db.clone());
         Some(Batch::new(seq, move || batch::run(&dir, &db, ops)))
     }
 
     fn batch_done(&mut self, seq: u64, result: Result<(), StoreError>) -> Result<(), StoreError> {
-        if self.out != Some(seq) {
-            return Err(StoreError::Io(format!("no persist batch {seq} is out")));
-        }
-        self.out = None;
-        match result {
-            Ok(()) => {
-                self.durable = seq;
-                self.in_batch = 0;
-                self.overlay.retain(|_, (change, _)| *change > seq);
-                Ok(())
-            }
-            Err(err) => {
-                self.failed = Some(err.clone());
-                Err(err)
-            }
-        }
+        self.ledger.done(seq, result)?;
+        self.overlay.retain(|_, (change, _)| *change > seq);
+        Ok(())
     }
 
     fn written_seq(&self) -> u64 {
-        self.written
+        self.ledger.written()
     }
 
     fn durable_seq(&self) -> u64 {
-        self.durable
+        self.ledger.durable()
     }
 
     fn unpersisted_bytes(&self) -> u64 {
-        self.unbatched + self.in_batch
+        self.ledger.unpersisted()
     }
 }
