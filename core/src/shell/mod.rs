@@ -14,6 +14,7 @@ mod adapter;
 mod behaviour;
 mod client;
 mod config;
+pub mod control;
 mod download;
 mod driver;
 mod error;

@@ -1,25 +1,21 @@
-//! `sinew blob add | get | ls | rm`: blobs of a running node, over its control socket;
-//! and the node's side of those requests.
+//! `sinew blob add | get | ls | rm`: blobs of a running node, over its control socket (the
+//! node's side of those requests is the shell's `control` server).
 //!
 //! A **ticket** is one line another machine pastes into `sinew blob get`: the blob id, `@`,
 //! and the providing node's addresses separated by commas, each ending in `/p2p/<peer id>`.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context};
-use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use libp2p::{Multiaddr, PeerId};
+use libp2p::Multiaddr;
 use serde_json::{json, Value};
 use sinew_tokio::core::blob::BlobId;
-use sinew_tokio::{Client, DownloadUpdate};
-use tokio::io::AsyncWriteExt;
 
-use crate::control::{Control, Request, Response};
-
-/// Addresses a ticket carries at most.
-pub(crate) const TICKET_ADDRESSES: usize = 8;
+use crate::control::{Control, Request};
+#[cfg(test)]
+use sinew_tokio::core::shell::control::{ticket, TICKET_ADDRESSES};
 
 /// `sinew blob ...`.
 #[derive(Debug, clap::Args)]
@@ -63,20 +59,6 @@ enum BlobCommand {
         /// The blob id.
         id: BlobId,
     },
-}
-
-/// A ticket: `<id>@<addr>,<addr>...`.
-pub(crate) fn ticket(id: &BlobId, addresses: &[String]) -> String {
-    let usable: Vec<&str> = addresses
-        .iter()
-        .map(String::as_str)
-        .take(TICKET_ADDRESSES)
-        .collect();
-    if usable.is_empty() {
-        id.to_string()
-    } else {
-        format!("{id}@{}", usable.join(","))
-    }
 }
 
 /// Parses an id or a ticket into the id and the ticket's addresses.
@@ -262,153 +244,6 @@ fn show(bar: &ProgressBar, p: &Value) {
 }
 
 // --- the node's side ---
-
-fn parse_id(id: &str) -> anyhow::Result<BlobId> {
-    id.parse()
-        .with_context(|| format!("invalid blob id {id:?}: 64 hex digits expected"))
-}
-
-/// Starts announcing `id` without making the caller wait for the DHT.
-fn announce_in_background(client: &Client, id: BlobId) {
-    let client = client.clone();
-    tokio::spawn(async move {
-        match client.announce_blob(id).await {
-            Ok(()) => tracing::info!(%id, "blob announced in the DHT"),
-            Err(err) => {
-                tracing::warn!(%id, %err, "cannot announce the blob (it is still served to peers that ask)")
-            }
-        }
-    });
-}
-
-/// Refuses a path that is not absolute: the node would resolve it against its own working
-/// directory, which is not the caller's.
-pub(crate) fn require_absolute(what: &str, path: &str) -> anyhow::Result<()> {
-    if !Path::new(path).is_absolute() {
-        bail!("{what} {path:?} is not absolute: the node does not know the caller's working directory; send an absolute path");
-    }
-    Ok(())
-}
-
-pub(crate) async fn serve_add(
-    client: &Client,
-    path: &str,
-    listen: &[String],
-) -> anyhow::Result<Value> {
-    let size = std::fs::metadata(path)
-        .with_context(|| format!("cannot read {path}"))?
-        .len();
-    let id = client.add_blob_file(path).await?;
-    announce_in_background(client, id);
-    Ok(json!({ "id": id.to_string(), "size": size, "ticket": ticket(&id, listen) }))
-}
-
-pub(crate) async fn serve_ls(client: &Client) -> anyhow::Result<Value> {
-    let list: Vec<Value> = client
-        .list_blobs()
-        .await?
-        .into_iter()
-        .map(|b| {
-            json!({ "id": b.id.to_string(), "size": b.size, "verified": b.verified, "complete": b.complete })
-        })
-        .collect();
-    Ok(Value::Array(list))
-}
-
-pub(crate) async fn serve_rm(client: &Client, id: &str) -> anyhow::Result<Value> {
-    let id = parse_id(id)?;
-    Ok(json!({ "existed": client.delete_blob(id).await? }))
-}
-
-fn peer_of(address: &Multiaddr) -> Option<PeerId> {
-    address.iter().find_map(|p| match p {
-        libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
-        _ => None,
-    })
-}
-
-/// `blob_get`: connects to the given providers, downloads with progress lines on
-/// `write`, exports the blob, and announces it (this node is a provider now).
-pub(crate) async fn serve_get(
-    client: &Client,
-    id: &str,
-    from: &[String],
-    output: Option<&str>,
-    write: &mut tokio::net::unix::OwnedWriteHalf,
-) -> Response {
-    let result: anyhow::Result<Value> = async {
-        let id = parse_id(id)?;
-        if let Some(output) = output {
-            require_absolute("blob_get output", output)?;
-        }
-        let connected = client.network_status().await?.connected_peers;
-        let mut providers = Vec::new();
-        let mut failures = Vec::new();
-        for address in from {
-            let address: Multiaddr = address
-                .parse()
-                .with_context(|| format!("invalid address {address:?}"))?;
-            let peer = peer_of(&address).with_context(|| {
-                format!("provider address {address} must end in /p2p/<peer id>")
-            })?;
-            if connected.contains(&peer) {
-                providers.push(peer);
-                continue;
-            }
-            match client.dial(address.clone()).await {
-                Ok(peer) => providers.push(peer),
-                Err(err) => failures.push(err.to_string()),
-            }
-        }
-        providers.sort();
-        providers.dedup();
-        if !from.is_empty() && providers.is_empty() {
-            bail!(
-                "could not reach any of the given providers: {}",
-                failures.join("; ")
-            );
-        }
-        let started = Instant::now();
-        let mut download = client.download_blob(id, providers).await?;
-        let mut last_line = Instant::now() - Duration::from_secs(1);
-        while let Some(update) = download.next().await {
-            match update {
-                // The CLI redraws at most ten times a second.
-                DownloadUpdate::Progress(p)
-                    if last_line.elapsed() >= Duration::from_millis(100) =>
-                {
-                    last_line = Instant::now();
-                    let line = json!({ "progress": {
-                        "verified": p.verified, "size": p.size, "providers": p.providers,
-                    }});
-                    let mut bytes = serde_json::to_vec(&line)?;
-                    bytes.push(b'\n');
-                    // A CLI that went away does not stop the download.
-                    let _ = write.write_all(&bytes).await;
-                }
-                DownloadUpdate::Downloaded(done) => {
-                    let secs = started.elapsed().as_secs_f64();
-                    if let Some(output) = output {
-                        client.export_blob(id, output).await?;
-                    }
-                    announce_in_background(client, id);
-                    return Ok(json!({
-                        "id": id.to_string(), "size": done.size, "received": done.received,
-                        "output": output, "seconds": secs,
-                    }));
-                }
-                DownloadUpdate::Failed(err) => return Err(err.into()),
-                _ => {}
-            }
-        }
-        bail!("the node stopped during the download")
-    }
-    .await;
-    match result {
-        Ok(value) => Response::ok(value),
-        Err(e) => Response::error(format!("{e:#}")),
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -19,7 +19,6 @@ mod blob;
 mod control;
 mod devnet;
 mod node;
-mod received;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

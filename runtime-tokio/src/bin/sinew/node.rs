@@ -10,12 +10,11 @@ use anyhow::{bail, Context};
 use futures::StreamExt;
 use libp2p::Multiaddr;
 use serde::{Deserialize, Serialize};
-use sinew_tokio::{Client, Config, Event, Options, Security};
-use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, UnixListener};
+use sinew_tokio::{Config, Event, Options, Security};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
 
-use crate::control::{read_request_line, Request, RequestLineError, Response, MAX_REQUEST_LINE};
-use crate::received::{Received, ReceivedLog};
+use sinew_tokio::core::shell::control::{self, Received};
 
 /// Flags of `sinew node`; each overrides the config file, and has an environment variable.
 #[derive(Debug, clap::Args)]
@@ -222,14 +221,6 @@ pub(crate) fn unix_nanos() -> u128 {
         .unwrap_or(0)
 }
 
-/// Shared between the event loop and the control server.
-#[derive(Default)]
-struct State {
-    received: ReceivedLog,
-    listen: Vec<String>,
-    runtime: &'static str,
-}
-
 /// Creates the data directory (and missing parents) with mode 0700, or restricts an
 /// existing one to 0700: it holds the identity key, the blob store and the control socket,
 /// and the socket is bound inside it, so no other user can reach the socket even before
@@ -285,12 +276,12 @@ pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
     for topic in &s.topics {
         client.subscribe(topic).await?;
     }
-    let state = Arc::new(Mutex::new(State {
-        runtime: s.runtime.name(),
-        ..State::default()
-    }));
     let socket = s.data_dir.join("control.sock");
-    let control = serve_control(&socket, client.clone(), state.clone())?;
+    let runtime: Arc<dyn sinew_tokio::core::shell::Runtime> = match s.runtime {
+        NodeRuntime::Tokio => Arc::new(sinew_tokio::Tokio),
+        NodeRuntime::Smol => Arc::new(sinew_smol::Smol),
+    };
+    let control = control::serve(&socket, client.clone(), runtime, s.runtime.name())?;
     if let (Some(addr), Some(registry)) = (s.metrics, registry) {
         serve_metrics(addr, registry).await?;
     }
@@ -312,23 +303,22 @@ pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
                         } else {
                             println!("listening on {full}");
                         }
-                        let mut st = state.lock().expect("state lock");
-                        st.listen.push(full.to_string());
-                        if !announced && st.listen.len() >= expected_listeners {
+                        control.record_listen(full.to_string());
+                        let listen = control.listen();
+                        if !announced && listen.len() >= expected_listeners {
                             announced = true;
                             if json {
                                 println!("{}", serde_json::json!({
                                     "event": "ready",
                                     "peer_id": peer_id.to_string(),
-                                    "addresses": st.listen,
+                                    "addresses": listen,
                                     "control": socket.display().to_string(),
                                 }));
                             }
                         }
                     }
                     Event::Message { source, topic, data, .. } => {
-                        let mut st = state.lock().expect("state lock");
-                        st.received.push(Received {
+                        control.record_message(Received {
                             from: source.map(|p| p.to_string()).unwrap_or_default(),
                             topic,
                             data: String::from_utf8_lossy(&data).into_owned(),
@@ -352,142 +342,8 @@ pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
         }
     }
     client.shutdown().await?;
-    control.abort();
-    let _ = std::fs::remove_file(&socket);
+    drop(control); // stops serving, removes the socket
     Ok(())
-}
-
-fn serve_control(
-    path: &Path,
-    client: Client,
-    state: Arc<Mutex<State>>,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    // A socket left by a killed process is stale: replace it. The directory is 0700
-    // (`private_data_dir`), so the socket is never reachable by others, not even before the
-    // chmod below.
-    let _ = std::fs::remove_file(path);
-    let listener = UnixListener::bind(path)
-        .with_context(|| format!("cannot create control socket {}", path.display()))?;
-    // Only the node's owner may control it.
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("cannot restrict control socket {}", path.display()))?;
-    Ok(tokio::spawn(async move {
-        loop {
-            let Ok((conn, _)) = listener.accept().await else {
-                continue;
-            };
-            let client = client.clone();
-            let state = state.clone();
-            tokio::spawn(async move {
-                let (read, mut write) = conn.into_split();
-                let mut read = BufReader::new(read);
-                loop {
-                    let line = match read_request_line(&mut read, MAX_REQUEST_LINE).await {
-                        Ok(Some(line)) => line,
-                        Ok(None) | Err(RequestLineError::Io(_)) => return,
-                        Err(e @ RequestLineError::TooLong { .. }) => {
-                            // The rest of the line is not read: answer and close.
-                            let mut out = serde_json::to_vec(&Response::error(e.to_string()))
-                                .unwrap_or_default();
-                            out.push(b'\n');
-                            let _ = write.write_all(&out).await;
-                            return;
-                        }
-                    };
-                    let request = serde_json::from_slice::<Request>(&line);
-                    let shutdown = matches!(request, Ok(Request::Shutdown));
-                    let response = match request {
-                        Ok(Request::BlobGet { id, from, output }) => {
-                            crate::blob::serve_get(
-                                &client,
-                                &id,
-                                &from,
-                                output.as_deref(),
-                                &mut write,
-                            )
-                            .await
-                        }
-                        // Answered below, before the network stops: once it has, the
-                        // process ends, and with it this task.
-                        Ok(Request::Shutdown) => Response::ok(serde_json::json!({})),
-                        Ok(request) => handle(request, &client, &state).await,
-                        Err(e) => Response::error(format!("invalid request: {e}")),
-                    };
-                    let mut out = serde_json::to_vec(&response).unwrap_or_default();
-                    out.push(b'\n');
-                    if write.write_all(&out).await.is_err() {
-                        return;
-                    }
-                    if shutdown {
-                        let _ = write.flush().await;
-                        if let Err(e) = client.shutdown().await {
-                            tracing::warn!("shutdown: {e:#}");
-                        }
-                        return;
-                    }
-                }
-            });
-        }
-    }))
-}
-
-async fn handle(request: Request, client: &Client, state: &Mutex<State>) -> Response {
-    let result: anyhow::Result<serde_json::Value> = async {
-        Ok(match request {
-            Request::Status { topic } => {
-                let status = client.network_status().await?;
-                let mesh = match &topic {
-                    Some(t) => Some(client.mesh_peer_count(t).await?),
-                    None => None,
-                };
-                let listen = state.lock().expect("state lock").listen.clone();
-                let runtime = state.lock().expect("state lock").runtime;
-                serde_json::json!({
-                    "peer_id": status.local_peer_id.to_string(),
-                    "runtime": runtime,
-                    "listen": listen,
-                    "peers": status.connected_peers.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-                    "topics": status.topics,
-                    "kad_server": status.kad_server,
-                    "kad_peers": status.kad_peers,
-                    "mesh": mesh,
-                })
-            }
-            Request::Publish { topic, data } => {
-                let id = client.publish(&topic, data.into_bytes()).await?;
-                serde_json::json!({ "id": hex::encode(id) })
-            }
-            Request::Subscribe { topic } => serde_json::json!({ "new": client.subscribe(&topic).await? }),
-            Request::Received { topic } => {
-                let st = state.lock().expect("state lock");
-                let list: Vec<&Received> = st
-                    .received
-                    .iter()
-                    .filter(|r| topic.as_ref().is_none_or(|t| *t == r.topic))
-                    .collect();
-                serde_json::to_value(list)?
-            }
-            Request::Dial { address } => {
-                let address: Multiaddr = address.parse().context("invalid address")?;
-                serde_json::json!({ "peer": client.dial(address).await?.to_string() })
-            }
-            Request::Shutdown => unreachable!("answered before the network stops"),
-            Request::BlobAdd { path } => {
-                crate::blob::require_absolute("blob_add path", &path)?;
-                let listen = state.lock().expect("state lock").listen.clone();
-                crate::blob::serve_add(client, &path, &listen).await?
-            }
-            Request::BlobLs => crate::blob::serve_ls(client).await?,
-            Request::BlobRm { id } => crate::blob::serve_rm(client, &id).await?,
-            Request::BlobGet { .. } => unreachable!("served with its progress lines"),
-        })
-    }
-    .await;
-    match result {
-        Ok(value) => Response::ok(value),
-        Err(e) => Response::error(format!("{e:#}")),
-    }
 }
 
 async fn serve_metrics(

@@ -15,7 +15,7 @@ use procs::{rss_kib, spawn, Launch, Proc};
 
 use crate::control::{Control, Request};
 use crate::node::unix_nanos;
-use crate::received::Received;
+use sinew_tokio::control::Received;
 
 /// Most nodes one devnet starts.
 pub(crate) const MAX_NODES: usize = 64;

@@ -1,4 +1,4 @@
-//! The gossip messages a `sinew node` keeps for `received` queries on its control socket.
+//! The gossip messages a node keeps for `received` queries on its control socket.
 //!
 //! Any peer in a topic can send us messages (gossipsub has no peer scoring here), so the log
 //! is bounded twice: by count and by the bytes its `received` reply would take. Oldest
@@ -9,17 +9,17 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 /// Messages kept at most; the oldest is dropped to make room for a new one.
-pub(crate) const RECEIVED_LOG: usize = 10_000;
+pub const RECEIVED_LOG: usize = 10_000;
 
 /// Bytes kept at most, counted as each message's JSON encoding in the `received` reply (so
 /// a lossy UTF-8 conversion or JSON escapes cannot grow the log past it). Oldest messages
 /// are dropped until a new one fits; a message larger than this on its own is not kept.
 /// 16 MiB: sixteen maximal (1 MiB) gossip messages, or thousands of ordinary ones.
-pub(crate) const RECEIVED_LOG_BYTES: usize = 16 << 20;
+pub const RECEIVED_LOG_BYTES: usize = 16 << 20;
 
 /// One received gossip message, as the control socket reports it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Received {
+pub struct Received {
     /// Author.
     pub from: String,
     /// Topic.
@@ -33,7 +33,7 @@ pub(crate) struct Received {
 /// The bounded log: at most `max_count` messages whose JSON encodings total at most
 /// `max_bytes`.
 #[derive(Debug)]
-pub(crate) struct ReceivedLog {
+pub struct ReceivedLog {
     entries: VecDeque<(Received, usize)>,
     bytes: usize,
     max_count: usize,
@@ -47,7 +47,8 @@ impl Default for ReceivedLog {
 }
 
 impl ReceivedLog {
-    pub(crate) fn new(max_count: usize, max_bytes: usize) -> Self {
+    /// A log of at most `max_count` messages and `max_bytes` of reply JSON.
+    pub fn new(max_count: usize, max_bytes: usize) -> Self {
         Self {
             entries: VecDeque::new(),
             bytes: 0,
@@ -70,7 +71,7 @@ impl ReceivedLog {
 
     /// Keeps `message`, dropping the oldest ones until it fits. Returns false (and keeps
     /// the log as it was) if the message alone is larger than `max_bytes`.
-    pub(crate) fn push(&mut self, message: Received) -> bool {
+    pub fn push(&mut self, message: Received) -> bool {
         let size = encoded_len(&message);
         if size > self.max_bytes || self.max_count == 0 {
             return false;
@@ -87,7 +88,7 @@ impl ReceivedLog {
     }
 
     /// The kept messages, oldest first.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Received> {
+    pub fn iter(&self) -> impl Iterator<Item = &Received> {
         self.entries.iter().map(|(m, _)| m)
     }
 }
