@@ -8,17 +8,16 @@ mod common;
 
 use std::time::Duration;
 
-use common::{node, wait_for};
+use common::{node_on, wait_for, Rt};
 use futures::AsyncWriteExt;
 use libp2p::StreamProtocol;
 use sinew_tokio::core::blob::MAX_FRAME;
 use sinew_tokio::{Event, Security};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_blob_frame_over_the_limit_gets_the_sender_disconnected() {
+async fn a_blob_frame_over_the_limit_gets_the_sender_disconnected(rt: Rt) {
     let tcp = "/ip4/127.0.0.1/tcp/0";
-    let (a, mut a_events, a_addr) = node(tcp, Security::default()).await;
-    let (b, mut b_events, _) = node(tcp, Security::default()).await;
+    let (a, mut a_events, a_addr) = node_on(rt, tcp, Security::default()).await;
+    let (b, mut b_events, _) = node_on(rt, tcp, Security::default()).await;
     b.dial(a_addr).await.unwrap();
     let blob = StreamProtocol::new("/sinew/blob/1");
     let stream = b.open_stream(a.local_peer_id(), blob).await.unwrap();
@@ -43,3 +42,4 @@ async fn a_blob_frame_over_the_limit_gets_the_sender_disconnected() {
     .await;
     assert!(gone.is_some(), "the offender was not disconnected");
 }
+on_both_runtimes!(async a_blob_frame_over_the_limit_gets_the_sender_disconnected);

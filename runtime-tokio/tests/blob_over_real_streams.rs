@@ -7,15 +7,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{node, wait_for};
+use common::{node_on, wait_for, Rt};
 use sinew_tokio::core::blob;
 use sinew_tokio::core::blob::BlobId;
 use sinew_tokio::{Event, Security};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_blob_moves_between_two_nodes_over_tcp() {
-    let (a, _a_events, a_addr) = node("/ip4/127.0.0.1/tcp/0", Security::default()).await;
-    let (b, mut b_events, _) = node("/ip4/127.0.0.1/tcp/0", Security::default()).await;
+async fn a_blob_moves_between_two_nodes_over_tcp(rt: Rt) {
+    let (a, _a_events, a_addr) = node_on(rt, "/ip4/127.0.0.1/tcp/0", Security::default()).await;
+    let (b, mut b_events, _) = node_on(rt, "/ip4/127.0.0.1/tcp/0", Security::default()).await;
     let content: Vec<u8> = (0..(24u32 << 20) / 4)
         .flat_map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes())
         .collect();
@@ -44,11 +43,11 @@ async fn a_blob_moves_between_two_nodes_over_tcp() {
         24.0 / elapsed.as_secs_f64()
     );
 }
+on_both_runtimes!(async a_blob_moves_between_two_nodes_over_tcp);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn asking_a_node_without_the_blob_fails_with_a_reason() {
-    let (a, _a_events, a_addr) = node("/ip4/127.0.0.1/tcp/0", Security::default()).await;
-    let (b, mut b_events, _) = node("/ip4/127.0.0.1/tcp/0", Security::default()).await;
+async fn asking_a_node_without_the_blob_fails_with_a_reason(rt: Rt) {
+    let (a, _a_events, a_addr) = node_on(rt, "/ip4/127.0.0.1/tcp/0", Security::default()).await;
+    let (b, mut b_events, _) = node_on(rt, "/ip4/127.0.0.1/tcp/0", Security::default()).await;
     b.dial(a_addr).await.unwrap();
     let id = BlobId::of(b"nobody has this");
     b.request_blob(id, vec![a.local_peer_id()]).await.unwrap();
@@ -60,3 +59,4 @@ async fn asking_a_node_without_the_blob_fails_with_a_reason() {
     .expect("the download fails");
     assert!(reason.contains("does not have the blob"), "{reason}");
 }
+on_both_runtimes!(async asking_a_node_without_the_blob_fails_with_a_reason);

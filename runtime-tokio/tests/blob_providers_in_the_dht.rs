@@ -8,18 +8,17 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, node, wait_for};
+use common::{eventually, node_on, wait_for, Rt};
 use sinew_tokio::core::blob;
 use sinew_tokio::core::blob::BlobId;
 use sinew_tokio::{Event, Security};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_providers_are_found_and_used() {
+async fn two_providers_are_found_and_used(rt: Rt) {
     let tcp = "/ip4/127.0.0.1/tcp/0";
-    let (hub, _hub_events, hub_addr) = node(tcp, Security::default()).await;
-    let (b, _b_events, _) = node(tcp, Security::default()).await;
-    let (c, _c_events, _) = node(tcp, Security::default()).await;
-    let (d, mut d_events, _) = node(tcp, Security::default()).await;
+    let (hub, _hub_events, hub_addr) = node_on(rt, tcp, Security::default()).await;
+    let (b, _b_events, _) = node_on(rt, tcp, Security::default()).await;
+    let (c, _c_events, _) = node_on(rt, tcp, Security::default()).await;
+    let (d, mut d_events, _) = node_on(rt, tcp, Security::default()).await;
     for n in [&b, &c, &d] {
         n.dial(hub_addr.clone()).await.unwrap();
     }
@@ -61,11 +60,11 @@ async fn two_providers_are_found_and_used() {
     assert!(d.get_blob(id).await.unwrap().unwrap() == content);
     let _ = hub;
 }
+on_both_runtimes!(async two_providers_are_found_and_used);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_blob_nobody_announced_fails_with_no_providers() {
-    let (a, _a_events, a_addr) = node("/ip4/127.0.0.1/tcp/0", Security::default()).await;
-    let (b, _b_events, _) = node("/ip4/127.0.0.1/tcp/0", Security::default()).await;
+async fn a_blob_nobody_announced_fails_with_no_providers(rt: Rt) {
+    let (a, _a_events, a_addr) = node_on(rt, "/ip4/127.0.0.1/tcp/0", Security::default()).await;
+    let (b, _b_events, _) = node_on(rt, "/ip4/127.0.0.1/tcp/0", Security::default()).await;
     b.dial(a_addr).await.unwrap();
     let id = BlobId::of(b"never announced");
     assert!(b.query_blob(id).await.unwrap().is_empty());
@@ -73,9 +72,13 @@ async fn a_blob_nobody_announced_fails_with_no_providers() {
     assert!(err.to_string().contains("no provider"), "{err}");
     let _ = a;
 }
+on_both_runtimes!(async a_blob_nobody_announced_fails_with_no_providers);
 
-async fn configured(config: sinew_tokio::Config) -> (sinew_tokio::Client, libp2p::Multiaddr) {
-    let (client, _events) = sinew_tokio::start(config, sinew_tokio::Options::default()).unwrap();
+async fn configured(
+    rt: Rt,
+    config: sinew_tokio::Config,
+) -> (sinew_tokio::Client, libp2p::Multiaddr) {
+    let (client, _events) = rt.start(config, sinew_tokio::Options::default());
     let addr = client
         .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
         .await
@@ -85,14 +88,13 @@ async fn configured(config: sinew_tokio::Config) -> (sinew_tokio::Client, libp2p
     (client, addr)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn announcing_stops_at_max_provided_blobs_with_a_clear_error() {
+async fn announcing_stops_at_max_provided_blobs_with_a_clear_error(rt: Rt) {
     let config = sinew_tokio::Config {
         max_provided_blobs: 2,
         ..Default::default()
     };
-    let (a, _) = configured(config).await;
-    let (_b, b_addr) = configured(Default::default()).await; // kept alive: a peer for the DHT
+    let (a, _) = configured(rt, config).await;
+    let (_b, b_addr) = configured(rt, Default::default()).await; // kept alive: a peer for the DHT
     a.dial(b_addr).await.unwrap();
     let ids: Vec<BlobId> = {
         let mut v = Vec::new();
@@ -112,16 +114,16 @@ async fn announcing_stops_at_max_provided_blobs_with_a_clear_error() {
     let err = a.announce_blob(ids[0]).await.unwrap_err().to_string();
     assert!(err.contains("not complete"), "{err}");
 }
+on_both_runtimes!(async announcing_stops_at_max_provided_blobs_with_a_clear_error);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn remote_provider_records_cannot_make_our_own_announce_fail() {
+async fn remote_provider_records_cannot_make_our_own_announce_fail(rt: Rt) {
     let config = sinew_tokio::Config {
         max_provided_blobs: 2,
         kad_mode: sinew_tokio::core::shell::KadMode::Server,
         ..Default::default()
     };
-    let (a, a_addr) = configured(config).await;
-    let (b, _) = configured(Default::default()).await;
+    let (a, a_addr) = configured(rt, config).await;
+    let (b, _) = configured(rt, Default::default()).await;
     b.dial(a_addr).await.unwrap();
     assert!(
         eventually(Duration::from_secs(10), || async {
@@ -158,6 +160,7 @@ async fn remote_provider_records_cannot_make_our_own_announce_fail() {
     let err = a.announce_blob(ours[2]).await.unwrap_err().to_string();
     assert!(err.contains("max_provided_blobs is 2"), "{err}");
 }
+on_both_runtimes!(async remote_provider_records_cannot_make_our_own_announce_fail);
 
 #[tokio::test]
 async fn provider_records_must_be_republished_before_they_expire() {

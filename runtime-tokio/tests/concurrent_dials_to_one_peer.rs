@@ -5,13 +5,12 @@
 
 mod common;
 
-use common::node;
+use common::{node_on, Rt};
 use sinew_tokio::Security;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_dials_to_one_peer_all_succeed() {
-    let (a, _a_events, a_addr) = node("/ip4/127.0.0.1/tcp/0", Security::default()).await;
-    let (b, _b_events, _) = node("/ip4/127.0.0.1/tcp/0", Security::default()).await;
+async fn concurrent_dials_to_one_peer_all_succeed(rt: Rt) {
+    let (a, _a_events, a_addr) = node_on(rt, "/ip4/127.0.0.1/tcp/0", Security::default()).await;
+    let (b, _b_events, _) = node_on(rt, "/ip4/127.0.0.1/tcp/0", Security::default()).await;
     let (first, second, third) = tokio::join!(
         b.dial(a_addr.clone()),
         b.dial(a_addr.clone()),
@@ -25,3 +24,4 @@ async fn concurrent_dials_to_one_peer_all_succeed() {
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
+on_both_runtimes!(async concurrent_dials_to_one_peer_all_succeed);

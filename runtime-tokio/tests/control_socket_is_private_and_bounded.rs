@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use common::{control, spawn_blob_node};
+use common::{control, spawn_blob_node_on, Rt};
 use serde_json::{json, Value};
 
 /// The binary's `control::MAX_REQUEST_LINE`.
@@ -21,13 +21,12 @@ fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-#[test]
-fn the_data_directory_becomes_0700_and_the_socket_0600() {
+fn the_data_directory_becomes_0700_and_the_socket_0600(rt: Rt) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("node");
     std::fs::create_dir(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let node = spawn_blob_node(&dir, "");
+    let node = spawn_blob_node_on(rt, &dir, "");
     assert_eq!(mode(&node.dir), 0o700, "data directory");
     assert_eq!(
         mode(&node.dir.join("control.sock")),
@@ -66,6 +65,7 @@ fn the_data_directory_becomes_0700_and_the_socket_0600() {
     assert!(ready, "the node with a fresh data directory did not start");
     assert_eq!(fresh_mode, 0o700, "fresh data directory");
 }
+on_both_runtimes!(the_data_directory_becomes_0700_and_the_socket_0600);
 
 /// Sends `line` (no newline added) and reads one response line.
 fn raw_request(dir: &std::path::Path, line: &[u8]) -> Value {
@@ -79,10 +79,9 @@ fn raw_request(dir: &std::path::Path, line: &[u8]) -> Value {
     serde_json::from_str(&reply).unwrap()
 }
 
-#[test]
-fn a_request_line_of_exactly_the_limit_is_answered_and_one_byte_more_is_refused() {
+fn a_request_line_of_exactly_the_limit_is_answered_and_one_byte_more_is_refused(rt: Rt) {
     let tmp = tempfile::tempdir().unwrap();
-    let node = spawn_blob_node(&tmp.path().join("a"), "");
+    let node = spawn_blob_node_on(rt, &tmp.path().join("a"), "");
 
     // `{"cmd":"status"}` padded with JSON whitespace to exactly the limit, then a newline.
     let mut at = br#"{"cmd":"status"}"#.to_vec();
@@ -106,11 +105,11 @@ fn a_request_line_of_exactly_the_limit_is_answered_and_one_byte_more_is_refused(
     // The node still serves the next connection.
     assert!(control(&node.dir, json!({"cmd": "status"})).is_ok());
 }
+on_both_runtimes!(a_request_line_of_exactly_the_limit_is_answered_and_one_byte_more_is_refused);
 
-#[test]
-fn relative_paths_in_blob_requests_are_refused_by_the_node() {
+fn relative_paths_in_blob_requests_are_refused_by_the_node(rt: Rt) {
     let tmp = tempfile::tempdir().unwrap();
-    let node = spawn_blob_node(&tmp.path().join("a"), "");
+    let node = spawn_blob_node_on(rt, &tmp.path().join("a"), "");
     // A file that exists relative to the node's working directory would be found if the
     // node resolved the path itself.
     let err = control(&node.dir, json!({"cmd": "blob_add", "path": "Cargo.toml"})).unwrap_err();
@@ -132,3 +131,4 @@ fn relative_paths_in_blob_requests_are_refused_by_the_node() {
     assert!(err.contains("\"out/copy\" is not absolute"), "{err}");
     assert!(!std::path::Path::new("out/copy").exists());
 }
+on_both_runtimes!(relative_paths_in_blob_requests_are_refused_by_the_node);

@@ -6,19 +6,18 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{b3, control_long, spawn_blob_node, write_random};
+use common::{b3, control_long, spawn_blob_node_on, write_random, Rt};
 
-#[test]
-fn four_nodes_fetch_a_64_mib_blob_and_every_copy_matches() {
+fn four_nodes_fetch_a_64_mib_blob_and_every_copy_matches(rt: Rt) {
     let mib: u64 = std::env::var("SINEW_TEST_BLOB_MIB")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(64);
     let tmp = tempfile::tempdir().unwrap();
-    let first = spawn_blob_node(&tmp.path().join("n0"), "");
+    let first = spawn_blob_node_on(rt, &tmp.path().join("n0"), "");
     let boot = format!("bootstrap = [{:?}]\n", first.address);
     let others: Vec<_> = (1..5)
-        .map(|i| spawn_blob_node(&tmp.path().join(format!("n{i}")), &boot))
+        .map(|i| spawn_blob_node_on(rt, &tmp.path().join(format!("n{i}")), &boot))
         .collect();
     let file = tmp.path().join("blob");
     write_random(&file, mib << 20, 5);
@@ -67,3 +66,4 @@ fn four_nodes_fetch_a_64_mib_blob_and_every_copy_matches() {
         started.elapsed().as_secs_f64()
     );
 }
+on_both_runtimes!(four_nodes_fetch_a_64_mib_blob_and_every_copy_matches);

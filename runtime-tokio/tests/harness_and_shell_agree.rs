@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, node, wait_for};
+use common::{eventually, node_on, wait_for, Rt};
 use sinew_tokio::core::blob::{self, BlobId, DownloadFailure};
 use sinew_tokio::core::gossip;
 use sinew_tokio::core::node::Event as NodeEvent;
@@ -53,10 +53,10 @@ fn in_the_harness() -> (Outcome, Outcome) {
 }
 
 /// The same script over real libp2p.
-async fn in_the_shell() -> (Outcome, Outcome) {
+async fn in_the_shell(rt: Rt) -> (Outcome, Outcome) {
     let tcp = "/ip4/127.0.0.1/tcp/0";
-    let (a, _a_events, a_addr) = node(tcp, Security::default()).await;
-    let (b, mut b_events, _) = node(tcp, Security::default()).await;
+    let (a, _a_events, a_addr) = node_on(rt, tcp, Security::default()).await;
+    let (b, mut b_events, _) = node_on(rt, tcp, Security::default()).await;
     b.dial(a_addr).await.unwrap();
     // The routing table needs identify's answer before a lookup can reach anyone.
     assert!(
@@ -92,16 +92,16 @@ async fn in_the_shell() -> (Outcome, Outcome) {
     (outcomes[0].clone(), outcomes[1].clone())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_download_by_id_ends_the_same_way_in_the_harness_and_in_the_shell() {
+async fn a_download_by_id_ends_the_same_way_in_the_harness_and_in_the_shell(rt: Rt) {
     let harness = in_the_harness();
-    let shell = in_the_shell().await;
+    let shell = in_the_shell(rt).await;
     assert_eq!(harness, shell);
     // And what they agree on is right: the announced blob arrives, the unknown one fails
     // because the DHT knows no provider.
     assert_eq!(harness.0, (Some(content().len() as u64), None));
     assert_eq!(harness.1, (None, Some(DownloadFailure::NoProvidersFound)));
 }
+on_both_runtimes!(async a_download_by_id_ends_the_same_way_in_the_harness_and_in_the_shell);
 
 /// Script 2, a deleted blob: node 0 imports a blob and deletes it; node 1 asks node 0 for it.
 /// The outcome: why the download failed, provider by provider (peer ids left out: they
@@ -132,10 +132,10 @@ fn deleted_in_the_harness() -> Vec<String> {
     deleted_outcome(reason)
 }
 
-async fn deleted_in_the_shell() -> Vec<String> {
+async fn deleted_in_the_shell(rt: Rt) -> Vec<String> {
     let tcp = "/ip4/127.0.0.1/tcp/0";
-    let (a, _a_events, a_addr) = node(tcp, Security::default()).await;
-    let (b, mut b_events, _) = node(tcp, Security::default()).await;
+    let (a, _a_events, a_addr) = node_on(rt, tcp, Security::default()).await;
+    let (b, mut b_events, _) = node_on(rt, tcp, Security::default()).await;
     let provider = b.dial(a_addr).await.unwrap();
     let id = a.add_blob(content()).await.unwrap();
     assert!(a.delete_blob(id).await.unwrap());
@@ -150,13 +150,13 @@ async fn deleted_in_the_shell() -> Vec<String> {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_blob_its_provider_deleted_fails_the_same_way_in_the_harness_and_in_the_shell() {
+async fn a_blob_its_provider_deleted_fails_the_same_way_in_the_harness_and_in_the_shell(rt: Rt) {
     let harness = deleted_in_the_harness();
-    let shell = deleted_in_the_shell().await;
+    let shell = deleted_in_the_shell(rt).await;
     assert_eq!(harness, shell);
     assert_eq!(harness, vec!["NotFound".to_string()]);
 }
+on_both_runtimes!(async a_blob_its_provider_deleted_fails_the_same_way_in_the_harness_and_in_the_shell);
 
 /// Script 3, gossip through the node: both nodes join a topic, node 0 publishes once. The
 /// outcome: what node 1 received — topic, payload, and whether node 0 is its author.
@@ -184,10 +184,10 @@ fn gossip_in_the_harness() -> Received {
         .collect()
 }
 
-async fn gossip_in_the_shell() -> Received {
+async fn gossip_in_the_shell(rt: Rt) -> Received {
     let tcp = "/ip4/127.0.0.1/tcp/0";
-    let (a, _a_events, a_addr) = node(tcp, Security::default()).await;
-    let (b, mut b_events, _) = node(tcp, Security::default()).await;
+    let (a, _a_events, a_addr) = node_on(rt, tcp, Security::default()).await;
+    let (b, mut b_events, _) = node_on(rt, tcp, Security::default()).await;
     b.dial(a_addr).await.unwrap();
     a.subscribe("news").await.unwrap();
     b.subscribe("news").await.unwrap();
@@ -213,10 +213,10 @@ async fn gossip_in_the_shell() -> Received {
     vec![first]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_published_message_arrives_the_same_way_in_the_harness_and_in_the_shell() {
+async fn a_published_message_arrives_the_same_way_in_the_harness_and_in_the_shell(rt: Rt) {
     let harness = gossip_in_the_harness();
-    let shell = gossip_in_the_shell().await;
+    let shell = gossip_in_the_shell(rt).await;
     assert_eq!(harness, shell);
     assert_eq!(harness, vec![("news".to_string(), b"hello".to_vec(), true)]);
 }
+on_both_runtimes!(async a_published_message_arrives_the_same_way_in_the_harness_and_in_the_shell);

@@ -7,12 +7,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::eventually;
+use common::{eventually, Rt};
 use libp2p::{Multiaddr, PeerId};
 use sinew_tokio::{Client, Config, Options};
 
-async fn started(config: Config) -> (Client, Multiaddr) {
-    let (client, _events) = sinew_tokio::start(config, Options::default()).unwrap();
+async fn started(rt: Rt, config: Config) -> (Client, Multiaddr) {
+    let (client, _events) = rt.start(config, Options::default());
     let address = client
         .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
         .await
@@ -26,16 +26,18 @@ async fn peers(client: &Client) -> Vec<PeerId> {
     client.network_status().await.unwrap().connected_peers
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_incoming_connections_are_kept_the_third_closed_and_dialing_out_still_works() {
-    let (a, a_addr) = started(Config {
-        max_incoming_connections: 2,
-        ..Config::default()
-    })
+async fn two_incoming_connections_are_kept_the_third_closed_and_dialing_out_still_works(rt: Rt) {
+    let (a, a_addr) = started(
+        rt,
+        Config {
+            max_incoming_connections: 2,
+            ..Config::default()
+        },
+    )
     .await;
     let mut others = Vec::new();
     for _ in 0..3 {
-        others.push(started(Config::default()).await);
+        others.push(started(rt, Config::default()).await);
     }
     let (b, c, d) = (&others[0].0, &others[1].0, &others[2].0);
     b.dial(a_addr.clone()).await.unwrap();
@@ -73,3 +75,4 @@ async fn two_incoming_connections_are_kept_the_third_closed_and_dialing_out_stil
         "a's own dial was refused"
     );
 }
+on_both_runtimes!(async two_incoming_connections_are_kept_the_third_closed_and_dialing_out_still_works);

@@ -6,16 +6,17 @@
 
 mod common;
 
+use common::Rt;
 use libp2p::Multiaddr;
 use sinew_tokio::core::shell::MemoryLimit;
 use sinew_tokio::{Client, Config, Options};
 
-async fn started(max_memory: MemoryLimit) -> (Client, Multiaddr) {
+async fn started(rt: Rt, max_memory: MemoryLimit) -> (Client, Multiaddr) {
     let config = Config {
         max_memory,
         ..Config::default()
     };
-    let (client, _events) = sinew_tokio::start(config, Options::default()).unwrap();
+    let (client, _events) = rt.start(config, Options::default());
     let address = client
         .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
         .await
@@ -30,11 +31,10 @@ fn rss() -> usize {
     common::proc_kib(std::process::id(), "VmRSS:") as usize * 1024
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_over_its_memory_limit_refuses_new_connections_both_ways() {
-    let (over, over_addr) = started(MemoryLimit::Bytes(1)).await;
-    let (under, under_addr) = started(MemoryLimit::Bytes(rss() * 8)).await;
-    let (other, _) = started(MemoryLimit::Off).await;
+async fn a_node_over_its_memory_limit_refuses_new_connections_both_ways(rt: Rt) {
+    let (over, over_addr) = started(rt, MemoryLimit::Bytes(1)).await;
+    let (under, under_addr) = started(rt, MemoryLimit::Bytes(rss() * 8)).await;
+    let (other, _) = started(rt, MemoryLimit::Off).await;
 
     // The same dials succeed against and from a node under its limit (below): these fail
     // for the limit alone.
@@ -56,6 +56,7 @@ async fn a_node_over_its_memory_limit_refuses_new_connections_both_ways() {
         "a node under its limit accepts connections"
     );
 }
+on_both_runtimes!(async a_node_over_its_memory_limit_refuses_new_connections_both_ways);
 
 #[tokio::test]
 async fn a_fraction_of_ram_outside_zero_to_one_is_refused_at_start() {

@@ -7,18 +7,18 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{b3, control_long, spawn_blob_node, write_random};
+use common::{b3, control_long, spawn_blob_node_on, write_random, Rt};
 
-#[test]
-fn a_restarted_provider_is_found_again() {
+fn a_restarted_provider_is_found_again(rt: Rt) {
     let tmp = tempfile::tempdir().unwrap();
     let (hub_dir, prov_dir) = (tmp.path().join("hub"), tmp.path().join("provider"));
     let file = tmp.path().join("blob");
     write_random(&file, 200_000, 21);
     let id = b3(&file);
     {
-        let hub = spawn_blob_node(&hub_dir, "");
-        let provider = spawn_blob_node(&prov_dir, &format!("bootstrap = [{:?}]\n", hub.address));
+        let hub = spawn_blob_node_on(rt, &hub_dir, "");
+        let provider =
+            spawn_blob_node_on(rt, &prov_dir, &format!("bootstrap = [{:?}]\n", hub.address));
         control_long(
             &provider.dir,
             serde_json::json!({"cmd": "blob_add", "path": file.display().to_string()}),
@@ -27,10 +27,10 @@ fn a_restarted_provider_is_found_again() {
         .unwrap();
         // Both go away: the hub's in-memory provider record with them.
     }
-    let hub = spawn_blob_node(&hub_dir, "");
+    let hub = spawn_blob_node_on(rt, &hub_dir, "");
     let boot = format!("bootstrap = [{:?}]\n", hub.address);
-    let _provider = spawn_blob_node(&prov_dir, &boot);
-    let newcomer = spawn_blob_node(&tmp.path().join("newcomer"), &boot);
+    let _provider = spawn_blob_node_on(rt, &prov_dir, &boot);
+    let newcomer = spawn_blob_node_on(rt, &tmp.path().join("newcomer"), &boot);
     let out = tmp.path().join("copy");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -48,3 +48,4 @@ fn a_restarted_provider_is_found_again() {
     }
     assert_eq!(b3(&out), id);
 }
+on_both_runtimes!(a_restarted_provider_is_found_again);

@@ -2,7 +2,8 @@
 //! (`shell::muxer`) speak the same protocols as stock libp2p: a Sinew swarm and a stock
 //! libp2p-tls + libp2p-yamux swarm connect both ways and move several MiB each way on
 //! one stream; and the handshake picks AES-GCM on a CPU with AES instructions even
-//! against a stock client that lists ChaCha20 first.
+//! against a stock client that lists ChaCha20 first. The same exchange runs with the Sinew
+//! side on smol: its own TCP over async-io, the shell's upgrades, smol's executor.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test reports failure by panicking
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -20,7 +21,30 @@ use sinew_tokio::core::shell::tls::TlsConfig;
 const PROTO: StreamProtocol = StreamProtocol::new("/interop-test/1");
 const BYTES: usize = 5 * 1024 * 1024 + 123;
 
-fn swarm(ours: bool) -> Swarm<libp2p_stream::Behaviour> {
+/// Who is at one end of the exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    /// Stock libp2p-tls + libp2p-yamux on tokio.
+    Stock,
+    /// Sinew's TLS and Yamux on tokio's TCP.
+    Sinew,
+    /// Sinew's TLS and Yamux on sinew-smol's TCP, connections on smol's executor.
+    SinewOnSmol,
+}
+
+fn swarm(side: Side) -> Swarm<libp2p_stream::Behaviour> {
+    if side == Side::SinewOnSmol {
+        use sinew_tokio::core::shell::{Adapter, Runtime};
+        let key = Keypair::generate_ed25519();
+        let transport = sinew_smol::Smol
+            .transports(&key, sinew_smol::Security::TlsOnly)
+            .unwrap();
+        let config = libp2p::swarm::Config::with_executor(|task| sinew_smol::Smol.spawn(task))
+            .with_idle_connection_timeout(Duration::from_secs(30));
+        let peer = key.public().to_peer_id();
+        return Swarm::new(transport, libp2p_stream::Behaviour::new(), peer, config);
+    }
+    let ours = side == Side::Sinew;
     let builder = libp2p::SwarmBuilder::with_new_identity().with_tokio();
     let idle = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(30));
     if ours {
@@ -58,9 +82,9 @@ fn pattern(seed: u8) -> Vec<u8> {
 
 /// `dialer` opens a stream to `listener`, sends `BYTES`, and the listener answers with
 /// `BYTES` of its own: both muxers' send and receive paths, frames larger than 16 KiB.
-async fn exchange(listener_ours: bool, dialer_ours: bool) {
-    let mut listener = swarm(listener_ours);
-    let mut dialer = swarm(dialer_ours);
+async fn exchange(listener: Side, dialer: Side) {
+    let mut listener = swarm(listener);
+    let mut dialer = swarm(dialer);
     listener
         .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
         .unwrap();
@@ -113,17 +137,32 @@ async fn exchange(listener_ours: bool, dialer_ours: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sinew_dials_stock_libp2p() {
-    exchange(false, true).await;
+    exchange(Side::Stock, Side::Sinew).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stock_libp2p_dials_sinew() {
-    exchange(true, false).await;
+    exchange(Side::Sinew, Side::Stock).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sinew_dials_sinew() {
-    exchange(true, true).await;
+    exchange(Side::Sinew, Side::Sinew).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sinew_on_smol_dials_stock_libp2p() {
+    exchange(Side::Stock, Side::SinewOnSmol).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_libp2p_dials_sinew_on_smol() {
+    exchange(Side::SinewOnSmol, Side::Stock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sinew_on_smol_dials_sinew_on_tokio() {
+    exchange(Side::Sinew, Side::SinewOnSmol).await;
 }
 
 /// A stock libp2p TLS client (ChaCha20 listed first) against our server: the server's
