@@ -9,21 +9,20 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{b3, control_long, proc_kib, spawn_blob_node, write_random};
+use common::{b3, control_long, proc_kib, spawn_blob_node_on, write_random, Rt};
 
 /// How far above idle a node's peak RSS may go while it moves a blob of any size.
 const RSS_BOUND_KIB: u64 = 64 * 1024;
 
-#[test]
-fn a_large_blob_moves_with_bounded_memory() {
+fn a_large_blob_moves_with_bounded_memory(rt: Rt) {
     let mib: u64 = std::env::var("SINEW_BIG_BLOB_MIB")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(256);
     let size = mib << 20;
     let tmp = tempfile::tempdir().unwrap();
-    let provider = spawn_blob_node(&tmp.path().join("provider"), "");
-    let requester = spawn_blob_node(&tmp.path().join("requester"), "");
+    let provider = spawn_blob_node_on(rt, &tmp.path().join("provider"), "");
+    let requester = spawn_blob_node_on(rt, &tmp.path().join("requester"), "");
     std::thread::sleep(Duration::from_millis(300));
     let idle_p = proc_kib(provider.child.id(), "VmRSS:");
     let idle_r = proc_kib(requester.child.id(), "VmRSS:");
@@ -69,3 +68,4 @@ fn a_large_blob_moves_with_bounded_memory() {
     let stored = requester.dir.join(format!("store/blobs/{id}.data"));
     assert_eq!(b3(&stored), id, "the requester's stored copy is the blob");
 }
+on_both_runtimes!(a_large_blob_moves_with_bounded_memory);

@@ -7,7 +7,7 @@ mod common;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::{control, spawn_node};
+use common::{control, spawn_node, Rt};
 use serde_json::json;
 
 #[test]
@@ -60,8 +60,7 @@ fn the_quickstart_example_exchanges_messages() {
     );
 }
 
-#[test]
-fn metrics_are_served_on_loopback() {
+fn metrics_are_served_on_loopback(rt: Rt) {
     let root = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -77,6 +76,8 @@ fn metrics_are_served_on_loopback() {
             "/ip4/127.0.0.1/tcp/0",
             "--topic",
             "t",
+            "--runtime",
+            rt.name(),
             "--metrics",
         ])
         .arg(format!("127.0.0.1:{port}"))
@@ -114,4 +115,50 @@ fn metrics_are_served_on_loopback() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not on loopback"));
     let _ = spawn_node; // shared helpers
+}
+on_both_runtimes!(metrics_are_served_on_loopback);
+
+/// The quick start is the same API on both runtimes: a node on tokio and one on smol
+/// exchange messages on their topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_start_nodes_on_tokio_and_on_smol_talk() {
+    use sinew_tokio::QuickStart;
+    let listen: libp2p::Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().unwrap();
+    let mut a = QuickStart::new(sinew_tokio::Tokio, "quick")
+        .listen(listen.clone())
+        .start()
+        .await
+        .unwrap();
+    let a_addr = a
+        .client()
+        .listen_on(listen.clone())
+        .await
+        .unwrap()
+        .with_p2p(a.client().local_peer_id())
+        .unwrap();
+    let mut b = QuickStart::new(sinew_smol::Smol, "quick")
+        .listen(listen)
+        .bootstrap(vec![a_addr])
+        .start()
+        .await
+        .unwrap();
+    pass(&a, &mut b, "from tokio").await;
+    pass(&b, &mut a, "from smol").await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// `from` publishes `text` (once the mesh has formed); `to` receives it from `from`.
+async fn pass(from: &sinew_tokio::QuickNode, to: &mut sinew_tokio::QuickNode, text: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while from.publish(text.to_string()).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "no mesh");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = tokio::time::timeout(Duration::from_secs(20), to.next_message())
+        .await
+        .expect("a message in time")
+        .expect("the node runs");
+    assert_eq!(&got.data[..], text.as_bytes());
+    assert_eq!(got.from, from.client().local_peer_id());
 }

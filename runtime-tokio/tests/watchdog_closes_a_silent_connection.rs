@@ -9,7 +9,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::control;
+use common::{control, Rt};
 use serde_json::{json, Value};
 
 struct Namespaces {
@@ -48,6 +48,7 @@ impl Drop for Proc {
 }
 
 fn spawn_in(
+    rt: Rt,
     ns: &str,
     dir: &std::path::Path,
     listen: &str,
@@ -65,6 +66,8 @@ fn spawn_in(
         "--json",
         "--topic",
         "t",
+        "--runtime",
+        rt.name(),
     ])
     .args(["--listen", listen])
     .arg("--data-dir")
@@ -97,18 +100,17 @@ fn peers(dir: &std::path::Path) -> usize {
         .unwrap_or(usize::MAX)
 }
 
-#[test]
-fn the_ping_watchdog_closes_a_connection_to_a_vanished_peer() {
+fn the_ping_watchdog_closes_a_connection_to_a_vanished_peer(rt: Rt) {
     let tag = std::process::id();
     let ns = Namespaces {
-        a: format!("sinew-wd-a-{tag}"),
-        b: format!("sinew-wd-b-{tag}"),
+        a: format!("sinew-wd-a-{tag}-{}", rt.name()),
+        b: format!("sinew-wd-b-{tag}-{}", rt.name()),
     };
     ip(&["netns", "add", &ns.a]);
     ip(&["netns", "add", &ns.b]);
     let (va, vb) = (
-        format!("swa{}", tag % 100_000),
-        format!("swb{}", tag % 100_000),
+        format!("swa{}{}", tag % 100_000, &rt.name()[..1]),
+        format!("swb{}{}", tag % 100_000, &rt.name()[..1]),
     );
     ip(&[
         "link", "add", &va, "netns", &ns.a, "type", "veth", "peer", "name", &vb, "netns", &ns.b,
@@ -122,8 +124,8 @@ fn the_ping_watchdog_closes_a_connection_to_a_vanished_peer() {
 
     let root = tempfile::tempdir().unwrap();
     let (dir_a, dir_b) = (root.path().join("a"), root.path().join("b"));
-    let (_a, a_addr) = spawn_in(&ns.a, &dir_a, "/ip4/10.231.7.1/tcp/0", None);
-    let (_b, _) = spawn_in(&ns.b, &dir_b, "/ip4/10.231.7.2/tcp/0", Some(&a_addr));
+    let (_a, a_addr) = spawn_in(rt, &ns.a, &dir_a, "/ip4/10.231.7.1/tcp/0", None);
+    let (_b, _) = spawn_in(rt, &ns.b, &dir_b, "/ip4/10.231.7.2/tcp/0", Some(&a_addr));
     let deadline = Instant::now() + Duration::from_secs(20);
     while peers(&dir_a) != 1 || peers(&dir_b) != 1 {
         assert!(Instant::now() < deadline, "the nodes never connected");
@@ -147,3 +149,4 @@ fn the_ping_watchdog_closes_a_connection_to_a_vanished_peer() {
         cut.elapsed()
     );
 }
+on_both_runtimes!(the_ping_watchdog_closes_a_connection_to_a_vanished_peer);
