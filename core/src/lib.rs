@@ -197,6 +197,7 @@ pub mod peer;
 pub mod persist;
 pub(crate) mod pool;
 pub mod stream;
+pub mod sync;
 pub(crate) mod timer;
 pub mod wire;
 

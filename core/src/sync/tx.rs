@@ -1,0 +1,266 @@
+//! Transactions of a context: what an author signs, its id, its wire form and the checks
+//! every receiver runs before anything else (shape, limits, id, signature).
+//!
+//! A transaction names its context, its author (an ed25519 public key), the author's
+//! sequence number, its parents and its body. Its id is the BLAKE3 hash of its canonical
+//! bytes (borsh); the author signs [`SIGNATURE_DOMAIN`] followed by the id. The genesis
+//! transaction founds a context: its id *is* the context id, and its own `context` field
+//! is all zeros.
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use libp2p_identity::ed25519;
+
+use crate::blob::BlobId;
+
+/// Parents a transaction may name at most.
+pub const MAX_PARENTS: usize = 16;
+/// Bytes of application payload in one transaction at most.
+pub const MAX_PAYLOAD: usize = 64 << 10;
+/// Members a genesis transaction may list at most.
+pub const MAX_GENESIS_MEMBERS: usize = 256;
+/// Encoded bytes of one signed transaction at most, checked before decoding.
+pub const MAX_TX_BYTES: usize = MAX_PAYLOAD + 4096 + MAX_GENESIS_MEMBERS * 40;
+/// What an author signs before the id, so a signature can never be replayed elsewhere.
+pub const SIGNATURE_DOMAIN: &[u8] = b"sinew/sync/tx/1";
+
+/// A transaction's id: BLAKE3 of its canonical bytes.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize)]
+pub struct TxId(pub [u8; 32]);
+
+impl std::fmt::Debug for TxId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", hex::encode(&self.0[..6]))
+    }
+}
+
+impl std::fmt::Display for TxId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+/// A context's id: the id of its genesis transaction.
+pub type ContextId = TxId;
+
+/// The context field of a genesis transaction (it has no context yet).
+pub const NO_CONTEXT: ContextId = TxId([0; 32]);
+
+/// An author: the 32 bytes of an ed25519 public key.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize)]
+pub struct AuthorKey(pub [u8; 32]);
+
+impl std::fmt::Debug for AuthorKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "author:{}", hex::encode(&self.0[..4]))
+    }
+}
+
+impl From<&ed25519::PublicKey> for AuthorKey {
+    fn from(key: &ed25519::PublicKey) -> Self {
+        Self(key.to_bytes())
+    }
+}
+
+/// What a member may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, BorshSerialize, BorshDeserialize)]
+pub enum Role {
+    /// Submits payloads, changes membership and the application.
+    Admin,
+    /// Submits payloads.
+    Writer,
+}
+
+/// What a transaction does.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum TxBody {
+    /// Founds a context with its first members (the author among them, as admin).
+    Genesis {
+        /// The members and their roles.
+        members: Vec<(AuthorKey, Role)>,
+        /// The application's blob, if any.
+        app: Option<BlobId>,
+    },
+    /// Application data, opaque to Sinew.
+    Payload(Vec<u8>),
+    /// Adds a member or changes its role (admins only).
+    AddMember {
+        /// The member.
+        key: AuthorKey,
+        /// Its role.
+        role: Role,
+    },
+    /// Removes a member (admins only).
+    RemoveMember {
+        /// The member.
+        key: AuthorKey,
+    },
+    /// Changes the application's blob (admins only).
+    SetApp {
+        /// The new blob.
+        app: BlobId,
+    },
+}
+
+impl TxBody {
+    /// True for the bodies that change who may write (or the application): only admins
+    /// may sign them.
+    pub fn is_admin_only(&self) -> bool {
+        matches!(
+            self,
+            TxBody::AddMember { .. } | TxBody::RemoveMember { .. } | TxBody::SetApp { .. }
+        )
+    }
+}
+
+/// A transaction before it is signed.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Transaction {
+    /// The context ([`NO_CONTEXT`] for a genesis).
+    pub context: ContextId,
+    /// Who signs it.
+    pub author: AuthorKey,
+    /// The author's sequence number: 0 for a genesis, then 1, 2, … per author and context.
+    pub seq: u64,
+    /// The transactions it builds on (at most [`MAX_PARENTS`], none for a genesis).
+    pub parents: Vec<TxId>,
+    /// What it does.
+    pub body: TxBody,
+}
+
+impl Transaction {
+    /// Its id: BLAKE3 of its canonical bytes.
+    pub fn id(&self) -> TxId {
+        let bytes = borsh::to_vec(self).expect("encoding into memory cannot fail");
+        TxId(*blake3::hash(&bytes).as_bytes())
+    }
+
+    /// Signs it with `key` (whose public half must be the author).
+    pub fn sign(self, key: &ed25519::Keypair) -> SignedTx {
+        let message = signed_message(&self.id());
+        let signature: [u8; 64] = key
+            .sign(&message)
+            .try_into()
+            .expect("an ed25519 signature is 64 bytes");
+        SignedTx {
+            tx: self,
+            signature,
+        }
+    }
+}
+
+fn signed_message(id: &TxId) -> Vec<u8> {
+    let mut message = Vec::with_capacity(SIGNATURE_DOMAIN.len() + 32);
+    message.extend_from_slice(SIGNATURE_DOMAIN);
+    message.extend_from_slice(&id.0);
+    message
+}
+
+/// A transaction with its author's signature: what travels and what is stored.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct SignedTx {
+    /// The transaction.
+    pub tx: Transaction,
+    /// The author's signature over [`SIGNATURE_DOMAIN`] and the id.
+    pub signature: [u8; 64],
+}
+
+/// Why a transaction is refused before it is even placed in a context's DAG. Each is a
+/// peer's fault (or a forgery), never a local problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TxError {
+    /// More bytes than [`MAX_TX_BYTES`].
+    #[error("transaction of {len} bytes is over the limit of {max}")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Not a transaction (or trailing bytes).
+    #[error("malformed transaction: {0}")]
+    Malformed(String),
+    /// A limit of its shape is exceeded.
+    #[error("transaction {id:?}: {what}")]
+    Shape {
+        /// The transaction.
+        id: TxId,
+        /// What is wrong.
+        what: String,
+    },
+    /// The signature is not the author's over this transaction.
+    #[error("transaction {0:?}: the signature is not its author's")]
+    BadSignature(TxId),
+}
+
+impl SignedTx {
+    /// The transaction's id.
+    pub fn id(&self) -> TxId {
+        self.tx.id()
+    }
+
+    /// Its wire form.
+    pub fn encode(&self) -> Vec<u8> {
+        borsh::to_vec(self).expect("encoding into memory cannot fail")
+    }
+
+    /// Decodes one transaction, refusing more than [`MAX_TX_BYTES`] before decoding.
+    pub fn decode(bytes: &[u8]) -> Result<Self, TxError> {
+        if bytes.len() > MAX_TX_BYTES {
+            return Err(TxError::TooLarge {
+                len: bytes.len(),
+                max: MAX_TX_BYTES,
+            });
+        }
+        Self::try_from_slice(bytes).map_err(|e| TxError::Malformed(e.to_string()))
+    }
+
+    /// Checks its shape against the limits and its signature against its author; returns
+    /// its id. Every transaction passes here before it can be placed in a DAG.
+    pub fn check(&self) -> Result<TxId, TxError> {
+        let id = self.id();
+        let shape = |what: String| Err(TxError::Shape { id, what });
+        let tx = &self.tx;
+        if tx.parents.len() > MAX_PARENTS {
+            return shape(format!(
+                "{} parents, at most {MAX_PARENTS} allowed",
+                tx.parents.len()
+            ));
+        }
+        let mut sorted = tx.parents.clone();
+        sorted.sort();
+        sorted.dedup();
+        if sorted.len() != tx.parents.len() {
+            return shape("a parent is named twice".into());
+        }
+        match &tx.body {
+            TxBody::Payload(data) if data.len() > MAX_PAYLOAD => {
+                return shape(format!(
+                    "payload of {} bytes, at most {MAX_PAYLOAD}",
+                    data.len()
+                ))
+            }
+            TxBody::Genesis { members, .. } => {
+                if members.len() > MAX_GENESIS_MEMBERS {
+                    return shape(format!(
+                        "{} members, at most {MAX_GENESIS_MEMBERS}",
+                        members.len()
+                    ));
+                }
+                if tx.context != NO_CONTEXT || tx.seq != 0 || !tx.parents.is_empty() {
+                    return shape("a genesis has no context, sequence 0 and no parents".into());
+                }
+            }
+            _ if tx.seq == 0 || tx.parents.is_empty() => {
+                return shape("only a genesis has sequence 0 or no parents".into());
+            }
+            _ => {}
+        }
+        let key = ed25519::PublicKey::try_from_bytes(&tx.author.0)
+            .map_err(|_| TxError::BadSignature(id))?;
+        if !key.verify(&signed_message(&id), &self.signature) {
+            return Err(TxError::BadSignature(id));
+        }
+        Ok(id)
+    }
+}
