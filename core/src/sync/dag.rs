@@ -214,6 +214,11 @@ impl Dag {
         self.nodes.contains_key(id)
     }
 
+    /// The longest path from the genesis to `id` (0 for the genesis and for unknown ids).
+    pub fn depth(&self, id: &TxId) -> u64 {
+        self.nodes.get(id).map_or(0, |n| n.depth)
+    }
+
     /// An applied transaction.
     pub fn get(&self, id: &TxId) -> Option<&SignedTx> {
         self.nodes.get(id).map(|n| &n.tx)

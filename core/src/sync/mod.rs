@@ -3,18 +3,21 @@
 //! What exists: the transaction format ([`tx`]: canonical bytes, BLAKE3 ids, ed25519
 //! signatures, limits checked before anything else) and the DAG ([`dag`]: what enters it,
 //! membership decided at each transaction's own position, equivocation kept as evidence, a
-//! bounded and expiring orphan buffer, causal and total orders). Not yet: gossip of
+//! bounded and expiring orphan buffer, causal and total orders) and what two members
+//! compare to find what one lacks in one round trip ([`frontier`]). Not yet: gossip of
 //! transactions and heads, the catch-up session over `/sinew/sync/1`, batch verification
 //! off the driver, encryption to members, persistence, the node child, the API and CLI —
 //! see the README.
 
 pub mod dag;
+pub mod frontier;
 pub mod tx;
 
 #[cfg(test)]
 mod tests;
 
 pub use dag::{Dag, Membership, Rejection, Verdict, MAX_EVIDENCE, MAX_ORPHANS, ORPHAN_TTL};
+pub use frontier::{MAX_HELLO_HEADS, MAX_SKIP_ANCESTORS};
 pub use tx::{
     AuthorKey, ContextId, Role, SignedTx, Transaction, TxBody, TxError, TxId, MAX_GENESIS_MEMBERS,
     MAX_PARENTS, MAX_PAYLOAD, MAX_TX_BYTES, NO_CONTEXT, SIGNATURE_DOMAIN,

@@ -1,6 +1,7 @@
 //! The DAG's rules: each rejection, membership at a position, orphans, and the same
 //! verdicts whatever the arrival order.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use libp2p_identity::ed25519;
@@ -423,4 +424,126 @@ fn the_linear_order_respects_causality() {
             assert!(position(parent) < position(id));
         }
     }
+}
+
+/// A context with three writers taking turns, `n` transactions after the genesis: each
+/// builds on its author's previous one and, every tenth, merges the current heads.
+fn long_history(n: usize) -> (SignedTx, Vec<SignedTx>) {
+    let (admin, w) = (key(1), [key(2), key(3), key(4)]);
+    let g = genesis(&admin, &[&w[0], &w[1], &w[2]]);
+    let ctx = g.id();
+    let mut dag = Dag::new(g.clone()).unwrap();
+    let mut last: [Option<TxId>; 3] = [None; 3];
+    let mut all = Vec::with_capacity(n);
+    for i in 0..n {
+        let k = i % 3;
+        let seq = (i / 3) as u64 + 1;
+        let mut parents: Vec<TxId> = match last[k] {
+            Some(prev) => vec![prev],
+            None => vec![ctx],
+        };
+        if i % 10 == 9 {
+            for head in dag.heads() {
+                if !parents.contains(head) && parents.len() < MAX_PARENTS {
+                    parents.push(*head);
+                }
+            }
+        }
+        let t = tx(ctx, &w[k], seq, &parents, payload(&format!("tx {i}")));
+        assert_eq!(dag.insert(t.clone(), t0()), [Verdict::Applied(t.id())]);
+        last[k] = Some(t.id());
+        all.push(t);
+    }
+    (g, all)
+}
+
+#[test]
+fn a_requester_missing_ten_thousand_transactions_gets_exactly_them_in_an_order_it_applies_at_once()
+{
+    let (g, all) = long_history(10_100);
+    let mut full = Dag::new(g.clone()).unwrap();
+    let mut behind = Dag::new(g).unwrap();
+    for (i, t) in all.iter().enumerate() {
+        full.insert(t.clone(), t0());
+        if i < 100 {
+            behind.insert(t.clone(), t0());
+        }
+    }
+    assert_ne!(full.heads_digest(), behind.heads_digest());
+    let shown = behind.hello_frontier().expect("a narrow DAG");
+    assert!(shown.len() <= behind.heads().len() * (1 + MAX_SKIP_ANCESTORS));
+    let missing = full.missing_for(&shown);
+    assert_eq!(missing.len(), 10_000);
+    let expected: BTreeSet<TxId> = all[100..].iter().map(SignedTx::id).collect();
+    assert_eq!(missing.iter().copied().collect::<BTreeSet<_>>(), expected);
+    for id in &missing {
+        let t = full.get(id).unwrap().clone();
+        assert_eq!(
+            behind.insert(t, t0()),
+            [Verdict::Applied(*id)],
+            "never waits"
+        );
+    }
+    assert_eq!(behind.heads_digest(), full.heads_digest());
+    assert_eq!(behind.linearized(), full.linearized());
+}
+
+#[test]
+fn a_requester_ahead_on_its_own_branch_gets_what_it_lacks_and_little_more_in_one_exchange() {
+    let (g, all) = long_history(300);
+    let ctx = g.id();
+    let mut responder = Dag::new(g.clone()).unwrap();
+    let mut requester = Dag::new(g).unwrap();
+    for (i, t) in all.iter().enumerate() {
+        if i < 250 {
+            requester.insert(t.clone(), t0());
+        }
+        responder.insert(t.clone(), t0());
+    }
+    // The requester wrote 40 transactions of its own the responder has never seen.
+    let admin = key(1);
+    let mut prev = *requester.heads().iter().next().unwrap();
+    for seq in 1..=40 {
+        let mine = tx(ctx, &admin, seq, &[prev], payload("offline"));
+        prev = mine.id();
+        assert_eq!(requester.insert(mine, t0()), [Verdict::Applied(prev)]);
+    }
+    let shown = requester.hello_frontier().unwrap();
+    let missing: BTreeSet<TxId> = responder.missing_for(&shown).into_iter().collect();
+    // Everything the requester lacks (the last 50 of the shared history) is sent, and
+    // little else: its newest 40 are unknown to the responder, so the frontier falls back
+    // to an ancestor up to 64 steps back (skipping trades a little redundancy for one
+    // round trip), never to the whole history.
+    let lacking: BTreeSet<TxId> = all[250..].iter().map(SignedTx::id).collect();
+    assert!(missing.is_superset(&lacking));
+    assert!(
+        missing.len() <= lacking.len() + 64,
+        "{} sent for {} lacking",
+        missing.len(),
+        lacking.len()
+    );
+    assert!(missing.iter().all(|id| responder.contains(id)));
+}
+
+#[test]
+fn equal_heads_give_equal_digests_and_any_difference_changes_it() {
+    let (g, all) = long_history(30);
+    let mut a = Dag::new(g.clone()).unwrap();
+    let mut b = Dag::new(g).unwrap();
+    for t in &all {
+        a.insert(t.clone(), t0());
+    }
+    for t in all.iter().rev() {
+        b.insert(t.clone(), t0());
+    }
+    assert_eq!(a.heads_digest(), b.heads_digest());
+    let extra = tx(
+        a.context(),
+        &key(2),
+        11,
+        &[all[27].id()],
+        payload("one more"),
+    );
+    a.insert(extra, t0());
+    assert_ne!(a.heads_digest(), b.heads_digest());
 }
