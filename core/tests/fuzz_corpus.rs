@@ -355,6 +355,23 @@ fn wire_seeds() -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("blob_request_ranges", encoded(&sample_request())),
         (
+            "sync_batch_two_txs",
+            encoded(&Message::SyncBatch(
+                wire::TxBatch::new(vec![vec![1, 2, 3], vec![]]).expect("within limits"),
+            )),
+        ),
+        (
+            "sync_done_heads",
+            encoded(&Message::SyncDone {
+                heads: wire::TxIdList::new(vec![[9; 32], [8; 32]]).expect("within limits"),
+            }),
+        ),
+        ("sync_done_too_many_ids", {
+            let mut v = vec![wire::WIRE_FORMAT, 36];
+            v.extend_from_slice(&(wire::MAX_SYNC_IDS as u32 + 1).to_le_bytes());
+            v
+        }),
+        (
             "blob_request_no_ranges",
             encoded(&Message::BlobRequest(BlobRequest {
                 id: BlobId::of(b""),

@@ -20,6 +20,11 @@
 //! | 1   | `Goodbye`           |
 //! | 16  | `BlobRequest`       |
 //! | 17  | `BlobResponse`      |
+//! | 32  | `SyncHello`         |
+//! | 33  | `SyncPlan`          |
+//! | 34  | `SyncBatch`         |
+//! | 35  | `SyncCredit`        |
+//! | 36  | `SyncDone`          |
 //!
 //! ```
 //! use bytes::BytesMut;
@@ -36,6 +41,7 @@ mod blob;
 mod bounded;
 mod hello;
 mod protocol;
+mod sync;
 
 use std::io::{Read, Write};
 
@@ -46,6 +52,10 @@ pub use blob::{BlobRequest, BlobResponse, ChunkRangeList, MAX_RANGES_PER_REQUEST
 pub use bounded::{BoundedString, Reason, MAX_REASON_LEN};
 pub use hello::{negotiate, Features, Hello, Negotiated, Version, PROTOCOL_VERSION};
 pub use protocol::{ProtocolId, KAD_PROTOCOL};
+pub use sync::{
+    hello_proof_message, SyncHello, SyncPlan, TxBatch, TxIdList, MAX_BATCH_TXS, MAX_BATCH_TX_BYTES,
+    MAX_SYNC_IDS,
+};
 
 /// The envelope format this build writes and reads: the first byte of every message.
 pub const WIRE_FORMAT: u8 = 1;
@@ -68,6 +78,22 @@ pub enum Message {
     BlobRequest(BlobRequest),
     /// Answers a [`BlobRequest`].
     BlobResponse(BlobResponse),
+    /// Opens a context's catch-up session.
+    SyncHello(SyncHello),
+    /// What a catch-up session will send.
+    SyncPlan(SyncPlan),
+    /// Transactions of a catch-up session, in causal order.
+    SyncBatch(TxBatch),
+    /// More bytes the responder may send.
+    SyncCredit {
+        /// Bytes granted.
+        bytes: u64,
+    },
+    /// The sender's heads at the end of a session.
+    SyncDone {
+        /// The heads.
+        heads: TxIdList,
+    },
 }
 
 /// Wire tags of [`Message`]; never renumber, only add. Grouped by protocol.
@@ -76,6 +102,11 @@ mod tag {
     pub(super) const GOODBYE: u8 = 1;
     pub(super) const BLOB_REQUEST: u8 = 16;
     pub(super) const BLOB_RESPONSE: u8 = 17;
+    pub(super) const SYNC_HELLO: u8 = 32;
+    pub(super) const SYNC_PLAN: u8 = 33;
+    pub(super) const SYNC_BATCH: u8 = 34;
+    pub(super) const SYNC_CREDIT: u8 = 35;
+    pub(super) const SYNC_DONE: u8 = 36;
 }
 
 impl From<Hello> for Message {
@@ -115,6 +146,26 @@ impl BorshSerialize for Message {
                 tag::BLOB_RESPONSE.serialize(writer)?;
                 response.serialize(writer)
             }
+            Message::SyncHello(hello) => {
+                tag::SYNC_HELLO.serialize(writer)?;
+                hello.serialize(writer)
+            }
+            Message::SyncPlan(plan) => {
+                tag::SYNC_PLAN.serialize(writer)?;
+                plan.serialize(writer)
+            }
+            Message::SyncBatch(batch) => {
+                tag::SYNC_BATCH.serialize(writer)?;
+                batch.serialize(writer)
+            }
+            Message::SyncCredit { bytes } => {
+                tag::SYNC_CREDIT.serialize(writer)?;
+                bytes.serialize(writer)
+            }
+            Message::SyncDone { heads } => {
+                tag::SYNC_DONE.serialize(writer)?;
+                heads.serialize(writer)
+            }
         }
     }
 }
@@ -132,6 +183,15 @@ impl BorshDeserialize for Message {
             tag::BLOB_RESPONSE => Ok(Message::BlobResponse(BlobResponse::deserialize_reader(
                 reader,
             )?)),
+            tag::SYNC_HELLO => Ok(Message::SyncHello(SyncHello::deserialize_reader(reader)?)),
+            tag::SYNC_PLAN => Ok(Message::SyncPlan(SyncPlan::deserialize_reader(reader)?)),
+            tag::SYNC_BATCH => Ok(Message::SyncBatch(TxBatch::deserialize_reader(reader)?)),
+            tag::SYNC_CREDIT => Ok(Message::SyncCredit {
+                bytes: u64::deserialize_reader(reader)?,
+            }),
+            tag::SYNC_DONE => Ok(Message::SyncDone {
+                heads: TxIdList::deserialize_reader(reader)?,
+            }),
             tag => Err(invalid_data(Error::UnknownVariant { ty: "Message", tag })),
         }
     }
@@ -277,6 +337,16 @@ pub enum Error {
         previous_end: u64,
         /// Where this range starts.
         start: u64,
+    },
+    /// A list longer than its limit (e.g. [`MAX_SYNC_IDS`], [`MAX_BATCH_TXS`]).
+    #[error("{count} {what} exceed the limit of {max}")]
+    TooMany {
+        /// What the list holds.
+        what: &'static str,
+        /// How many were declared.
+        count: usize,
+        /// The limit.
+        max: usize,
     },
     /// A string longer than its limit (e.g. [`MAX_REASON_LEN`]).
     #[error("string of {len} bytes exceeds the limit of {max} bytes")]

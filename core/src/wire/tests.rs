@@ -160,6 +160,38 @@ fn arb_message() -> impl Strategy<Value = Message> {
             })
         }),
         arb_blob_response().prop_map(Message::BlobResponse),
+        arb_sync_message(),
+    ]
+}
+
+fn arb_ids() -> impl Strategy<Value = TxIdList> {
+    prop::collection::vec(any::<[u8; 32]>(), 0..8).prop_map(|ids| TxIdList::new(ids).unwrap())
+}
+
+fn arb_sync_message() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        (
+            any::<[u8; 32]>(),
+            any::<[u8; 32]>(),
+            prop::collection::vec(any::<u8>(), 64),
+            arb_ids(),
+            any::<u64>()
+        )
+            .prop_map(|(context, member, proof, shown, credit)| {
+                Message::SyncHello(SyncHello {
+                    context,
+                    member,
+                    proof: proof.try_into().unwrap(),
+                    shown,
+                    credit,
+                })
+            }),
+        (any::<u64>(), any::<u64>(), any::<Option<[u8; 32]>>())
+            .prop_map(|(txs, bytes, app)| Message::SyncPlan(SyncPlan { txs, bytes, app })),
+        prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..6)
+            .prop_map(|txs| Message::SyncBatch(TxBatch::new(txs).unwrap())),
+        any::<u64>().prop_map(|bytes| Message::SyncCredit { bytes }),
+        arb_ids().prop_map(|heads| Message::SyncDone { heads }),
     ]
 }
 
@@ -178,7 +210,7 @@ proptest! {
 
     #[test]
     fn arbitrary_bodies_never_panic(
-        tag in prop::sample::select(vec![0u8, 1, 16, 17, 2, 255]),
+        tag in prop::sample::select(vec![0u8, 1, 16, 17, 32, 33, 34, 35, 36, 2, 255]),
         body in prop::collection::vec(any::<u8>(), 0..512),
     ) {
         let mut data = vec![WIRE_FORMAT, tag];
@@ -203,4 +235,69 @@ proptest! {
             prop_assert_eq!(to_bytes(&back).expect("small").to_vec(), data);
         }
     }
+}
+
+#[test]
+fn sync_lists_hold_at_their_limits_and_refuse_one_more_before_reading_it() {
+    let ids = vec![[7u8; 32]; MAX_SYNC_IDS];
+    let at = Message::SyncDone {
+        heads: TxIdList::new(ids.clone()).unwrap(),
+    };
+    assert_eq!(decode(&to_bytes(&at).unwrap()), Ok(at));
+    assert!(matches!(
+        TxIdList::new(vec![[7u8; 32]; MAX_SYNC_IDS + 1]),
+        Err(Error::TooMany { .. })
+    ));
+    // Declared one over the limit, with nothing behind it: refused from the count alone.
+    let mut over = vec![WIRE_FORMAT, 36];
+    over.extend_from_slice(&(MAX_SYNC_IDS as u32 + 1).to_le_bytes());
+    assert!(matches!(decode(&over), Err(Error::TooMany { .. })));
+
+    let batch = TxBatch::new(vec![vec![1u8]; MAX_BATCH_TXS]).unwrap();
+    let msg = Message::SyncBatch(batch);
+    assert_eq!(decode(&to_bytes(&msg).unwrap()), Ok(msg));
+    assert!(matches!(
+        TxBatch::new(vec![vec![1u8]; MAX_BATCH_TXS + 1]),
+        Err(Error::TooMany { .. })
+    ));
+    let mut over = vec![WIRE_FORMAT, 34];
+    over.extend_from_slice(&(MAX_BATCH_TXS as u32 + 1).to_le_bytes());
+    assert!(matches!(decode(&over), Err(Error::TooMany { .. })));
+    // One transaction at its byte limit passes; one byte more is refused from its length.
+    let big = TxBatch::new(vec![vec![0u8; MAX_BATCH_TX_BYTES]]).unwrap();
+    let msg = Message::SyncBatch(big);
+    assert_eq!(decode(&to_bytes(&msg).unwrap()), Ok(msg));
+    assert!(matches!(
+        TxBatch::new(vec![vec![0u8; MAX_BATCH_TX_BYTES + 1]]),
+        Err(Error::TooLong { .. })
+    ));
+    let mut over = vec![WIRE_FORMAT, 34];
+    over.extend_from_slice(&1u32.to_le_bytes());
+    over.extend_from_slice(&(MAX_BATCH_TX_BYTES as u32 + 1).to_le_bytes());
+    assert!(matches!(decode(&over), Err(Error::TooLong { .. })));
+}
+
+#[test]
+fn a_batch_carries_signed_transactions_that_decode_and_verify() {
+    use crate::sync::{AuthorKey, Role, SignedTx, Transaction, TxBody, NO_CONTEXT};
+    let key = libp2p_identity::ed25519::Keypair::from(
+        libp2p_identity::ed25519::SecretKey::try_from_bytes([3; 32]).unwrap(),
+    );
+    let genesis = Transaction {
+        context: NO_CONTEXT,
+        author: AuthorKey::from(&key.public()),
+        seq: 0,
+        parents: vec![],
+        body: TxBody::Genesis {
+            members: vec![(AuthorKey::from(&key.public()), Role::Admin)],
+            app: None,
+        },
+    }
+    .sign(&key);
+    let msg = Message::SyncBatch(TxBatch::new(vec![genesis.encode()]).unwrap());
+    let Ok(Message::SyncBatch(batch)) = decode(&to_bytes(&msg).unwrap()) else {
+        panic!("a batch");
+    };
+    let tx = SignedTx::decode(&batch.txs()[0]).unwrap();
+    assert_eq!(tx.check(), Ok(genesis.id()));
 }
