@@ -12,6 +12,7 @@
 pub mod dag;
 pub mod frontier;
 pub mod tx;
+pub mod verify;
 
 #[cfg(test)]
 mod tests;
@@ -22,3 +23,4 @@ pub use tx::{
     AuthorKey, ContextId, Role, SignedTx, Transaction, TxBody, TxError, TxId, MAX_GENESIS_MEMBERS,
     MAX_PARENTS, MAX_PAYLOAD, MAX_TX_BYTES, NO_CONTEXT, SIGNATURE_DOMAIN,
 };
+pub use verify::check_batch;

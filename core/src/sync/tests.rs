@@ -547,3 +547,150 @@ fn equal_heads_give_equal_digests_and_any_difference_changes_it() {
     a.insert(extra, t0());
     assert_ne!(a.heads_digest(), b.heads_digest());
 }
+
+/// A rand_core 0.6 view of a seeded ChaCha, for the batch verifier in tests.
+struct BatchRng(ChaCha8Rng);
+
+impl rand_core_06::RngCore for BatchRng {
+    fn next_u32(&mut self) -> u32 {
+        rand::RngCore::next_u32(&mut self.0)
+    }
+    fn next_u64(&mut self) -> u64 {
+        rand::RngCore::next_u64(&mut self.0)
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        rand::RngCore::fill_bytes(&mut self.0, dest)
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core_06::Error> {
+        rand::RngCore::fill_bytes(&mut self.0, dest);
+        Ok(())
+    }
+}
+
+impl rand_core_06::CryptoRng for BatchRng {}
+
+#[test]
+fn batch_verification_gives_exactly_the_single_verdicts() {
+    let (g, all) = long_history(200);
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    for round in 0..20 {
+        // A mix: most genuine, some forged, tampered or out of shape.
+        let mut txs: Vec<SignedTx> = vec![g.clone()];
+        for (i, t) in all.iter().enumerate().skip(round * 7).take(40) {
+            let mut t = t.clone();
+            match (i + round) % 9 {
+                0 => t.signature[5] ^= 1,
+                1 => t.tx.body = payload("tampered"),
+                2 => t.tx.parents = vec![],
+                3 => t.tx.author = AuthorKey([0xff; 32]),
+                _ => {}
+            }
+            txs.push(t);
+        }
+        txs.shuffle(&mut rng);
+        let single: Vec<Result<TxId, TxError>> = txs.iter().map(SignedTx::check).collect();
+        let batch = check_batch(&txs, BatchRng(ChaCha8Rng::seed_from_u64(round as u64)));
+        assert_eq!(batch, single, "round {round}");
+        assert!(single.iter().any(Result::is_ok) && single.iter().any(Result::is_err));
+    }
+    // All genuine: one batch, all accepted.
+    let verdicts = check_batch(&all, BatchRng(ChaCha8Rng::seed_from_u64(1)));
+    assert!(verdicts.iter().all(Result::is_ok));
+}
+
+#[test]
+fn genesis_members_and_evidence_hold_at_their_limits() {
+    let admin = key(1);
+    let members = |n: usize| -> Vec<(AuthorKey, Role)> {
+        (0..n)
+            .map(|i| {
+                let mut k = [0u8; 32];
+                k[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                (AuthorKey(k), Role::Writer)
+            })
+            .chain([(author(&admin), Role::Admin)])
+            .collect()
+    };
+    let founding = |n: usize| {
+        Transaction {
+            context: NO_CONTEXT,
+            author: author(&admin),
+            seq: 0,
+            parents: vec![],
+            body: TxBody::Genesis {
+                members: members(n),
+                app: None,
+            },
+        }
+        .sign(&admin)
+    };
+    assert!(Dag::new(founding(MAX_GENESIS_MEMBERS - 1)).is_ok());
+    assert!(matches!(
+        Dag::new(founding(MAX_GENESIS_MEMBERS)),
+        Err(Rejection::Invalid(TxError::Shape { .. }))
+    ));
+
+    // Evidence: the first MAX_EVIDENCE equivocations are kept; later ones still refused.
+    let writer = key(2);
+    let mut dag = Dag::new(genesis(&admin, &[&writer])).unwrap();
+    let ctx = dag.context();
+    let first = tx(ctx, &writer, 1, &[ctx], payload("first"));
+    dag.insert(first, t0());
+    for i in 0..=MAX_EVIDENCE {
+        let again = tx(ctx, &writer, 1, &[ctx], payload(&format!("again {i}")));
+        assert!(matches!(
+            rejected(&dag.insert(again, t0())),
+            Some(Rejection::Equivocation { .. })
+        ));
+    }
+    assert_eq!(dag.equivocations().len(), MAX_EVIDENCE);
+}
+
+#[test]
+fn skip_ancestors_sit_at_powers_of_two_and_a_dag_too_wide_has_no_frontier() {
+    let (admin, writer) = (key(1), key(2));
+    let mut dag = Dag::new(genesis(&admin, &[&writer])).unwrap();
+    let ctx = dag.context();
+    let mut chain = vec![ctx];
+    for seq in 1..=100u64 {
+        let t = tx(ctx, &writer, seq, &[*chain.last().unwrap()], payload("x"));
+        chain.push(t.id());
+        dag.insert(t, t0());
+    }
+    let head = *chain.last().unwrap();
+    let expected: Vec<TxId> = [1usize, 2, 4, 8, 16, 32, 64]
+        .iter()
+        .map(|d| chain[100 - d])
+        .collect();
+    assert_eq!(dag.skip_ancestors(&head), expected);
+    assert!(dag.skip_ancestors(&head).len() <= MAX_SKIP_ANCESTORS);
+
+    // MAX_HELLO_HEADS heads have a frontier; one more does not.
+    let mut wide = Dag::new(genesis(&admin, &[])).unwrap();
+    let ctx = wide.context();
+    let mut last_admin = ctx;
+    let mut writers = Vec::new();
+    for n in 1..=(MAX_HELLO_HEADS as u64 + 1) {
+        let k = key(10 + n as u8);
+        let t = tx(
+            ctx,
+            &admin,
+            n,
+            &[last_admin],
+            TxBody::AddMember {
+                key: author(&k),
+                role: Role::Writer,
+            },
+        );
+        last_admin = t.id();
+        wide.insert(t, t0());
+        writers.push(k);
+    }
+    for (i, w) in writers.iter().enumerate() {
+        let t = tx(ctx, w, 1, &[last_admin], payload("branch"));
+        wide.insert(t, t0());
+        let heads = wide.heads().len();
+        assert_eq!(heads, i + 1);
+        assert_eq!(wide.hello_frontier().is_some(), heads <= MAX_HELLO_HEADS);
+    }
+}

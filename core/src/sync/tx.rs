@@ -148,7 +148,7 @@ impl Transaction {
     }
 }
 
-fn signed_message(id: &TxId) -> Vec<u8> {
+pub(crate) fn signed_message(id: &TxId) -> Vec<u8> {
     let mut message = Vec::with_capacity(SIGNATURE_DOMAIN.len() + 32);
     message.extend_from_slice(SIGNATURE_DOMAIN);
     message.extend_from_slice(&id.0);
@@ -216,8 +216,18 @@ impl SignedTx {
     }
 
     /// Checks its shape against the limits and its signature against its author; returns
-    /// its id. Every transaction passes here before it can be placed in a DAG.
+    /// its id. Every transaction passes here (or through [`super::verify::check_batch`],
+    /// which gives the same verdicts) before it can be placed in a DAG.
     pub fn check(&self) -> Result<TxId, TxError> {
+        let id = self.check_shape()?;
+        if !self.signature_is_valid(&id) {
+            return Err(TxError::BadSignature(id));
+        }
+        Ok(id)
+    }
+
+    /// The checks of [`SignedTx::check`] but the signature; returns the id.
+    pub(crate) fn check_shape(&self) -> Result<TxId, TxError> {
         let id = self.id();
         let shape = |what: String| Err(TxError::Shape { id, what });
         let tx = &self.tx;
@@ -256,11 +266,15 @@ impl SignedTx {
             }
             _ => {}
         }
-        let key = ed25519::PublicKey::try_from_bytes(&tx.author.0)
-            .map_err(|_| TxError::BadSignature(id))?;
-        if !key.verify(&signed_message(&id), &self.signature) {
-            return Err(TxError::BadSignature(id));
-        }
         Ok(id)
+    }
+
+    /// True if the signature is the author's over `id` (ZIP-215 rules, as in a batch).
+    pub(crate) fn signature_is_valid(&self, id: &TxId) -> bool {
+        let Ok(key) = ed25519_consensus::VerificationKey::try_from(self.tx.author.0) else {
+            return false;
+        };
+        let signature = ed25519_consensus::Signature::from(self.signature);
+        key.verify(&signature, &signed_message(id)).is_ok()
     }
 }

@@ -1,0 +1,56 @@
+//! Signature verification of many transactions at once, with the verdicts single
+//! verification gives.
+//!
+//! Signatures follow ZIP-215 (`ed25519-consensus`): batch and single verification accept
+//! exactly the same signatures, so a batch can never let through what a peer checking one
+//! at a time would refuse, and honest peers never disagree. A batch that fails is checked
+//! one by one to name the culprits. Batch verification costs about half as much per
+//! signature; `cargo bench -p sinew-core --bench verify` measures it against single
+//! verification on this machine.
+//!
+//! The batch needs unpredictable randomness (its security rests on the attacker not knowing
+//! the coefficients): the caller passes a cryptographic RNG. It runs on worker threads,
+//! never on the task that drives the node.
+
+use rand_core_06::{CryptoRng, RngCore};
+
+use super::tx::{SignedTx, TxError, TxId};
+
+/// Checks every transaction as [`SignedTx::check`] does, verifying their signatures in one
+/// batch; one verdict per transaction, in order, equal to what `check` gives each.
+pub fn check_batch<R: RngCore + CryptoRng>(txs: &[SignedTx], rng: R) -> Vec<Result<TxId, TxError>> {
+    let mut verdicts: Vec<Result<TxId, TxError>> = Vec::with_capacity(txs.len());
+    let mut batch = ed25519_consensus::batch::Verifier::new();
+    let mut messages = Vec::with_capacity(txs.len());
+    for tx in txs {
+        match tx.check_shape() {
+            Ok(id) => {
+                messages.push(Some(super::tx::signed_message(&id)));
+                verdicts.push(Ok(id));
+            }
+            Err(e) => {
+                messages.push(None);
+                verdicts.push(Err(e));
+            }
+        }
+    }
+    for (tx, message) in txs.iter().zip(&messages) {
+        if let Some(message) = message {
+            let key = ed25519_consensus::VerificationKeyBytes::from(tx.tx.author.0);
+            let signature = ed25519_consensus::Signature::from(tx.signature);
+            batch.queue((key, signature, message));
+        }
+    }
+    if batch.verify(rng).is_ok() {
+        return verdicts;
+    }
+    // Somebody's signature is bad: find out whose, one at a time.
+    for (tx, verdict) in txs.iter().zip(verdicts.iter_mut()) {
+        if let Ok(id) = verdict {
+            if !tx.signature_is_valid(id) {
+                *verdict = Err(TxError::BadSignature(*id));
+            }
+        }
+    }
+    verdicts
+}
