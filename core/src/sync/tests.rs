@@ -694,3 +694,33 @@ fn skip_ancestors_sit_at_powers_of_two_and_a_dag_too_wide_has_no_frontier() {
         assert_eq!(wide.hello_frontier().is_some(), heads <= MAX_HELLO_HEADS);
     }
 }
+
+#[test]
+fn a_hello_proof_holds_for_its_two_peers_only() {
+    let member = key(2);
+    let context = TxId([5; 32]);
+    let (a, b, c) = (
+        crate::testing::peer_id(1, 0),
+        crate::testing::peer_id(1, 1),
+        crate::testing::peer_id(1, 2),
+    );
+    let proof = sign_hello(&member, &context, &a, &b);
+    let who = author(&member);
+    assert!(verify_hello(&who, &proof, &context, &a, &b));
+    assert!(
+        !verify_hello(&who, &proof, &context, &a, &c),
+        "replayed to another responder"
+    );
+    assert!(
+        !verify_hello(&who, &proof, &context, &c, &b),
+        "used by another requester"
+    );
+    assert!(
+        !verify_hello(&who, &proof, &TxId([6; 32]), &a, &b),
+        "another context"
+    );
+    assert!(
+        !verify_hello(&author(&key(3)), &proof, &context, &a, &b),
+        "another member"
+    );
+}

@@ -54,3 +54,51 @@ pub fn check_batch<R: RngCore + CryptoRng>(txs: &[SignedTx], rng: R) -> Vec<Resu
     }
     verdicts
 }
+
+/// The membership proof of a catch-up hello (`wire::SyncHello::proof`): `member`'s
+/// signature over the context and both peers' ids, so it proves membership to this
+/// responder only and cannot be replayed to another.
+pub fn sign_hello(
+    member: &libp2p_identity::ed25519::Keypair,
+    context: &super::ContextId,
+    requester: &libp2p_identity::PeerId,
+    responder: &libp2p_identity::PeerId,
+) -> [u8; 64] {
+    member
+        .sign(&hello_message(context, requester, responder))
+        .try_into()
+        .expect("an ed25519 signature is 64 bytes")
+}
+
+/// True if `proof` is `member`'s signature for a hello from `requester` to `responder` in
+/// `context` (ZIP-215 rules). Whether `member` is a member is the DAG's to say.
+pub fn verify_hello(
+    member: &super::AuthorKey,
+    proof: &[u8; 64],
+    context: &super::ContextId,
+    requester: &libp2p_identity::PeerId,
+    responder: &libp2p_identity::PeerId,
+) -> bool {
+    let Ok(key) = ed25519_consensus::VerificationKey::try_from(member.0) else {
+        return false;
+    };
+    let signature = ed25519_consensus::Signature::from(*proof);
+    key.verify(&signature, &hello_message(context, requester, responder))
+        .is_ok()
+}
+
+fn hello_message(
+    context: &super::ContextId,
+    requester: &libp2p_identity::PeerId,
+    responder: &libp2p_identity::PeerId,
+) -> Vec<u8> {
+    let mut message = Vec::new();
+    crate::wire::hello_proof_message(
+        &context.0,
+        &requester.to_bytes(),
+        &responder.to_bytes(),
+        &mut message,
+    )
+    .expect("writing into memory cannot fail");
+    message
+}
