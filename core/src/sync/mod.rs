@@ -11,6 +11,7 @@
 
 pub mod dag;
 pub mod frontier;
+pub mod session;
 pub mod tx;
 pub mod verify;
 
@@ -19,6 +20,7 @@ mod tests;
 
 pub use dag::{Dag, Membership, Rejection, Verdict, MAX_EVIDENCE, MAX_ORPHANS, ORPHAN_TTL};
 pub use frontier::{MAX_HELLO_HEADS, MAX_SKIP_ANCESTORS};
+pub use session::{Requester, Responder, SessionError, CREDIT, MAX_BATCH_BYTES};
 pub use tx::{
     AuthorKey, ContextId, Role, SignedTx, Transaction, TxBody, TxError, TxId, MAX_GENESIS_MEMBERS,
     MAX_PARENTS, MAX_PAYLOAD, MAX_TX_BYTES, NO_CONTEXT, SIGNATURE_DOMAIN,

@@ -11,6 +11,8 @@ use rand_chacha::ChaCha8Rng;
 
 use super::*;
 
+mod session;
+
 fn key(n: u8) -> ed25519::Keypair {
     let secret = ed25519::SecretKey::try_from_bytes([n; 32]).expect("32 bytes");
     ed25519::Keypair::from(secret)

@@ -1,0 +1,209 @@
+//! The catch-up session's two sides against each other over a virtual link: one round
+//! trip to plan, then batches paced by credit, never stop-and-wait; and every way a session
+//! must fail.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::*;
+use crate::sync::session::{Requester, Responder, SessionError, CREDIT};
+use crate::wire::{self, Message};
+
+/// A link with `latency` each way and `bytes_per_sec` of bandwidth each way.
+struct Link {
+    latency: Duration,
+    bytes_per_sec: f64,
+}
+
+impl Link {
+    fn transmit(&self, busy_until: &mut Duration, now: Duration, bytes: usize) -> Duration {
+        let start = (*busy_until).max(now);
+        let end = start + Duration::from_secs_f64(bytes as f64 / self.bytes_per_sec);
+        *busy_until = end;
+        end + self.latency
+    }
+}
+
+/// Runs a whole session between `behind` (requesting) and `ahead` (responding) over `link`;
+/// returns the virtual time it took and the most bytes the responder ever had in flight
+/// beyond what the requester had granted.
+fn run_session(
+    behind: &mut Dag,
+    ahead: &Dag,
+    link: &Link,
+    member: &ed25519::Keypair,
+) -> Result<(Duration, Requester), SessionError> {
+    run_session_with_credit(behind, ahead, link, member, CREDIT)
+}
+
+fn run_session_with_credit(
+    behind: &mut Dag,
+    ahead: &Dag,
+    link: &Link,
+    member: &ed25519::Keypair,
+    credit: u64,
+) -> Result<(Duration, Requester), SessionError> {
+    let (a, b) = (crate::testing::peer_id(2, 0), crate::testing::peer_id(2, 1));
+    let (mut requester, hello) = Requester::start_with_credit(behind, member, &a, &b, credit);
+    // Arrival time → (to responder?, message); the sequence number keeps order.
+    let mut wire_queue: BTreeMap<(Duration, u64), (bool, Message)> = BTreeMap::new();
+    let mut seq = 0u64;
+    let (mut up_busy, mut down_busy) = (Duration::ZERO, Duration::ZERO);
+    let size = |m: &Message| wire::to_bytes(m).expect("within limits").len();
+    let at = link.transmit(&mut up_busy, Duration::ZERO, size(&hello));
+    wire_queue.insert((at, seq), (true, hello));
+    let mut responder: Option<Responder> = None;
+    let mut rng_seed = 0;
+    while let Some(((now, _), (to_responder, message))) = wire_queue.pop_first() {
+        if to_responder {
+            match message {
+                Message::SyncHello(hello) => {
+                    responder = Some(Responder::accept(ahead, &hello, &b, &a)?)
+                }
+                other => responder.as_mut().expect("after the hello").handle(other)?,
+            }
+            let r = responder.as_mut().expect("accepted");
+            while let Some(out) = r.poll(ahead) {
+                seq += 1;
+                let arrival = link.transmit(&mut down_busy, now, size(&out));
+                wire_queue.insert((arrival, seq), (false, out));
+            }
+        } else {
+            rng_seed += 1;
+            let rng = BatchRng(ChaCha8Rng::seed_from_u64(rng_seed));
+            let reply = requester.handle(behind, message, t0(), rng)?;
+            if requester.is_done() {
+                return Ok((now, requester));
+            }
+            if let Some(reply) = reply {
+                seq += 1;
+                let arrival = link.transmit(&mut up_busy, now, size(&reply));
+                wire_queue.insert((arrival, seq), (true, reply));
+            }
+        }
+    }
+    Err(SessionError::Unexpected("the session stalled"))
+}
+
+fn diverged(total: usize, shared: usize) -> (Dag, Dag) {
+    let (g, all) = long_history(total);
+    let mut ahead = Dag::new(g.clone()).unwrap();
+    let mut behind = Dag::new(g).unwrap();
+    for (i, t) in all.iter().enumerate() {
+        ahead.insert(t.clone(), t0());
+        if i < shared {
+            behind.insert(t.clone(), t0());
+        }
+    }
+    (behind, ahead)
+}
+
+#[test]
+fn ten_thousand_missing_transactions_at_100_ms_rtt_are_caught_up_within_0_6_s() {
+    let (mut behind, ahead) = diverged(10_100, 100);
+    // 100 ms round trip, 100 Mbit/s each way.
+    let link = Link {
+        latency: Duration::from_millis(50),
+        bytes_per_sec: 12.5e6,
+    };
+    let (took, requester) = run_session(&mut behind, &ahead, &link, &key(2)).unwrap();
+    assert_eq!(requester.received().0, 10_000);
+    assert_eq!(requester.planned().map(|p| p.0), Some(10_000));
+    assert_eq!(behind.heads_digest(), ahead.heads_digest());
+    assert!(took <= Duration::from_millis(600), "took {took:?}");
+    // The floor: one round trip to plan, the bytes at the link's rate, one more latency.
+    let floor = Duration::from_secs_f64(requester.received().1 as f64 / 12.5e6);
+    eprintln!(
+        "caught up 10,000 transactions in {took:?} of virtual time (transfer alone {floor:?})"
+    );
+}
+
+#[test]
+fn a_small_credit_paces_the_responder_and_the_session_still_completes() {
+    let (mut behind, ahead) = diverged(2_050, 50);
+    let link = Link {
+        latency: Duration::from_millis(50),
+        bytes_per_sec: 12.5e6,
+    };
+    // 64 KiB ahead: the responder must wait for grants (a violation would fail the session
+    // with CreditExceeded), and still everything arrives.
+    let credit = 64 << 10;
+    let (took, requester) =
+        run_session_with_credit(&mut behind, &ahead, &link, &key(3), credit).unwrap();
+    let bytes = requester.received().1;
+    assert!(
+        bytes > 4 * credit,
+        "several grants were needed: {bytes} bytes"
+    );
+    assert_eq!(behind.heads_digest(), ahead.heads_digest());
+    // Credit-bound: about one window per round trip, so at least bytes / credit round trips'
+    // worth of time (less a window already granted), but no stall beyond that.
+    let rtt = Duration::from_millis(100);
+    let windows = (bytes / credit) as u32;
+    assert!(
+        took >= rtt * (windows - 1),
+        "took {took:?} for {windows} windows"
+    );
+    assert!(
+        took <= rtt * (windows + 3),
+        "took {took:?} for {windows} windows"
+    );
+}
+
+#[test]
+fn a_stranger_gets_nothing() {
+    let (mut behind, ahead) = diverged(50, 10);
+    let link = Link {
+        latency: Duration::from_millis(1),
+        bytes_per_sec: 1e9,
+    };
+    let stranger = key(77);
+    assert_eq!(
+        run_session(&mut behind, &ahead, &link, &stranger).unwrap_err(),
+        SessionError::NotMember
+    );
+}
+
+#[test]
+fn a_responder_sending_beyond_the_credit_or_forged_transactions_or_missing_heads_fails_the_session()
+{
+    let (mut behind, ahead) = diverged(100, 10);
+    let member = key(2);
+    let (a, b) = (crate::testing::peer_id(2, 0), crate::testing::peer_id(2, 1));
+    let rng = |n| BatchRng(ChaCha8Rng::seed_from_u64(n));
+    // Beyond the credit.
+    let (mut r, _) = Requester::start(&behind, &member, &a, &b);
+    let plan = Message::SyncPlan(wire::SyncPlan {
+        txs: 1,
+        bytes: 1,
+        app: None,
+    });
+    assert_eq!(r.handle(&mut behind, plan.clone(), t0(), rng(1)), Ok(None));
+    let huge = wire::TxBatch::new(vec![vec![0; 70_000]; 61]).unwrap();
+    assert!(matches!(
+        r.handle(&mut behind, Message::SyncBatch(huge), t0(), rng(2)),
+        Err(SessionError::CreditExceeded { .. })
+    ));
+    // A forged transaction.
+    let (mut r, _) = Requester::start(&behind, &member, &a, &b);
+    r.handle(&mut behind, plan.clone(), t0(), rng(3)).unwrap();
+    let missing = ahead.missing_for(&behind.hello_frontier().unwrap());
+    let mut forged = ahead.get(&missing[0]).unwrap().clone();
+    forged.signature[0] ^= 1;
+    let batch = wire::TxBatch::new(vec![forged.encode()]).unwrap();
+    assert!(matches!(
+        r.handle(&mut behind, Message::SyncBatch(batch), t0(), rng(4)),
+        Err(SessionError::Refused(_))
+    ));
+    let before = behind.len();
+    // Done while heads are missing: an error, never success.
+    let (mut r, _) = Requester::start(&behind, &member, &a, &b);
+    r.handle(&mut behind, plan, t0(), rng(5)).unwrap();
+    let heads = wire::TxIdList::new(ahead.heads().iter().map(|id| id.0).collect()).unwrap();
+    assert!(matches!(
+        r.handle(&mut behind, Message::SyncDone { heads }, t0(), rng(6)),
+        Err(SessionError::HeadsMismatch { .. })
+    ));
+    assert!(!r.is_done());
+    assert_eq!(behind.len(), before, "nothing forged was applied");
+}
