@@ -15,9 +15,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use libp2p_identity::ed25519;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use sinew_core::sync::{check_batch, AuthorKey, SignedTx, Transaction, TxBody, TxId};
+use sinew_core::sync::{
+    check_batch, AuthorKey, SeededBatchRng, SignedTx, Transaction, TxBody, TxId,
+};
 
 const ROUNDS: usize = 3;
 
@@ -27,28 +27,6 @@ fn env(name: &str, default: usize) -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
-
-/// A rand_core 0.6 view of a seeded ChaCha (the batch verifier's RNG; a benchmark needs no
-/// secrecy).
-struct BatchRng(ChaCha8Rng);
-
-impl rand_core_06::RngCore for BatchRng {
-    fn next_u32(&mut self) -> u32 {
-        rand::RngCore::next_u32(&mut self.0)
-    }
-    fn next_u64(&mut self) -> u64 {
-        rand::RngCore::next_u64(&mut self.0)
-    }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        rand::RngCore::fill_bytes(&mut self.0, dest)
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core_06::Error> {
-        rand::RngCore::fill_bytes(&mut self.0, dest);
-        Ok(())
-    }
-}
-
-impl rand_core_06::CryptoRng for BatchRng {}
 
 fn main() {
     let n = env("SINEW_BENCH_TXS", 20_000);
@@ -91,7 +69,7 @@ fn main() {
         let t = Instant::now();
         let mut ok = 0;
         for (k, chunk) in txs.chunks(batch).enumerate() {
-            let rng = BatchRng(ChaCha8Rng::seed_from_u64((round * 1_000_000 + k) as u64));
+            let rng = SeededBatchRng::new((round * 1_000_000 + k) as u64);
             ok += black_box(check_batch(chunk, rng))
                 .iter()
                 .filter(|v| v.is_ok())

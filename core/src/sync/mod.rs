@@ -25,4 +25,4 @@ pub use tx::{
     AuthorKey, ContextId, Role, SignedTx, Transaction, TxBody, TxError, TxId, MAX_GENESIS_MEMBERS,
     MAX_PARENTS, MAX_PAYLOAD, MAX_TX_BYTES, NO_CONTEXT, SIGNATURE_DOMAIN,
 };
-pub use verify::{check_batch, sign_hello, verify_hello};
+pub use verify::{check_batch, sign_hello, verify_hello, SeededBatchRng};

@@ -12,6 +12,8 @@
 //! the coefficients): the caller passes a cryptographic RNG. It runs on worker threads,
 //! never on the task that drives the node.
 
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use rand_core_06::{CryptoRng, RngCore};
 
 use super::tx::{SignedTx, TxError, TxId};
@@ -102,3 +104,38 @@ fn hello_message(
     .expect("writing into memory cannot fail");
     message
 }
+
+/// A batch verifier's RNG from a seed, for runs that must be replayable: tests, the
+/// simulator, benchmarks. **Not for untrusted input in production**: batch verification
+/// is sound only if the attacker cannot predict the coefficients, so a node verifying
+/// peers' transactions passes an RNG seeded by the OS (the shell's workers do).
+#[derive(Debug)]
+pub struct SeededBatchRng(ChaCha8Rng);
+
+impl SeededBatchRng {
+    /// The RNG of `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(ChaCha8Rng::seed_from_u64(seed))
+    }
+}
+
+impl RngCore for SeededBatchRng {
+    fn next_u32(&mut self) -> u32 {
+        rand::RngCore::next_u32(&mut self.0)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        rand::RngCore::next_u64(&mut self.0)
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        rand::RngCore::fill_bytes(&mut self.0, dest)
+    }
+
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core_06::Error> {
+        rand::RngCore::fill_bytes(&mut self.0, dest);
+        Ok(())
+    }
+}
+
+impl CryptoRng for SeededBatchRng {}

@@ -550,27 +550,6 @@ fn equal_heads_give_equal_digests_and_any_difference_changes_it() {
     assert_ne!(a.heads_digest(), b.heads_digest());
 }
 
-/// A rand_core 0.6 view of a seeded ChaCha, for the batch verifier in tests.
-struct BatchRng(ChaCha8Rng);
-
-impl rand_core_06::RngCore for BatchRng {
-    fn next_u32(&mut self) -> u32 {
-        rand::RngCore::next_u32(&mut self.0)
-    }
-    fn next_u64(&mut self) -> u64 {
-        rand::RngCore::next_u64(&mut self.0)
-    }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        rand::RngCore::fill_bytes(&mut self.0, dest)
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core_06::Error> {
-        rand::RngCore::fill_bytes(&mut self.0, dest);
-        Ok(())
-    }
-}
-
-impl rand_core_06::CryptoRng for BatchRng {}
-
 #[test]
 fn batch_verification_gives_exactly_the_single_verdicts() {
     let (g, all) = long_history(200);
@@ -591,12 +570,12 @@ fn batch_verification_gives_exactly_the_single_verdicts() {
         }
         txs.shuffle(&mut rng);
         let single: Vec<Result<TxId, TxError>> = txs.iter().map(SignedTx::check).collect();
-        let batch = check_batch(&txs, BatchRng(ChaCha8Rng::seed_from_u64(round as u64)));
+        let batch = check_batch(&txs, SeededBatchRng::new(round as u64));
         assert_eq!(batch, single, "round {round}");
         assert!(single.iter().any(Result::is_ok) && single.iter().any(Result::is_err));
     }
     // All genuine: one batch, all accepted.
-    let verdicts = check_batch(&all, BatchRng(ChaCha8Rng::seed_from_u64(1)));
+    let verdicts = check_batch(&all, SeededBatchRng::new(1));
     assert!(verdicts.iter().all(Result::is_ok));
 }
 

@@ -70,7 +70,7 @@ fn run_session_with_credit(
             }
         } else {
             rng_seed += 1;
-            let rng = BatchRng(ChaCha8Rng::seed_from_u64(rng_seed));
+            let rng = SeededBatchRng::new(rng_seed);
             let reply = requester.handle(behind, message, t0(), rng)?;
             if requester.is_done() {
                 return Ok((now, requester));
@@ -170,7 +170,7 @@ fn a_responder_sending_beyond_the_credit_or_forged_transactions_or_missing_heads
     let (mut behind, ahead) = diverged(100, 10);
     let member = key(2);
     let (a, b) = (crate::testing::peer_id(2, 0), crate::testing::peer_id(2, 1));
-    let rng = |n| BatchRng(ChaCha8Rng::seed_from_u64(n));
+    let rng = SeededBatchRng::new;
     // Beyond the credit.
     let (mut r, _) = Requester::start(&behind, &member, &a, &b);
     let plan = Message::SyncPlan(wire::SyncPlan {
