@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, node_on, wait_for, Rt};
+use common::{eventually, listening, node_on, wait_for, Rt};
 use sinew_tokio::core::blob;
 use sinew_tokio::core::blob::BlobId;
 use sinew_tokio::{Event, Security};
@@ -74,27 +74,13 @@ async fn a_blob_nobody_announced_fails_with_no_providers(rt: Rt) {
 }
 on_both_runtimes!(async a_blob_nobody_announced_fails_with_no_providers);
 
-async fn configured(
-    rt: Rt,
-    config: sinew_tokio::Config,
-) -> (sinew_tokio::Client, libp2p::Multiaddr) {
-    let (client, _events) = rt.start(config, sinew_tokio::Options::default());
-    let addr = client
-        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
-        .await
-        .unwrap()
-        .with_p2p(client.local_peer_id())
-        .unwrap();
-    (client, addr)
-}
-
 async fn announcing_stops_at_max_provided_blobs_with_a_clear_error(rt: Rt) {
     let config = sinew_tokio::Config {
         max_provided_blobs: 2,
         ..Default::default()
     };
-    let (a, _) = configured(rt, config).await;
-    let (_b, b_addr) = configured(rt, Default::default()).await; // kept alive: a peer for the DHT
+    let (a, _) = listening(rt, config).await;
+    let (_b, b_addr) = listening(rt, Default::default()).await; // kept alive: a peer for the DHT
     a.dial(b_addr).await.unwrap();
     let ids: Vec<BlobId> = {
         let mut v = Vec::new();
@@ -122,8 +108,8 @@ async fn remote_provider_records_cannot_make_our_own_announce_fail(rt: Rt) {
         kad_mode: sinew_tokio::core::shell::KadMode::Server,
         ..Default::default()
     };
-    let (a, a_addr) = configured(rt, config).await;
-    let (b, _) = configured(rt, Default::default()).await;
+    let (a, a_addr) = listening(rt, config).await;
+    let (b, _) = listening(rt, Default::default()).await;
     b.dial(a_addr).await.unwrap();
     assert!(
         eventually(Duration::from_secs(10), || async {

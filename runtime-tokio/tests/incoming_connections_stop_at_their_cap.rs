@@ -7,27 +7,16 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, Rt};
-use libp2p::{Multiaddr, PeerId};
-use sinew_tokio::{Client, Config, Options};
-
-async fn started(rt: Rt, config: Config) -> (Client, Multiaddr) {
-    let (client, _events) = rt.start(config, Options::default());
-    let address = client
-        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
-        .await
-        .unwrap()
-        .with_p2p(client.local_peer_id())
-        .unwrap();
-    (client, address)
-}
+use common::{eventually, listening, Rt};
+use libp2p::PeerId;
+use sinew_tokio::{Client, Config};
 
 async fn peers(client: &Client) -> Vec<PeerId> {
     client.network_status().await.unwrap().connected_peers
 }
 
 async fn two_incoming_connections_are_kept_the_third_closed_and_dialing_out_still_works(rt: Rt) {
-    let (a, a_addr) = started(
+    let (a, a_addr) = listening(
         rt,
         Config {
             max_incoming_connections: 2,
@@ -37,7 +26,7 @@ async fn two_incoming_connections_are_kept_the_third_closed_and_dialing_out_stil
     .await;
     let mut others = Vec::new();
     for _ in 0..3 {
-        others.push(started(rt, Config::default()).await);
+        others.push(listening(rt, Config::default()).await);
     }
     let (b, c, d) = (&others[0].0, &others[1].0, &others[2].0);
     b.dial(a_addr.clone()).await.unwrap();

@@ -16,14 +16,7 @@ async fn started(rt: Rt, max_memory: MemoryLimit) -> (Client, Multiaddr) {
         max_memory,
         ..Config::default()
     };
-    let (client, _events) = rt.start(config, Options::default());
-    let address = client
-        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
-        .await
-        .unwrap()
-        .with_p2p(client.local_peer_id())
-        .unwrap();
-    (client, address)
+    common::listening(rt, config).await
 }
 
 /// This process's resident size in bytes.

@@ -98,6 +98,19 @@ pub async fn node_on(rt: Rt, listen: &str, security: Security) -> (Client, Event
     (client, events, address)
 }
 
+/// A node on `rt` with `config`, listening on loopback TCP; its address ends in `/p2p/…`.
+/// Its events are dropped (the tests that use it look at the client only).
+pub async fn listening(rt: Rt, config: Config) -> (Client, Multiaddr) {
+    let (client, _events) = rt.start(config, Options::default());
+    let address = client
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("valid address"))
+        .await
+        .expect("listens")
+        .with_p2p(client.local_peer_id())
+        .expect("no /p2p yet");
+    (client, address)
+}
+
 /// Waits (up to `timeout`) for an event matching `pick`.
 pub async fn wait_for<T>(
     events: &mut EventStream,
