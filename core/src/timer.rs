@@ -35,6 +35,11 @@ impl<K: Ord + Copy> TimerMap<K> {
         }
     }
 
+    /// `key`'s deadline, if set.
+    pub(crate) fn get(&self, key: K) -> Option<Instant> {
+        self.by_key.get(&key).copied()
+    }
+
     /// Clears `key`'s deadline.
     pub(crate) fn clear(&mut self, key: K) {
         self.set(key, None);

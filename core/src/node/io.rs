@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use crate::{blob, dht, discovery, gossip, peer, persist, stream};
+use crate::{blob, dht, discovery, gossip, peer, persist, stream, sync};
 
 /// Tuning and limits of a node. Every limit says what happens when it is reached.
 #[derive(Debug, Clone)]
@@ -18,6 +18,8 @@ pub struct Config {
     pub blobs: blob::Config,
     /// Discovery: bootstrap, the DHT's mode and routing table, the ping watchdog.
     pub discovery: discovery::Config,
+    /// Contexts: digests, catch-up sessions and their limits.
+    pub sync: sync::contexts::Config,
     /// Disconnect a peer that broke a protocol rule ([`peer::Output::Disconnect`] after
     /// [`peer::Event::Misbehaved`]). Default on.
     pub disconnect_misbehaving: bool,
@@ -32,6 +34,7 @@ impl Default for Config {
             seed: 0,
             blobs: blob::Config::default(),
             discovery: discovery::Config::default(),
+            sync: sync::contexts::Config::default(),
             disconnect_misbehaving: true,
             max_frame_len: crate::framing::DEFAULT_MAX_FRAME_LEN,
         }
@@ -55,6 +58,14 @@ pub enum Input {
     Gossip(gossip::Input),
     /// A persist batch ([`Output::Persist`]) came back from its worker.
     Persisted(persist::Done),
+    /// A verification job ([`Output::Verify`]) came back from its worker.
+    Verified(sync::contexts::Verified),
+}
+
+impl From<sync::contexts::Verified> for Input {
+    fn from(verified: sync::contexts::Verified) -> Self {
+        Input::Verified(verified)
+    }
 }
 
 impl From<persist::Done> for Input {
@@ -103,6 +114,11 @@ pub enum Output {
     /// that drives the node) and feed back [`Input::Persisted`] with its verdict. At most
     /// one batch is out at a time; see [`crate::persist`].
     Persist(persist::Batch),
+    /// Decode and check these transactions on a worker thread (never on the task that
+    /// drives the node) with an RNG the peers cannot predict, and feed back
+    /// [`Input::Verified`]: `Input::Verified(job.run(rng))`. Several may be out at once, and
+    /// their results may come back in any order.
+    Verify(sync::contexts::VerifyJob),
     /// Something for the application.
     Event(Event),
     /// Nothing more to do now; call back with [`Input::Timeout`] at this instant at the
@@ -120,6 +136,8 @@ pub enum Event {
     Peer(peer::Event),
     /// About topics: a message, a peer's subscription.
     Gossip(gossip::Event),
+    /// About contexts: transactions applied, catch-up progress and its end, rejections.
+    Sync(sync::contexts::Event),
 }
 
 /// Why the node asked to be woken up ([`Node::last_timeout_reason`](crate::Node::last_timeout_reason)).
@@ -132,12 +150,17 @@ pub enum Reason {
     Blob(blob::Timer),
     /// A discovery timer (housekeeping: a peer's watchdog).
     Discovery(discovery::Timer),
+    /// A contexts timer (the digest is housekeeping; a session's deadline is work).
+    Sync(sync::contexts::Timer),
 }
 
 impl Reason {
     /// True for wake-ups that do not mean work is pending (a harness may call a node
     /// whose only deadlines are housekeeping idle).
     pub fn is_housekeeping(self) -> bool {
-        matches!(self, Reason::Idle | Reason::Discovery(_))
+        matches!(
+            self,
+            Reason::Idle | Reason::Discovery(_) | Reason::Sync(sync::contexts::Timer::Digest)
+        )
     }
 }

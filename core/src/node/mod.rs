@@ -21,12 +21,13 @@
 //! 3. discovery ([`crate::discovery`]): dials, disconnects, the DHT's mode, bootstrap and
 //!    routing table (when its routing table becomes usable, the node announces its stored
 //!    blobs, within this step);
-//! 4. the blob protocol ([`crate::blob`]): its stream outputs, then its events;
-//! 5. the store's durable work, as one persist batch ([`Output::Persist`], see
+//! 4. contexts ([`crate::sync`]): what its store made durable (applied transactions,
+//!    credit, sessions that ended well), catch-up sessions to open, its stream outputs,
+//!    verification jobs ([`Output::Verify`]), publishes on context topics, events;
+//! 5. the blob protocol ([`crate::blob`]): its stream outputs, then its events;
+//! 6. the store's durable work, as one persist batch ([`Output::Persist`], see
 //!    [`crate::persist`]) when none is out;
-//! 6. the timeout, the earliest deadline of any child (or [`IDLE_TIMEOUT`] from now).
-//!
-//! The sync protocol will come between discovery and blobs.
+//! 7. the timeout, the earliest deadline of any child (or [`IDLE_TIMEOUT`] from now).
 //!
 //! # Adding a protocol
 //!
@@ -57,6 +58,9 @@ use crate::blob::{self, BlobId, Blobs};
 use crate::discovery::{self, Discovery};
 use crate::gossip::{self, Gossip};
 use crate::stream::{self, StreamId, StreamIds};
+use crate::sync::contexts::{self, Contexts};
+use crate::sync::store::ContextStore;
+use crate::sync::{self as contexts_area, AuthorKey, ContextId, Role, TxBody, TxId};
 use crate::timer::soonest;
 use crate::wire::ProtocolId;
 use crate::{dht, peer};
@@ -69,6 +73,7 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Child {
     Blobs,
+    Sync,
 }
 
 /// One row of the stream table.
@@ -92,6 +97,7 @@ pub struct Node<S> {
     blobs: Blobs<S>,
     discovery: Discovery,
     gossip: Gossip,
+    contexts: Contexts,
     /// Blobs this node announced in the DHT (to stop when they are deleted).
     announced: BTreeSet<BlobId>,
     /// What the node itself decided (peer actions, resets of unknown streams, events).
@@ -103,12 +109,38 @@ pub struct Node<S> {
     persist_all: bool,
 }
 
-impl<S: BlobStore> Node<S> {
+impl<S: BlobStore + ContextStore> Node<S> {
     /// A node for `local` with `store`, starting at `now`.
+    ///
+    /// # Panics
+    ///
+    /// If the store's contexts cannot be read (never for a `MemStore`): use
+    /// [`Node::open`] with a store that can fail.
     pub fn new(local: PeerId, config: Config, store: S, now: Instant) -> Self {
+        match Self::open(local, config, store, now) {
+            Ok(node) => node,
+            Err(e) => panic!("the store's contexts cannot be read: {e}"),
+        }
+    }
+
+    /// A node for `local` with `store`, starting at `now`, with the contexts the store
+    /// holds (subscribed to their topics at once).
+    pub fn open(
+        local: PeerId,
+        config: Config,
+        store: S,
+        now: Instant,
+    ) -> Result<Self, blob::store::StoreError> {
+        let contexts = Contexts::new(local, config.sync.clone(), &store, now)?;
         let blobs = Blobs::new(local, config.blobs.clone(), store, config.seed);
         let discovery = Discovery::new(config.discovery.clone());
-        Self {
+        let mut gossip = Gossip::default();
+        for topic in contexts.topics() {
+            gossip
+                .subscribe(topic)
+                .map_err(|e| blob::store::StoreError::Io(e.to_string()))?;
+        }
+        Ok(Self {
             local,
             config,
             now,
@@ -117,13 +149,14 @@ impl<S: BlobStore> Node<S> {
             ids: StreamIds::default(),
             blobs,
             discovery,
-            gossip: Gossip::default(),
+            gossip,
+            contexts,
             announced: BTreeSet::new(),
             queue: VecDeque::new(),
             last_reason: Reason::Idle,
             persisting: None,
             persist_all: false,
-        }
+        })
     }
 
     // --- getters ---
@@ -192,13 +225,18 @@ impl<S: BlobStore> Node<S> {
             .poll_timeout()
             .map(|(t, r)| (t, Reason::Discovery(r)));
         let blobs = self.blobs.poll_timeout().map(|(t, r)| (t, Reason::Blob(r)));
-        soonest(discovery, blobs)
+        let sync = self
+            .contexts
+            .poll_timeout()
+            .map(|(t, r)| (t, Reason::Sync(r)));
+        soonest(soonest(discovery, sync), blobs)
     }
 
     /// True when no deadline but housekeeping is left and no persist batch is out:
     /// nothing is in progress.
     pub fn is_idle(&self) -> bool {
         self.blobs.poll_timeout().is_none()
+            && !self.contexts.is_busy()
             && self.persisting.is_none()
             && !self.blobs.awaits_durability()
     }
@@ -224,6 +262,15 @@ impl<S: BlobStore> Node<S> {
     #[cfg(any(test, feature = "fuzzing"))]
     pub fn check_invariants(&self) {
         self.blobs.check_invariants();
+        self.contexts.check_invariants();
+        assert_eq!(
+            self.contexts.streams(),
+            self.routes
+                .values()
+                .filter(|r| r.child == Child::Sync)
+                .count(),
+            "every sync stream has a route and every route a stream"
+        );
         assert_eq!(
             self.blobs.streams(),
             self.routes
@@ -243,9 +290,11 @@ impl<S: BlobStore> Node<S> {
             self.now = now;
         }
         let now = self.now;
+        self.contexts.set_now(now);
         match input {
             Input::Timeout => {
                 self.discovery.handle_timeout(now);
+                self.contexts.handle_timeout(now);
                 self.blobs.handle_timeout(now);
             }
             Input::Peer(peer::Input::Connected { peer }) => {
@@ -279,9 +328,13 @@ impl<S: BlobStore> Node<S> {
                     self.blobs.handle_providers(id, providers, last);
                 }
             }
-            // What arrives on topics is the application's (protocols that gossip will see
-            // it here first).
-            Input::Gossip(input) => self.queue.push_back(Output::Event(Event::Gossip(input))),
+            // What arrives on a context's topic is the contexts protocol's; the rest is the
+            // application's.
+            Input::Gossip(input) => self.handle_gossip(input),
+            Input::Verified(verified) => {
+                let store = self.blobs.store_mut();
+                self.contexts.handle_verified(verified, now, store);
+            }
             Input::Dht(dht::Input::ListenAddress { address, up }) => {
                 self.discovery.handle_listen_address(address, up);
             }
@@ -300,6 +353,7 @@ impl<S: BlobStore> Node<S> {
                     self.stream_gone(stream);
                 }
                 self.discovery.handle_disconnected(peer);
+                self.contexts.handle_peer_disconnected(&peer);
                 self.blobs.handle_peer_disconnected(peer, now);
             }
             Input::Stream(input) => self.handle_stream(now, input),
@@ -318,46 +372,61 @@ impl<S: BlobStore> Node<S> {
         let route = self.routes.get(&stream).copied();
         match input {
             I::Opened { peer, protocol, .. } if stream.is_inbound() => {
-                let accepted = route.is_none()
-                    && protocol == ProtocolId::BLOB
-                    && self.blobs.handle_inbound(stream, peer, now);
-                if accepted {
-                    self.routes.insert(
-                        stream,
-                        Route {
-                            peer,
-                            child: Child::Blobs,
-                        },
-                    );
-                } else {
-                    self.reset(stream);
+                let child = match protocol {
+                    _ if route.is_some() => None,
+                    p if p == ProtocolId::BLOB => {
+                        Some(Child::Blobs).filter(|_| self.blobs.handle_inbound(stream, peer, now))
+                    }
+                    p if p == ProtocolId::SYNC => Some(Child::Sync)
+                        .filter(|_| self.contexts.handle_inbound(stream, peer, now)),
+                    _ => None,
+                };
+                match child {
+                    Some(child) => {
+                        self.routes.insert(stream, Route { peer, child });
+                    }
+                    None => self.reset(stream),
                 }
             }
             I::Opened { .. } => {
-                let wanted = route.is_some() && self.blobs.handle_opened(stream);
+                let wanted = match route.map(|r| r.child) {
+                    Some(Child::Blobs) => self.blobs.handle_opened(stream),
+                    Some(Child::Sync) => self.contexts.handle_opened(stream),
+                    None => false,
+                };
                 if !wanted {
                     self.routes.remove(&stream);
                     self.reset(stream);
                 }
             }
             I::OpenFailed { .. } | I::Reset { .. } => self.stream_gone(stream),
-            I::Data { data, .. } => match route {
-                Some(_) => self.blobs.handle_data(stream, data, now),
+            I::Data { data, .. } => match route.map(|r| r.child) {
+                Some(Child::Blobs) => self.blobs.handle_data(stream, data, now),
+                Some(Child::Sync) => {
+                    let store = self.blobs.store_mut();
+                    self.contexts.handle_data(stream, data, now, store);
+                }
                 // A stream we are done with: the peer may not keep it busy.
                 None => self.reset(stream),
             },
+            // Catch-up is paced by credit, not by the send window.
             I::Written { bytes, .. } => {
-                if route.is_some() {
+                if route.is_some_and(|r| r.child == Child::Blobs) {
                     self.blobs.handle_written(stream, bytes, now);
                 }
             }
             I::Flushed { .. } => {
-                if route.is_some() {
+                if route.is_some_and(|r| r.child == Child::Blobs) {
                     self.blobs.handle_written(stream, usize::MAX, now);
                 }
             }
             I::Finished { .. } => {
-                if route.is_some() && self.blobs.handle_finished(stream) {
+                let forget = match route.map(|r| r.child) {
+                    Some(Child::Blobs) => self.blobs.handle_finished(stream),
+                    Some(Child::Sync) => self.contexts.handle_finished(stream),
+                    None => false,
+                };
+                if forget {
                     self.routes.remove(&stream);
                 }
             }
@@ -369,6 +438,7 @@ impl<S: BlobStore> Node<S> {
         if let Some(route) = self.routes.remove(&stream) {
             match route.child {
                 Child::Blobs => self.blobs.handle_reset(stream, self.now),
+                Child::Sync => self.contexts.handle_reset(stream),
             }
         }
     }
@@ -483,6 +553,166 @@ impl<S: BlobStore> Node<S> {
         }
     }
 
+    // --- contexts ---
+
+    /// Founds a context with `key` as its first admin and the other `members` (and an
+    /// application blob); returns its id. The genesis is reported
+    /// [`contexts_area::Event::Applied`] once durable.
+    pub fn create_context(
+        &mut self,
+        key: libp2p_identity::ed25519::Keypair,
+        members: Vec<(AuthorKey, Role)>,
+        app: Option<BlobId>,
+    ) -> Result<ContextId, contexts::Error> {
+        self.check_topic_room()?;
+        let store = self.blobs.store_mut();
+        let id = self.contexts.create(key, members, app, self.now, store)?;
+        let _ = self.gossip.subscribe(&Contexts::topic(&id));
+        Ok(id)
+    }
+
+    /// Joins `context` as `key`, which an admin already added as a member: its history
+    /// arrives by catch-up from `peers`, or from the first member seen on its topic.
+    pub fn join_context(
+        &mut self,
+        context: ContextId,
+        key: libp2p_identity::ed25519::Keypair,
+        peers: impl IntoIterator<Item = PeerId>,
+    ) -> Result<(), contexts::Error> {
+        self.check_topic_room()?;
+        let store = self.blobs.store_mut();
+        self.contexts.join(context, key, peers, self.now, store)?;
+        let _ = self.gossip.subscribe(&Contexts::topic(&context));
+        Ok(())
+    }
+
+    fn check_topic_room(&self) -> Result<(), contexts::Error> {
+        if self.gossip.topics().count() >= gossip::MAX_TOPICS {
+            // Reported as the contexts limit the caller can act on.
+            return Err(contexts::Error::TooManyContexts {
+                max: contexts::MAX_CONTEXTS,
+            });
+        }
+        Ok(())
+    }
+
+    /// Leaves `context`: its transactions are deleted here and its topic left.
+    pub fn leave_context(&mut self, context: &ContextId) -> Result<(), contexts::Error> {
+        let store = self.blobs.store_mut();
+        let topic = self.contexts.leave(context, store)?;
+        self.gossip.unsubscribe(&topic);
+        Ok(())
+    }
+
+    /// Writes a transaction with `body` in `context` on top of every head it holds:
+    /// applied here at once, published to the members, reported
+    /// [`contexts_area::Event::Applied`] once durable. Membership changes need an admin.
+    pub fn submit(&mut self, context: &ContextId, body: TxBody) -> Result<TxId, contexts::Error> {
+        let store = self.blobs.store_mut();
+        self.contexts.submit(context, body, self.now, store)
+    }
+
+    /// [`Node::submit`] of application data (at most [`contexts_area::MAX_PAYLOAD`] bytes).
+    pub fn submit_payload(
+        &mut self,
+        context: &ContextId,
+        payload: Vec<u8>,
+    ) -> Result<TxId, contexts::Error> {
+        self.submit(context, TxBody::Payload(payload))
+    }
+
+    /// Catches `context` up now, from `peer` or from every member seen on its topic.
+    pub fn sync_context(
+        &mut self,
+        context: &ContextId,
+        peer: Option<PeerId>,
+    ) -> Result<(), contexts::Error> {
+        self.contexts.sync_now(context, peer)
+    }
+
+    /// The contexts this node belongs to.
+    pub fn contexts(&self) -> impl Iterator<Item = &ContextId> {
+        self.contexts.ids()
+    }
+
+    /// The DAG of `context`, if its history is here (heads, members, log, evidence).
+    pub fn context(&self, context: &ContextId) -> Option<&contexts_area::Dag> {
+        self.contexts.dag(context)
+    }
+
+    /// This node's member key in `context`.
+    pub fn context_member_key(&self, context: &ContextId) -> Option<AuthorKey> {
+        self.contexts.member_key(context)
+    }
+
+    /// True while a catch-up of `context` runs or is wanted.
+    pub fn is_syncing(&self, context: &ContextId) -> bool {
+        self.contexts.is_syncing(context)
+    }
+
+    /// The contexts protocol's configuration.
+    pub fn sync_config(&self) -> &contexts::Config {
+        self.contexts.config()
+    }
+
+    fn handle_gossip(&mut self, input: gossip::Input) {
+        let ours = |topic: &str| self.contexts.context_of_topic(topic).is_some();
+        match input {
+            gossip::Input::Message(m) if ours(&m.topic) => self.contexts.handle_gossip(m),
+            gossip::Input::Subscribed { peer, topic } if ours(&topic) => {
+                self.contexts.handle_subscription(peer, &topic, true);
+            }
+            gossip::Input::Unsubscribed { peer, topic } if ours(&topic) => {
+                self.contexts.handle_subscription(peer, &topic, false);
+            }
+            input => self.queue.push_back(Output::Event(Event::Gossip(input))),
+        }
+    }
+
+    /// What the contexts child produced, as the node's output (`None`: handled here).
+    fn sync_output(&mut self, out: contexts::Output) -> Option<Output> {
+        match out {
+            contexts::Output::Stream(out) => {
+                match &out {
+                    stream::Output::Open { stream, peer, .. } => {
+                        let route = Route {
+                            peer: *peer,
+                            child: Child::Sync,
+                        };
+                        self.routes.insert(*stream, route);
+                    }
+                    stream::Output::Reset { stream } => {
+                        self.routes.remove(stream);
+                    }
+                    stream::Output::Send { .. } | stream::Output::Finish { .. } => {}
+                }
+                Some(Output::Stream(out))
+            }
+            contexts::Output::Forget(stream) => {
+                self.routes.remove(&stream);
+                None
+            }
+            contexts::Output::Publish { topic, data } => {
+                self.gossip.publish(&topic, data);
+                None
+            }
+            contexts::Output::Misbehaved { peer, reason } => Some(self.misbehaved(peer, reason)),
+            contexts::Output::Verify(job) => Some(Output::Verify(job)),
+            contexts::Output::Event(event) => Some(Output::Event(Event::Sync(event))),
+        }
+    }
+
+    fn misbehaved(&mut self, peer: PeerId, reason: String) -> Output {
+        if self.config.disconnect_misbehaving {
+            self.queue.push_back(Output::Peer(peer::Output::Disconnect {
+                peer,
+                cause: peer::Cause::Misbehaved,
+                reason: reason.clone(),
+            }));
+        }
+        Output::Event(Event::Peer(peer::Event::Misbehaved { peer, reason }))
+    }
+
     // --- poll ---
 
     /// The next thing to do. Drain until [`Output::Timeout`] after every input or command.
@@ -505,6 +735,13 @@ impl<S: BlobStore> Node<S> {
                         }
                         continue;
                     }
+                }
+            }
+            let store = self.blobs.store();
+            if let Some(out) = self.contexts.poll_output(self.now, &mut self.ids, store) {
+                match self.sync_output(out) {
+                    Some(out) => return out,
+                    None => continue,
                 }
             }
             let Some(out) = self.blobs.poll_output(self.now, &mut self.ids) else {
@@ -539,16 +776,7 @@ impl<S: BlobStore> Node<S> {
                 blob::Output::Forget(stream) => {
                     self.routes.remove(&stream);
                 }
-                blob::Output::Misbehaved { peer, reason } => {
-                    if self.config.disconnect_misbehaving {
-                        self.queue.push_back(Output::Peer(peer::Output::Disconnect {
-                            peer,
-                            cause: peer::Cause::Misbehaved,
-                            reason: reason.clone(),
-                        }));
-                    }
-                    return Output::Event(Event::Peer(peer::Event::Misbehaved { peer, reason }));
-                }
+                blob::Output::Misbehaved { peer, reason } => return self.misbehaved(peer, reason),
                 blob::Output::Event(event) => return Output::Event(Event::Blob(event)),
                 blob::Output::Dht(out) => return Output::Dht(out),
             }

@@ -73,6 +73,11 @@ pub const MAX_UNCOMMITTED: u64 = (32 << 20) + 2 * (8 << 20);
 pub const DATABASE_FILE: &str = "sinew.redb";
 
 const BLOBS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("blobs");
+/// Contexts this node belongs to: id → the secret half of its member key.
+const CONTEXTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("contexts");
+/// Each context's transactions in applied order: (context, index) → encoded transaction.
+const CONTEXT_TXS: TableDefinition<(&[u8; 32], u64), &[u8]> =
+    TableDefinition::new("context_txs");
 
 #[derive(Debug, BorshSerialize, BorshDeserialize)]
 struct Meta {
@@ -128,6 +133,8 @@ pub struct FsStore {
     ops: Vec<batch::Op>,
     /// Sequence numbers, the batch that is out, bytes waiting, a failure.
     ledger: Ledger,
+    /// The next log index of each context written to since the store opened.
+    context_next: BTreeMap<[u8; 32], u64>,
 }
 
 /// The open files of a complete blob.
@@ -207,6 +214,8 @@ impl FsStore {
         })?;
         let txn = db.begin_write().map_err(io)?;
         txn.open_table(BLOBS).map_err(io)?;
+        txn.open_table(CONTEXTS).map_err(io)?;
+        txn.open_table(CONTEXT_TXS).map_err(io)?;
         txn.commit().map_err(io)?;
         let db = Arc::new(db);
         recover(&dir, &db)?;
@@ -218,6 +227,7 @@ impl FsStore {
             complete: Mutex::new(BTreeMap::new()),
             ops: Vec::new(),
             ledger: Ledger::default(),
+            context_next: BTreeMap::new(),
         })
     }
 
@@ -436,6 +446,7 @@ impl FsStore {
 }
 
 mod batch;
+mod contexts;
 mod blob_store;
 mod import;
 mod recover;

@@ -13,6 +13,8 @@ use crate::blob::store::{BlobState, BlobStore, MemStore, StoreError};
 use crate::blob::tree::PAIR_BYTES;
 use crate::blob::{BlobId, Outboard};
 use crate::persist::Batch;
+use crate::sync::store::{ContextStore, StoredContext};
+use crate::sync::{ContextId, SignedTx};
 
 /// The driver's store: one of the two implementations, chosen at start.
 #[derive(Debug)]
@@ -145,5 +147,27 @@ impl BlobStore for NodeStore {
 
     fn unpersisted_bytes(&self) -> u64 {
         each!(self, s => s.unpersisted_bytes())
+    }
+}
+
+impl ContextStore for NodeStore {
+    fn contexts(&self) -> Result<Vec<StoredContext>, StoreError> {
+        each!(self, s => s.contexts())
+    }
+
+    fn put_context(&mut self, context: &StoredContext) -> Result<(), StoreError> {
+        each!(self, s => s.put_context(context))
+    }
+
+    fn append_txs(&mut self, context: &ContextId, txs: &[SignedTx]) -> Result<(), StoreError> {
+        each!(self, s => s.append_txs(context, txs))
+    }
+
+    fn txs(&self, context: &ContextId) -> Result<Vec<SignedTx>, StoreError> {
+        each!(self, s => s.txs(context))
+    }
+
+    fn remove_context(&mut self, context: &ContextId) -> Result<(), StoreError> {
+        each!(self, s => s.remove_context(context))
     }
 }

@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::tx::{AuthorKey, ContextId, Role, SignedTx, TxBody, TxError, TxId, NO_CONTEXT};
+use super::tx::{AuthorKey, Checked, ContextId, Role, SignedTx, TxBody, TxError, TxId, NO_CONTEXT};
 use crate::blob::BlobId;
 
 /// Transactions waiting for their parents, at most; a new one evicts the oldest.
@@ -242,6 +242,14 @@ impl Dag {
         all.into_iter().map(|(_, id)| id).collect()
     }
 
+    /// The last sequence number `author` has applied here, with its transaction.
+    pub fn last_seq(&self, author: &AuthorKey) -> Option<(u64, TxId)> {
+        self.by_author_seq
+            .range((*author, 0)..=(*author, u64::MAX))
+            .next_back()
+            .map(|((_, seq), id)| (*seq, *id))
+    }
+
     /// Membership at the heads: who may write on top of what this peer holds.
     pub fn membership(&self) -> Arc<Membership> {
         let heads: Vec<TxId> = self.heads.iter().copied().collect();
@@ -260,12 +268,25 @@ impl Dag {
     }
 
     /// Places `tx` (received at `now`), and every waiting transaction it completes; one
-    /// verdict per transaction placed, `tx`'s first.
+    /// verdict per transaction placed, `tx`'s first. Checks its signature first: use
+    /// [`Dag::insert_checked`] for transactions a worker already checked.
     pub fn insert(&mut self, tx: SignedTx, now: Instant) -> Vec<Verdict> {
+        match tx.check() {
+            Ok(id) => self.insert_checked(Checked::assume_checked(id, tx), now),
+            Err(e) => vec![Verdict::Rejected {
+                id: e.tx_id().unwrap_or_else(|| tx.id()),
+                reason: e.into(),
+            }],
+        }
+    }
+
+    /// [`Dag::insert`] for a transaction whose shape and signature were checked already
+    /// ([`SignedTx::checked`] or [`super::verify::check_batch_owned`], on a worker).
+    pub fn insert_checked(&mut self, tx: Checked, now: Instant) -> Vec<Verdict> {
         let mut out = Vec::new();
-        let mut queue = VecDeque::from([tx]);
-        while let Some(tx) = queue.pop_front() {
-            let verdict = self.place(tx, now, &mut out);
+        let mut queue = VecDeque::from([tx.into_parts()]);
+        while let Some((id, tx)) = queue.pop_front() {
+            let verdict = self.place(id, tx, now, &mut out);
             if let Verdict::Applied(id) = &verdict {
                 for orphan in self.waiting_on.remove(id).unwrap_or_default() {
                     let Some(entry) = self.orphans.get_mut(&orphan) else {
@@ -274,7 +295,7 @@ impl Dag {
                     entry.missing.remove(id);
                     if entry.missing.is_empty() {
                         if let Some(ready) = self.orphans.remove(&orphan) {
-                            queue.push_back(ready.tx);
+                            queue.push_back((orphan, ready.tx));
                         }
                     }
                 }
@@ -316,16 +337,7 @@ impl Dag {
         }
     }
 
-    fn place(&mut self, tx: SignedTx, now: Instant, out: &mut Vec<Verdict>) -> Verdict {
-        let id = match tx.check() {
-            Ok(id) => id,
-            Err(e) => {
-                return Verdict::Rejected {
-                    id: tx.id(),
-                    reason: e.into(),
-                }
-            }
-        };
+    fn place(&mut self, id: TxId, tx: SignedTx, now: Instant, out: &mut Vec<Verdict>) -> Verdict {
         let reject = |reason| Verdict::Rejected { id, reason };
         if self.nodes.contains_key(&id) || self.orphans.contains_key(&id) {
             return Verdict::Duplicate(id);

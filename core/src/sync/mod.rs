@@ -9,9 +9,11 @@
 //! off the driver, encryption to members, persistence, the node child, the API and CLI —
 //! see the README.
 
+pub mod contexts;
 pub mod dag;
 pub mod frontier;
 pub mod session;
+pub mod store;
 pub mod tx;
 pub mod verify;
 
@@ -20,9 +22,9 @@ mod tests;
 
 pub use dag::{Dag, Membership, Rejection, Verdict, MAX_EVIDENCE, MAX_ORPHANS, ORPHAN_TTL};
 pub use frontier::{MAX_HELLO_HEADS, MAX_SKIP_ANCESTORS};
-pub use session::{Requester, Responder, SessionError, CREDIT, MAX_BATCH_BYTES};
+pub use session::{Received, Requester, Responder, SessionError, CREDIT, MAX_BATCH_BYTES};
 pub use tx::{
-    AuthorKey, ContextId, Role, SignedTx, Transaction, TxBody, TxError, TxId, MAX_GENESIS_MEMBERS,
-    MAX_PARENTS, MAX_PAYLOAD, MAX_TX_BYTES, NO_CONTEXT, SIGNATURE_DOMAIN,
+    AuthorKey, Checked, ContextId, Role, SignedTx, Transaction, TxBody, TxError, TxId,
+    MAX_GENESIS_MEMBERS, MAX_PARENTS, MAX_PAYLOAD, MAX_TX_BYTES, NO_CONTEXT, SIGNATURE_DOMAIN,
 };
-pub use verify::{check_batch, sign_hello, verify_hello, SeededBatchRng};
+pub use verify::{check_batch, check_batch_owned, sign_hello, verify_hello, SeededBatchRng};

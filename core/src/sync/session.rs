@@ -20,8 +20,8 @@ use libp2p_identity::PeerId;
 use rand_core_06::{CryptoRng, RngCore};
 
 use super::dag::{Dag, Verdict};
-use super::tx::{AuthorKey, SignedTx, TxId};
-use super::verify::{check_batch, sign_hello, verify_hello};
+use super::tx::{AuthorKey, ContextId, SignedTx, TxId};
+use super::verify::{check_batch_owned, sign_hello, verify_hello};
 use crate::wire::{Message, SyncHello, SyncPlan, TxBatch, TxIdList, MAX_BATCH_TXS};
 
 /// Bytes of transactions in one batch at most (besides [`MAX_BATCH_TXS`]).
@@ -59,6 +59,35 @@ pub enum SessionError {
     Refused(String),
 }
 
+/// What a requester received, for its owner to act on ([`Requester::receive`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// The plan: how many transactions and bytes are coming (progress), and the
+    /// application blob the responder has.
+    Plan {
+        /// Transactions announced.
+        txs: u64,
+        /// Their bytes.
+        bytes: u64,
+        /// The application blob at the responder's heads.
+        app: Option<crate::blob::BlobId>,
+    },
+    /// A batch, still encoded, within the credit: check it (on a worker), apply it in
+    /// order, then grant its bytes back with [`Requester::applied`].
+    Batch {
+        /// The encoded transactions.
+        txs: Vec<Vec<u8>>,
+        /// Their bytes.
+        bytes: u64,
+    },
+    /// The responder's heads, its last word: once every batch is applied,
+    /// [`Requester::finish`] checks they are all here.
+    Done {
+        /// The heads.
+        heads: Vec<TxId>,
+    },
+}
+
 /// The side that lacks transactions.
 #[derive(Debug)]
 pub struct Requester {
@@ -67,6 +96,7 @@ pub struct Requester {
     /// Transactions and bytes announced by the plan, and received so far.
     planned: Option<(u64, u64)>,
     received: (u64, u64),
+    heads: Option<Vec<TxId>>,
     done: bool,
 }
 
@@ -79,7 +109,7 @@ impl Requester {
         local: &PeerId,
         remote: &PeerId,
     ) -> (Self, Message) {
-        Self::start_with_credit(dag, member, local, remote, CREDIT)
+        Self::open(dag.context(), Some(dag), member, local, remote, CREDIT)
     }
 
     /// [`Requester::start`] granting `credit` bytes ahead instead of [`CREDIT`] (a window
@@ -92,12 +122,27 @@ impl Requester {
         remote: &PeerId,
         credit: u64,
     ) -> (Self, Message) {
-        let context = dag.context();
+        Self::open(dag.context(), Some(dag), member, local, remote, credit)
+    }
+
+    /// Opens a session for `context`, whose DAG may not be here yet (a member that just
+    /// joined shows nothing and receives everything, genesis first).
+    pub fn open(
+        context: ContextId,
+        dag: Option<&Dag>,
+        member: &libp2p_identity::ed25519::Keypair,
+        local: &PeerId,
+        remote: &PeerId,
+        credit: u64,
+    ) -> (Self, Message) {
         // A DAG too wide for a frontier shows its heads only (reconciliation will replace
         // this fallback).
         let mut shown: Vec<[u8; 32]> = dag
-            .hello_frontier()
-            .unwrap_or_else(|| dag.heads().iter().copied().collect())
+            .map(|dag| {
+                dag.hello_frontier()
+                    .unwrap_or_else(|| dag.heads().iter().copied().collect())
+            })
+            .unwrap_or_default()
             .into_iter()
             .map(|id| id.0)
             .collect();
@@ -113,6 +158,7 @@ impl Requester {
             credit,
             planned: None,
             received: (0, 0),
+            heads: None,
             done: false,
         };
         (session, Message::SyncHello(hello))
@@ -133,19 +179,25 @@ impl Requester {
         self.done
     }
 
-    /// Handles one message from the responder, applying batches to `dag`; returns what to
-    /// send back (a credit grant after a batch), or the error that ends the session.
-    pub fn handle<R: RngCore + CryptoRng>(
-        &mut self,
-        dag: &mut Dag,
-        message: Message,
-        now: std::time::Instant,
-        rng: R,
-    ) -> Result<Option<Message>, SessionError> {
+    /// The responder's heads, once its last message came.
+    pub fn final_heads(&self) -> Option<&[TxId]> {
+        self.heads.as_deref()
+    }
+
+    /// Takes one message from the responder: checks it comes in its place and within the
+    /// credit, and says what to do with it. An error ends the session.
+    pub fn receive(&mut self, message: Message) -> Result<Received, SessionError> {
+        if self.heads.is_some() {
+            return Err(SessionError::Unexpected("a message after the heads"));
+        }
         match message {
             Message::SyncPlan(plan) if self.planned.is_none() => {
                 self.planned = Some((plan.txs, plan.bytes));
-                Ok(None)
+                Ok(Received::Plan {
+                    txs: plan.txs,
+                    bytes: plan.bytes,
+                    app: plan.app.map(crate::blob::BlobId::from_bytes),
+                })
             }
             Message::SyncBatch(batch) if self.planned.is_some() => {
                 let bytes: u64 = batch.txs().iter().map(|t| t.len() as u64).sum();
@@ -156,45 +208,84 @@ impl Requester {
                     });
                 }
                 self.credit -= bytes;
-                let mut txs = Vec::with_capacity(batch.txs().len());
-                for encoded in batch.txs() {
-                    let tx = SignedTx::decode(encoded)
-                        .map_err(|e| SessionError::Refused(e.to_string()))?;
-                    txs.push(tx);
-                }
-                // One signature batch for the whole batch; the DAG then checks the rest.
-                for (tx, verdict) in txs.iter().zip(check_batch(&txs, rng)) {
-                    if let Err(e) = verdict {
-                        return Err(SessionError::Refused(e.to_string()));
-                    }
-                    for v in dag.insert(tx.clone(), now) {
-                        if let Verdict::Rejected { id, reason } = v {
-                            return Err(SessionError::Refused(format!("{id:?}: {reason}")));
-                        }
-                    }
-                }
-                self.received.0 += txs.len() as u64;
+                self.received.0 += batch.txs().len() as u64;
                 self.received.1 += bytes;
-                // Applied: the responder may send that much more.
-                self.credit += bytes;
-                Ok(Some(Message::SyncCredit { bytes }))
+                Ok(Received::Batch {
+                    txs: batch.into_txs(),
+                    bytes,
+                })
             }
             Message::SyncDone { heads } if self.planned.is_some() => {
-                let missing = heads
-                    .ids()
-                    .iter()
-                    .filter(|id| !dag.contains(&TxId(**id)))
-                    .count();
-                if missing > 0 {
-                    return Err(SessionError::HeadsMismatch { missing });
-                }
-                self.done = true;
-                Ok(None)
+                let heads: Vec<TxId> = heads.ids().iter().map(|id| TxId(*id)).collect();
+                self.heads = Some(heads.clone());
+                Ok(Received::Done { heads })
             }
             Message::SyncPlan(_) => Err(SessionError::Unexpected("a second plan")),
             Message::SyncBatch(_) => Err(SessionError::Unexpected("a batch before the plan")),
             Message::SyncDone { .. } => Err(SessionError::Unexpected("done before the plan")),
             _ => Err(SessionError::Unexpected("not a catch-up message")),
+        }
+    }
+
+    /// A batch of `bytes` was applied (and stored): the credit grant to send back, so the
+    /// responder may send that much more.
+    pub fn applied(&mut self, bytes: u64) -> Message {
+        self.credit += bytes;
+        Message::SyncCredit { bytes }
+    }
+
+    /// Ends the session once every batch is applied: every head the responder named must
+    /// be in `dag`. A mismatch is an error, never success.
+    pub fn finish(&mut self, dag: Option<&Dag>) -> Result<(), SessionError> {
+        let Some(heads) = &self.heads else {
+            return Err(SessionError::Unexpected("finished before the heads came"));
+        };
+        let missing = heads
+            .iter()
+            .filter(|id| !dag.is_some_and(|dag| dag.contains(id)))
+            .count();
+        if missing > 0 {
+            return Err(SessionError::HeadsMismatch { missing });
+        }
+        self.done = true;
+        Ok(())
+    }
+
+    /// Handles one message from the responder, applying batches to `dag` at once (checking
+    /// signatures in one batch on this thread); returns what to send back (a credit grant
+    /// after a batch), or the error that ends the session. The node's protocol uses
+    /// [`Requester::receive`] instead, to check batches on workers.
+    pub fn handle<R: RngCore + CryptoRng>(
+        &mut self,
+        dag: &mut Dag,
+        message: Message,
+        now: std::time::Instant,
+        rng: R,
+    ) -> Result<Option<Message>, SessionError> {
+        match self.receive(message)? {
+            Received::Plan { .. } => Ok(None),
+            Received::Batch { txs, bytes } => {
+                let mut decoded = Vec::with_capacity(txs.len());
+                for encoded in &txs {
+                    let tx = SignedTx::decode(encoded)
+                        .map_err(|e| SessionError::Refused(e.to_string()))?;
+                    decoded.push(tx);
+                }
+                // One signature batch for the whole batch; the DAG then checks the rest.
+                for verdict in check_batch_owned(decoded, rng) {
+                    let tx = verdict.map_err(|e| SessionError::Refused(e.to_string()))?;
+                    for v in dag.insert_checked(tx, now) {
+                        if let Verdict::Rejected { id, reason } = v {
+                            return Err(SessionError::Refused(format!("{id:?}: {reason}")));
+                        }
+                    }
+                }
+                Ok(Some(self.applied(bytes)))
+            }
+            Received::Done { .. } => {
+                self.finish(Some(dag))?;
+                Ok(None)
+            }
         }
     }
 }

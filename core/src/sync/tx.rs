@@ -164,6 +164,37 @@ pub struct SignedTx {
     pub signature: [u8; 64],
 }
 
+/// A transaction whose shape and signature were checked, with its id: only
+/// [`SignedTx::checked`] and [`super::verify::check_batch_owned`] make one, so a DAG can
+/// take it without checking the signature again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    id: TxId,
+    tx: SignedTx,
+}
+
+impl Checked {
+    /// Its id (computed when it was checked).
+    pub fn id(&self) -> TxId {
+        self.id
+    }
+
+    /// The transaction.
+    pub fn tx(&self) -> &SignedTx {
+        &self.tx
+    }
+
+    /// The id and the transaction.
+    pub fn into_parts(self) -> (TxId, SignedTx) {
+        (self.id, self.tx)
+    }
+
+    /// For [`super::verify::check_batch_owned`], which checked it.
+    pub(crate) fn assume_checked(id: TxId, tx: SignedTx) -> Self {
+        Self { id, tx }
+    }
+}
+
 /// Why a transaction is refused before it is even placed in a context's DAG. Each is a
 /// peer's fault (or a forgery), never a local problem.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -191,6 +222,16 @@ pub enum TxError {
     /// The signature is not the author's over this transaction.
     #[error("transaction {0:?}: the signature is not its author's")]
     BadSignature(TxId),
+}
+
+impl TxError {
+    /// The id of the transaction it is about, when it was computed.
+    pub fn tx_id(&self) -> Option<TxId> {
+        match self {
+            TxError::Shape { id, .. } | TxError::BadSignature(id) => Some(*id),
+            TxError::TooLarge { .. } | TxError::Malformed(_) => None,
+        }
+    }
 }
 
 impl SignedTx {
@@ -224,6 +265,13 @@ impl SignedTx {
             return Err(TxError::BadSignature(id));
         }
         Ok(id)
+    }
+
+    /// [`SignedTx::check`], keeping the id with the transaction: what
+    /// [`super::Dag::insert_checked`] takes.
+    pub fn checked(self) -> Result<Checked, TxError> {
+        let id = self.check()?;
+        Ok(Checked { id, tx: self })
     }
 
     /// The checks of [`SignedTx::check`] but the signature; returns the id.

@@ -16,7 +16,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_core_06::{CryptoRng, RngCore};
 
-use super::tx::{SignedTx, TxError, TxId};
+use super::tx::{Checked, SignedTx, TxError, TxId};
 
 /// Checks every transaction as [`SignedTx::check`] does, verifying their signatures in one
 /// batch; one verdict per transaction, in order, equal to what `check` gives each.
@@ -55,6 +55,19 @@ pub fn check_batch<R: RngCore + CryptoRng>(txs: &[SignedTx], rng: R) -> Vec<Resu
         }
     }
     verdicts
+}
+
+/// [`check_batch`] taking the transactions, keeping each with its id: what
+/// [`super::Dag::insert_checked`] takes without checking signatures again.
+pub fn check_batch_owned<R: RngCore + CryptoRng>(
+    txs: Vec<SignedTx>,
+    rng: R,
+) -> Vec<Result<Checked, TxError>> {
+    let verdicts = check_batch(&txs, rng);
+    txs.into_iter()
+        .zip(verdicts)
+        .map(|(tx, verdict)| verdict.map(|id| Checked::assume_checked(id, tx)))
+        .collect()
 }
 
 /// The membership proof of a catch-up hello (`wire::SyncHello::proof`): `member`'s

@@ -94,6 +94,16 @@ pub enum Message {
         /// The heads.
         heads: TxIdList,
     },
+    /// New transactions, gossiped on their context's topic (usually one).
+    SyncTx(TxBatch),
+    /// A member's heads digest and transaction count, gossiped periodically on its
+    /// context's topic: a member whose digest differs catches up.
+    SyncHeads {
+        /// `Dag::heads_digest` of the sender.
+        digest: [u8; 32],
+        /// Transactions the sender holds.
+        count: u64,
+    },
 }
 
 /// Wire tags of [`Message`]; never renumber, only add. Grouped by protocol.
@@ -107,6 +117,8 @@ mod tag {
     pub(super) const SYNC_BATCH: u8 = 34;
     pub(super) const SYNC_CREDIT: u8 = 35;
     pub(super) const SYNC_DONE: u8 = 36;
+    pub(super) const SYNC_TX: u8 = 37;
+    pub(super) const SYNC_HEADS: u8 = 38;
 }
 
 impl From<Hello> for Message {
@@ -166,6 +178,15 @@ impl BorshSerialize for Message {
                 tag::SYNC_DONE.serialize(writer)?;
                 heads.serialize(writer)
             }
+            Message::SyncTx(batch) => {
+                tag::SYNC_TX.serialize(writer)?;
+                batch.serialize(writer)
+            }
+            Message::SyncHeads { digest, count } => {
+                tag::SYNC_HEADS.serialize(writer)?;
+                digest.serialize(writer)?;
+                count.serialize(writer)
+            }
         }
     }
 }
@@ -191,6 +212,11 @@ impl BorshDeserialize for Message {
             }),
             tag::SYNC_DONE => Ok(Message::SyncDone {
                 heads: TxIdList::deserialize_reader(reader)?,
+            }),
+            tag::SYNC_TX => Ok(Message::SyncTx(TxBatch::deserialize_reader(reader)?)),
+            tag::SYNC_HEADS => Ok(Message::SyncHeads {
+                digest: <[u8; 32]>::deserialize_reader(reader)?,
+                count: u64::deserialize_reader(reader)?,
             }),
             tag => Err(invalid_data(Error::UnknownVariant { ty: "Message", tag })),
         }

@@ -93,6 +93,11 @@ impl TxBatch {
     pub fn txs(&self) -> &[Vec<u8>] {
         &self.0
     }
+
+    /// The encoded transactions, taken out.
+    pub fn into_txs(self) -> Vec<Vec<u8>> {
+        self.0
+    }
 }
 
 impl BorshDeserialize for TxBatch {

@@ -11,6 +11,8 @@ use crate::blob::tree::{all_chunks, leaf_chunks, outboard_size, PAIR_BYTES};
 use crate::blob::CHUNK_GROUP_BYTES;
 use crate::blob::{BlobId, Outboard};
 use crate::persist::{Batch, Ledger};
+use crate::sync::store::{ContextStore, StoredContext};
+use crate::sync::{ContextId, SignedTx};
 
 #[derive(Debug)]
 enum Data {
@@ -46,6 +48,8 @@ struct Entry {
 pub struct MemStore {
     entries: BTreeMap<BlobId, Entry>,
     durability: Option<Ledger>,
+    /// Contexts and their transactions in applied order ([`ContextStore`]).
+    contexts: BTreeMap<ContextId, (StoredContext, Vec<SignedTx>)>,
 }
 
 impl MemStore {
@@ -367,6 +371,47 @@ impl BlobStore for MemStore {
 
     fn unpersisted_bytes(&self) -> u64 {
         self.durability.as_ref().map_or(0, Ledger::unpersisted)
+    }
+}
+
+impl ContextStore for MemStore {
+    fn contexts(&self) -> Result<Vec<StoredContext>, StoreError> {
+        Ok(self.contexts.values().map(|(c, _)| c.clone()).collect())
+    }
+
+    fn put_context(&mut self, context: &StoredContext) -> Result<(), StoreError> {
+        self.wrote(0)?;
+        self.contexts
+            .entry(context.id)
+            .or_insert_with(|| (context.clone(), Vec::new()))
+            .0 = context.clone();
+        Ok(())
+    }
+
+    fn append_txs(&mut self, context: &ContextId, txs: &[SignedTx]) -> Result<(), StoreError> {
+        let bytes = txs.iter().map(|t| t.encode().len() as u64).sum();
+        self.wrote(bytes)?;
+        match self.contexts.get_mut(context) {
+            Some((_, log)) => {
+                log.extend_from_slice(txs);
+                Ok(())
+            }
+            None => Err(StoreError::Io(format!("no context {context:?} is stored"))),
+        }
+    }
+
+    fn txs(&self, context: &ContextId) -> Result<Vec<SignedTx>, StoreError> {
+        Ok(self
+            .contexts
+            .get(context)
+            .map(|(_, log)| log.clone())
+            .unwrap_or_default())
+    }
+
+    fn remove_context(&mut self, context: &ContextId) -> Result<(), StoreError> {
+        self.wrote(0)?;
+        self.contexts.remove(context);
+        Ok(())
     }
 }
 

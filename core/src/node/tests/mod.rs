@@ -1,6 +1,7 @@
 //! Node tests on the deterministic harness: blobs between nodes, through cuts, stalls and
 //! liars, and hostile bytes on the blob protocol.
 
+mod contexts;
 mod durability;
 mod hostile;
 mod lone;

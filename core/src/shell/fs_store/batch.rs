@@ -10,7 +10,7 @@ use bao_tree::ChunkRanges;
 use borsh::BorshDeserialize;
 use redb::{Database, ReadableTable, Table};
 
-use super::{blob_path, io, sync_dir, Meta, BLOBS};
+use super::{blob_path, io, sync_dir, Meta, BLOBS, CONTEXTS, CONTEXT_TXS};
 use crate::blob::store::StoreError;
 use crate::blob::tree::{pairs_to_ranges, ranges_to_pairs};
 use crate::blob::BlobId;
@@ -50,6 +50,16 @@ pub(super) enum Op {
     },
     /// A delete: remove its files and its entry.
     Delete { id: BlobId },
+    /// A context record (its member key).
+    PutContext { id: [u8; 32], secret: [u8; 32] },
+    /// Transactions appended to a context's log from index `first`, encoded.
+    AppendTxs {
+        context: [u8; 32],
+        first: u64,
+        txs: Vec<Vec<u8>>,
+    },
+    /// A context and its log forgotten.
+    RemoveContext { id: [u8; 32] },
 }
 
 /// Makes `ops` durable: syncs, then every change of a name in order, then the directory,
@@ -75,6 +85,7 @@ pub(super) fn run(store: &Path, db: &Database, ops: Vec<Op>) -> Result<(), Store
                 }
             }
             Op::Begin { .. } | Op::Delete { .. } => {}
+            Op::PutContext { .. } | Op::AppendTxs { .. } | Op::RemoveContext { .. } => {}
         }
     }
     // 2. The names, in order.
@@ -115,7 +126,10 @@ pub(super) fn run(store: &Path, db: &Database, ops: Vec<Op>) -> Result<(), Store
                     remove(id, ext)?;
                 }
             }
-            Op::Ranges { .. } => continue,
+            Op::Ranges { .. }
+            | Op::PutContext { .. }
+            | Op::AppendTxs { .. }
+            | Op::RemoveContext { .. } => continue,
         }
         renamed = true;
     }
@@ -126,6 +140,8 @@ pub(super) fn run(store: &Path, db: &Database, ops: Vec<Op>) -> Result<(), Store
     let txn = db.begin_write().map_err(io)?;
     {
         let mut table = txn.open_table(BLOBS).map_err(io)?;
+        let mut contexts = txn.open_table(CONTEXTS).map_err(io)?;
+        let mut log = txn.open_table(CONTEXT_TXS).map_err(io)?;
         for op in &ops {
             match op {
                 Op::Begin { id, size, .. } => put(&mut table, id, &Meta::empty(*size))?,
@@ -137,6 +153,24 @@ pub(super) fn run(store: &Path, db: &Database, ops: Vec<Op>) -> Result<(), Store
                 }
                 Op::Delete { id } => {
                     table.remove(id.as_bytes()).map_err(io)?;
+                }
+                Op::PutContext { id, secret } => {
+                    contexts.insert(id, secret.as_slice()).map_err(io)?;
+                }
+                Op::AppendTxs {
+                    context,
+                    first,
+                    txs,
+                } => {
+                    for (i, tx) in txs.iter().enumerate() {
+                        let key = (context, first + i as u64);
+                        log.insert(key, tx.as_slice()).map_err(io)?;
+                    }
+                }
+                Op::RemoveContext { id } => {
+                    contexts.remove(id).map_err(io)?;
+                    log.retain_in((id, 0)..=(id, u64::MAX), |_, _| false)
+                        .map_err(io)?;
                 }
             }
         }

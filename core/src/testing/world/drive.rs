@@ -112,6 +112,28 @@ impl World {
         self.now = self.now.max(deadline);
     }
 
+    /// Steps every delivery and timer (housekeeping ones too: heads digests, watchdogs)
+    /// until virtual time reaches `deadline`, idle or not.
+    pub fn run_until(&mut self, deadline: Instant) {
+        loop {
+            let next = self
+                .queue
+                .keys()
+                .next()
+                .map(|(t, _)| *t)
+                .into_iter()
+                .chain(self.timers.iter().flatten().copied())
+                .min();
+            match next {
+                Some(t) if t <= deadline => {
+                    self.step();
+                }
+                _ => break,
+            }
+        }
+        self.now = self.now.max(deadline);
+    }
+
     /// Drains node `i`'s outputs into the world.
     pub fn drain(&mut self, i: usize) {
         loop {
@@ -132,6 +154,14 @@ impl World {
                         ));
                     }
                     self.schedule(at, i, Input::Persisted(done), None, None);
+                }
+                Output::Verify(job) => {
+                    // Checked now (real CPU, no virtual time); the verdict comes back after
+                    // the world's verification delay.
+                    let rng = crate::sync::SeededBatchRng::new(self.seed ^ job.id());
+                    let verified = job.run(rng);
+                    let at = self.now + self.verify_delay;
+                    self.schedule(at, i, Input::Verified(verified), None, None);
                 }
                 Output::Peer(peer::Output::Disconnect { peer, .. }) => {
                     if let Some(j) = self.index_of(&peer) {
@@ -213,6 +243,7 @@ impl World {
             (from, stream),
             StreamEnd {
                 remote: (to, remote),
+                protocol,
                 sends: 0,
                 trickling: Default::default(),
                 finish_after_trickle: false,
@@ -222,6 +253,7 @@ impl World {
             (to, remote),
             StreamEnd {
                 remote: (from, stream),
+                protocol,
                 sends: 0,
                 trickling: Default::default(),
                 finish_after_trickle: false,
@@ -258,6 +290,7 @@ impl World {
         let tag = end.sends;
         let (to, remote) = end.remote;
         let len = data.len();
+        *self.sent.entry((from, to, end.protocol)).or_default() += len;
         if let Some(every) = self.links[&(from, to)].config.trickle {
             let idle = end.trickling.is_empty();
             end.trickling.extend(data.iter());

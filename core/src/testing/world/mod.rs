@@ -42,6 +42,7 @@ struct Delivery {
 #[derive(Debug)]
 struct StreamEnd {
     remote: (usize, StreamId),
+    protocol: crate::wire::ProtocolId,
     sends: u64,
     /// Bytes written but not yet trickled out, and whether a finish follows them.
     trickling: std::collections::VecDeque<u8>,
@@ -77,6 +78,10 @@ pub struct World {
     persist_delay: Duration,
     /// Nodes whose persist batches fail (a disk that broke).
     persist_fails: std::collections::BTreeSet<usize>,
+    /// How long a verification job takes to come back.
+    verify_delay: Duration,
+    /// Bytes each node handed to streams of each protocol, per destination.
+    sent: BTreeMap<(usize, usize, crate::wire::ProtocolId), usize>,
 }
 
 impl World {
@@ -142,6 +147,8 @@ impl World {
             steps: 0,
             persist_delay: Duration::ZERO,
             persist_fails: Default::default(),
+            verify_delay: Duration::ZERO,
+            sent: BTreeMap::new(),
         };
         for a in 0..n {
             for b in 0..n {
@@ -170,6 +177,13 @@ impl World {
             self.nodes[i] = Node::new(self.peers[i], self.configs[i].clone(), store, self.now);
         }
         self.persist_delay = delay;
+        self
+    }
+
+    /// Every verification job comes back `delay` after the node hands it out (a worker's
+    /// time to check a batch of signatures).
+    pub fn with_verify_delay(mut self, delay: Duration) -> Self {
+        self.verify_delay = delay;
         self
     }
 
@@ -225,6 +239,11 @@ impl World {
             .iter()
             .filter(move |(n, _, _)| *n == i)
             .map(|(_, _, e)| e)
+    }
+
+    /// Bytes node `from` handed to streams of `protocol` towards node `to` so far.
+    pub fn bytes_sent(&self, from: usize, to: usize, protocol: crate::wire::ProtocolId) -> usize {
+        self.sent.get(&(from, to, protocol)).copied().unwrap_or(0)
     }
 
     /// Steps taken so far.
@@ -349,5 +368,22 @@ impl World {
         let up = |peer| Input::Peer(peer::Input::Connected { peer });
         self.schedule(now, a, up(pb), None, None);
         self.schedule(now, b, up(pa), None, None);
+        // Gossipsub tells a new connection which topics each side is subscribed to.
+        let shared: Vec<String> = self
+            .subscriptions
+            .iter()
+            .filter(|(_, set)| set.contains(&a) && set.contains(&b))
+            .map(|(topic, _)| topic.clone())
+            .collect();
+        for topic in shared {
+            let latency = self.links[&(a, b)].config.latency;
+            for (to, peer) in [(a, pb), (b, pa)] {
+                let input = Input::Gossip(crate::gossip::Input::Subscribed {
+                    peer,
+                    topic: topic.clone(),
+                });
+                self.schedule(now + latency, to, input, None, None);
+            }
+        }
     }
 }

@@ -7,6 +7,35 @@ use crate::testing::DHT_LOOKUP_DELAY;
 use crate::{dht, gossip};
 
 impl World {
+    /// Tells `i`'s connected fellow subscribers of `topic` that it (un)subscribed and, on a
+    /// subscription, tells `i` about them.
+    fn announce_subscription(&mut self, i: usize, topic: &str, subscribed: bool) {
+        let others: Vec<usize> = self
+            .subscriptions
+            .get(topic)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|j| *j != i && self.connected.contains(&(i.min(*j), i.max(*j))))
+            .collect();
+        for j in others {
+            let event = |peer| {
+                let topic = topic.to_string();
+                Input::Gossip(if subscribed {
+                    gossip::Input::Subscribed { peer, topic }
+                } else {
+                    gossip::Input::Unsubscribed { peer, topic }
+                })
+            };
+            let latency = self.links[&(i, j)].config.latency;
+            let (pi, pj) = (self.peers[i], self.peers[j]);
+            self.schedule(self.now + latency, j, event(pi), Some((i, j)), None);
+            if subscribed {
+                self.schedule(self.now + latency, i, event(pj), Some((j, i)), None);
+            }
+        }
+    }
+
     /// The DHT model: a provider table; a lookup answers what it holds after
     /// [`DHT_LOOKUP_DELAY`] and ends (an empty last step) ten delays later. Modes,
     /// bootstrap and routing-table entries change nothing.
@@ -50,15 +79,22 @@ impl World {
     }
 
     /// The gossip model: a publish reaches every connected subscriber of its topic
-    /// directly, after the link's latency (a full mesh; no duplicates, no loss).
+    /// directly, after the link's latency (a full mesh; no duplicates, no loss). A
+    /// subscription is announced to the connected subscribers of the topic, and theirs to
+    /// the newcomer, after the link's latency (as gossipsub's subscription messages are).
     pub(super) fn gossip(&mut self, i: usize, out: gossip::Output) {
         match out {
             gossip::Output::Subscribe { topic } => {
-                self.subscriptions.entry(topic).or_default().insert(i);
+                let set = self.subscriptions.entry(topic.clone()).or_default();
+                if set.insert(i) {
+                    self.announce_subscription(i, &topic, true);
+                }
             }
             gossip::Output::Unsubscribe { topic } => {
                 if let Some(set) = self.subscriptions.get_mut(&topic) {
-                    set.remove(&i);
+                    if set.remove(&i) {
+                        self.announce_subscription(i, &topic, false);
+                    }
                 }
             }
             gossip::Output::Publish { id, topic, data } => {

@@ -1,0 +1,358 @@
+//! Contexts through the node, in virtual time: joining, live gossip, catch-up after a
+//! partition, concurrent writers, the 10,000-transaction catch-up at 100 ms round trip,
+//! durability before `Applied`, and what a hostile responder or requester gets.
+
+use libp2p_identity::ed25519;
+
+use super::*;
+use crate::sync::contexts::{self, Event as SyncEvent};
+use crate::sync::{AuthorKey, ContextId, Role, TxBody, TxId};
+
+fn key(world_seed: u64, n: usize) -> ed25519::Keypair {
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&world_seed.to_le_bytes());
+    bytes[8..16].copy_from_slice(&(n as u64).to_le_bytes());
+    bytes[31] = 0x5a;
+    ed25519::Keypair::from(ed25519::SecretKey::try_from_bytes(bytes).expect("32 bytes"))
+}
+
+fn author(k: &ed25519::Keypair) -> AuthorKey {
+    AuthorKey::from(&k.public())
+}
+
+/// Node 0 founds a context whose members are every node's key (writers); the others join
+/// through node 0. Nothing is driven yet.
+fn founded(world: &mut World, n: usize) -> ContextId {
+    let seed = world.seed();
+    let members = (1..n)
+        .map(|i| (author(&key(seed, i)), Role::Writer))
+        .collect();
+    let ctx = world
+        .command(0, |node| node.create_context(key(seed, 0), members, None))
+        .expect("created");
+    let founder = world.peer_id(0);
+    for i in 1..n {
+        world
+            .command(i, |node| node.join_context(ctx, key(seed, i), [founder]))
+            .expect("joined");
+    }
+    ctx
+}
+
+fn heads(world: &World, i: usize, ctx: &ContextId) -> Vec<TxId> {
+    world
+        .node(i)
+        .context(ctx)
+        .map(|dag| dag.heads().iter().copied().collect())
+        .unwrap_or_default()
+}
+
+fn len(world: &World, i: usize, ctx: &ContextId) -> usize {
+    world.node(i).context(ctx).map_or(0, |dag| dag.len())
+}
+
+fn applied(world: &World, i: usize) -> Vec<TxId> {
+    world
+        .events_of(i)
+        .filter_map(|e| match e {
+            Event::Sync(SyncEvent::Applied { id, .. }) => Some(*id),
+            _ => None,
+        })
+        .collect()
+}
+
+fn synced(world: &World, i: usize) -> usize {
+    world
+        .events_of(i)
+        .filter(|e| matches!(e, Event::Sync(SyncEvent::Synced { .. })))
+        .count()
+}
+
+fn submit(world: &mut World, i: usize, ctx: &ContextId, text: &str) -> TxId {
+    world
+        .command(i, |node| node.submit_payload(ctx, text.as_bytes().to_vec()))
+        .expect("submitted")
+}
+
+#[test]
+fn members_that_join_receive_the_whole_history_in_causal_order() {
+    let mut world = World::new(3, 21);
+    let ctx = founded(&mut world, 3);
+    let written: Vec<TxId> = (0..5)
+        .map(|k| submit(&mut world, 0, &ctx, &format!("m{k}")))
+        .collect();
+    world.drive();
+    for i in 1..3 {
+        assert_eq!(heads(&world, i, &ctx), heads(&world, 0, &ctx), "node {i}");
+        assert_eq!(
+            len(&world, i, &ctx),
+            6,
+            "genesis and five transactions at node {i}"
+        );
+        // Applied events: the genesis first, then the five in the order written.
+        let events = applied(&world, i);
+        assert_eq!(events[0], ctx);
+        assert_eq!(&events[1..], &written[..], "node {i}");
+        assert!(synced(&world, i) >= 1);
+    }
+    for i in 0..3 {
+        world.node(i).check_invariants();
+    }
+}
+
+#[test]
+fn a_transaction_written_live_reaches_every_member_by_gossip_without_a_session() {
+    let mut world = World::new(3, 22);
+    let ctx = founded(&mut world, 3);
+    world.drive();
+    let sessions_before: Vec<usize> = (0..3).map(|i| synced(&world, i)).collect();
+    let id = submit(&mut world, 1, &ctx, "hello");
+    world.drive();
+    for (i, before) in sessions_before.into_iter().enumerate() {
+        let dag = world.node(i).context(&ctx).unwrap();
+        assert!(dag.contains(&id), "node {i}");
+        assert!(applied(&world, i).contains(&id), "node {i} reported it applied");
+        assert_eq!(synced(&world, i), before, "no catch-up at node {i}");
+    }
+}
+
+#[test]
+fn three_members_writing_concurrently_converge_to_the_same_heads_and_order() {
+    let mut world = World::new(3, 23);
+    let ctx = founded(&mut world, 3);
+    world.drive();
+    for round in 0..20 {
+        for i in 0..3 {
+            submit(&mut world, i, &ctx, &format!("{i}:{round}"));
+        }
+        // A little time passes between rounds: some writes cross in flight.
+        let until = world.now() + Duration::from_millis(3);
+        world.drive_until(until);
+    }
+    let until = world.now() + Duration::from_secs(30);
+    world.run_until(until);
+    let dag0 = world.node(0).context(&ctx).unwrap();
+    assert_eq!(dag0.len(), 61);
+    for i in 1..3 {
+        let dag = world.node(i).context(&ctx).unwrap();
+        assert_eq!(dag.heads_digest(), dag0.heads_digest(), "node {i}");
+        assert_eq!(dag.linearized(), dag0.linearized(), "node {i}");
+    }
+}
+
+#[test]
+fn a_member_cut_off_catches_up_after_the_partition_heals() {
+    let mut world = World::new(3, 24);
+    let ctx = founded(&mut world, 3);
+    world.drive();
+    world.cut(0, 2);
+    world.cut(1, 2);
+    for k in 0..100 {
+        submit(&mut world, k % 2, &ctx, &format!("during {k}"));
+    }
+    world.drive();
+    assert_eq!(len(&world, 2, &ctx), 1, "node 2 saw nothing while cut off");
+    assert_eq!(len(&world, 0, &ctx), 101);
+    let before = synced(&world, 2);
+    world.heal(0, 2);
+    world.heal(1, 2);
+    // The next heads digest tells node 2 it is behind.
+    let until = world.now() + world.node(0).sync_config().digest_interval * 2;
+    world.run_until(until);
+    world.drive();
+    assert_eq!(heads(&world, 2, &ctx), heads(&world, 0, &ctx));
+    assert_eq!(len(&world, 2, &ctx), 101);
+    assert!(synced(&world, 2) > before, "by a catch-up session");
+}
+
+#[test]
+fn ten_thousand_missing_transactions_at_100_ms_round_trip_are_caught_up_within_0_6_s() {
+    let link = LinkConfig {
+        latency: Duration::from_millis(50),
+        ..LinkConfig::default()
+    };
+    let mut world = World::with_config(2, 25, |_| Config::default(), link);
+    let ctx = founded(&mut world, 2);
+    world.drive();
+    assert_eq!(len(&world, 1, &ctx), 1);
+    world.cut(0, 1);
+    world.drive();
+    let payload = vec![7u8; 256];
+    for _ in 0..10_000 {
+        world
+            .command(0, |node| node.submit_payload(&ctx, payload.clone()))
+            .expect("submitted");
+    }
+    world.heal(0, 1);
+    world.drive();
+    let peer0 = world.peer_id(0);
+    let start = world.now();
+    world
+        .command(1, |node| node.sync_context(&ctx, Some(peer0)))
+        .expect("known context");
+    world.drive();
+    let done = world
+        .events()
+        .iter()
+        .find(|(n, at, e)| {
+            *n == 1 && *at >= start && matches!(e, Event::Sync(SyncEvent::Synced { .. }))
+        })
+        .map(|(_, at, _)| *at)
+        .expect("node 1 synced");
+    assert_eq!(len(&world, 1, &ctx), 10_001);
+    assert_eq!(heads(&world, 1, &ctx), heads(&world, 0, &ctx));
+    let took = done - start;
+    assert!(
+        took <= Duration::from_millis(600),
+        "10,000 transactions at 100 ms RTT took {took:?} of virtual time"
+    );
+}
+
+#[test]
+fn an_in_sync_check_costs_one_round_trip_and_under_a_kibibyte_each_way() {
+    let link = LinkConfig {
+        latency: Duration::from_millis(50),
+        ..LinkConfig::default()
+    };
+    let mut world = World::with_config(2, 26, |_| Config::default(), link);
+    let ctx = founded(&mut world, 2);
+    for k in 0..50 {
+        submit(&mut world, 0, &ctx, &format!("{k}"));
+    }
+    world.drive();
+    assert_eq!(heads(&world, 1, &ctx), heads(&world, 0, &ctx));
+    // Count the bytes of one more session between two members in sync.
+    let peer0 = world.peer_id(0);
+    let start = world.now();
+    let before = (
+        world.bytes_sent(1, 0, ProtocolId::SYNC),
+        world.bytes_sent(0, 1, ProtocolId::SYNC),
+    );
+    world
+        .command(1, |node| node.sync_context(&ctx, Some(peer0)))
+        .unwrap();
+    world.drive();
+    let done = world
+        .events()
+        .iter()
+        .find(|(n, at, e)| {
+            *n == 1
+                && *at >= start
+                && matches!(e, Event::Sync(SyncEvent::Synced { applied: 0, .. }))
+        })
+        .map(|(_, at, _)| *at)
+        .expect("synced with nothing to apply");
+    // Opening the stream takes a round trip (protocol negotiation), the hello and its
+    // answer one more.
+    assert!(
+        done - start <= Duration::from_millis(201),
+        "{:?}",
+        done - start
+    );
+    let hello = world.bytes_sent(1, 0, ProtocolId::SYNC) - before.0;
+    let answer = world.bytes_sent(0, 1, ProtocolId::SYNC) - before.1;
+    assert!(hello <= 1024, "the requester sent {hello} bytes");
+    assert!(answer <= 1024, "the responder sent {answer} bytes");
+}
+
+#[test]
+fn nothing_is_reported_applied_before_its_batch_is_durable() {
+    let mut world = World::new(2, 27).with_deferred_durability(Duration::from_millis(40));
+    let ctx = founded(&mut world, 2);
+    world.drive();
+    let id = submit(&mut world, 0, &ctx, "durable?");
+    let submitted_at = world.now();
+    world.drive();
+    let reported = world
+        .events()
+        .iter()
+        .find(|(n, _, e)| {
+            *n == 0 && matches!(e, Event::Sync(SyncEvent::Applied { id: got, .. }) if *got == id)
+        })
+        .map(|(_, at, _)| *at)
+        .expect("reported");
+    assert!(reported >= submitted_at + Duration::from_millis(40));
+    let at_1 = world
+        .events()
+        .iter()
+        .find(|(n, _, e)| {
+            *n == 1 && matches!(e, Event::Sync(SyncEvent::Applied { id: got, .. }) if *got == id)
+        })
+        .map(|(_, at, _)| *at)
+        .expect("reported at node 1");
+    assert!(at_1 >= submitted_at + Duration::from_millis(5 + 40));
+}
+
+#[test]
+fn a_restarted_member_keeps_its_context_and_catches_up_what_it_missed() {
+    let mut world = World::new(2, 28);
+    let ctx = founded(&mut world, 2);
+    world.drive();
+    submit(&mut world, 1, &ctx, "before");
+    world.drive();
+    world.cut(0, 1);
+    for k in 0..30 {
+        submit(&mut world, 0, &ctx, &format!("while down {k}"));
+    }
+    world.drive();
+    world.restart(1);
+    world.drive();
+    assert_eq!(len(&world, 1, &ctx), 2, "what it had survived the restart");
+    let until = world.now() + world.node(0).sync_config().digest_interval * 2;
+    world.run_until(until);
+    world.drive();
+    assert_eq!(len(&world, 1, &ctx), 32);
+    assert_eq!(heads(&world, 1, &ctx), heads(&world, 0, &ctx));
+}
+
+#[test]
+fn a_non_member_gets_nothing_and_its_session_fails() {
+    let mut world = World::new(2, 29);
+    let seed = world.seed();
+    // Node 0's context does not list node 1's key.
+    let ctx = world
+        .command(0, |node| node.create_context(key(seed, 0), vec![], None))
+        .unwrap();
+    let founder = world.peer_id(0);
+    world
+        .command(1, |node| node.join_context(ctx, key(seed, 1), [founder]))
+        .unwrap();
+    world.drive();
+    assert!(
+        world.node(1).context(&ctx).is_none(),
+        "no history reached it"
+    );
+    assert!(world
+        .events_of(1)
+        .any(|e| matches!(e, Event::Sync(SyncEvent::SyncFailed { .. }))));
+    let answer = world.bytes_sent(0, 1, ProtocolId::SYNC);
+    assert_eq!(answer, 0, "the responder sent nothing");
+}
+
+#[test]
+fn a_writer_cannot_change_membership_and_a_stranger_cannot_write() {
+    let mut world = World::new(2, 30);
+    let ctx = founded(&mut world, 2);
+    world.drive();
+    let stranger = author(&key(99, 99));
+    let refused = world.command(1, |node| {
+        node.submit(
+            &ctx,
+            TxBody::AddMember {
+                key: stranger,
+                role: Role::Admin,
+            },
+        )
+    });
+    assert_eq!(refused, Err(contexts::Error::NotAllowed(ctx)));
+    // The admin removes node 1; node 1's later writes are refused locally.
+    let member1 = world.node(1).context_member_key(&ctx).unwrap();
+    world
+        .command(0, |node| {
+            node.submit(&ctx, TxBody::RemoveMember { key: member1 })
+        })
+        .unwrap();
+    world.drive();
+    let refused = world.command(1, |node| node.submit_payload(&ctx, b"after".to_vec()));
+    assert_eq!(refused, Err(contexts::Error::NotAllowed(ctx)));
+}

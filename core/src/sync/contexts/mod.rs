@@ -1,0 +1,705 @@
+//! Contexts as a child of the node: [`Contexts`] owns every context this node belongs to
+//! (its DAG, its member key, its topic and the peers seen on it), the catch-up sessions
+//! over `/sinew/sync/1` in both directions, the verification jobs it hands to workers and
+//! what waits for the store to make it durable.
+//!
+//! How a transaction reaches every member:
+//! - **live**: the author applies it, stores it and publishes it on the context's topic
+//!   ([`Contexts::topic`]); members check it on a worker and apply it;
+//! - **catch-up**: a member whose heads digest (gossiped every
+//!   [`Config::digest_interval`]) differs from a peer's, or that received a transaction
+//!   whose parents it lacks, or that just joined, opens **one** catch-up session for that
+//!   context (never one request per missing parent) and receives everything it lacks in
+//!   causal order, in batches paced by credit ([`crate::sync::session`]).
+//!
+//! Nothing is reported applied ([`Event::Applied`]), and no credit is granted back, before
+//! the store made it durable: the store's write sequence is compared with its durable
+//! sequence after every persist batch.
+//!
+//! What a peer can cost us, and the limit that bounds it:
+//! - catch-up sessions served: [`Config::max_inbound_sessions`] in all,
+//!   [`Config::max_inbound_sessions_per_peer`] per peer; a non-member gets a reset and
+//!   nothing else;
+//! - bytes it sends us in a session: its frames are at most [`MAX_SYNC_FRAME`], and
+//!   batches beyond the credit we granted end the session;
+//! - a silent or trickling peer: [`Config::session_idle_timeout`] without a whole message;
+//! - gossiped transactions waiting for verification: [`Config::max_gossip_pending`];
+//! - transactions whose parents never come: the DAG's orphan buffer
+//!   ([`crate::sync::MAX_ORPHANS`], [`crate::sync::ORPHAN_TTL`]).
+
+mod gossip;
+mod session_io;
+#[cfg(test)]
+mod tests;
+mod types;
+
+pub use types::{Config, Error, Event, Timer, Verified, VerifyJob, MAX_CONTEXTS, MAX_SYNC_FRAME};
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Instant;
+
+use bytes::Bytes;
+use libp2p_identity::{ed25519, PeerId};
+
+use self::session_io::Session;
+use super::dag::{Dag, Verdict};
+use super::store::{ContextStore, StoredContext};
+use super::tx::{AuthorKey, Checked, ContextId, Role, SignedTx, Transaction, TxBody, TxId};
+use super::MAX_PARENTS;
+use crate::blob::store::{BlobStore, StoreError};
+use crate::blob::BlobId;
+use crate::stream::{self, StreamId, StreamIds};
+use crate::timer::TimerMap;
+
+/// Peers remembered per context (subscribers of its topic, candidates to catch up from).
+pub const MAX_CONTEXT_PEERS: usize = 256;
+/// After a catch-up session with a peer fails, that peer is not asked again for this
+/// context for this long (fail-over goes to another member meanwhile).
+pub const RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What the contexts child hands the node, from [`Contexts::poll_output`].
+#[derive(Debug)]
+pub(crate) enum Output {
+    Stream(stream::Output),
+    /// Done with this stream: the node forgets its route.
+    Forget(StreamId),
+    /// Publish on a context's topic.
+    Publish {
+        topic: String,
+        data: Bytes,
+    },
+    Misbehaved {
+        peer: PeerId,
+        reason: String,
+    },
+    Verify(VerifyJob),
+    Event(Event),
+}
+
+/// One context this node belongs to.
+struct Context {
+    key: ed25519::Keypair,
+    author: AuthorKey,
+    /// `None` until the genesis arrived (a context joined, not yet caught up).
+    dag: Option<Dag>,
+    topic: String,
+    /// Peers subscribed to the topic.
+    peers: BTreeSet<PeerId>,
+    /// The catch-up session we run for this context, if one is.
+    session: Option<StreamId>,
+    /// Peers to catch up from next.
+    wanted: BTreeSet<PeerId>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("author", &self.author)
+            .field("txs", &self.dag.as_ref().map_or(0, Dag::len))
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whose verification job it is.
+#[derive(Debug, Clone, Copy)]
+enum Purpose {
+    Session(StreamId),
+    Gossip { context: ContextId, peer: PeerId },
+}
+
+/// What waits for the store's durable sequence to reach a write.
+#[derive(Debug)]
+enum AfterDurable {
+    Applied {
+        context: ContextId,
+        txs: Vec<(TxId, SignedTx)>,
+    },
+    Credit {
+        stream: StreamId,
+        bytes: u64,
+    },
+    Synced {
+        stream: StreamId,
+    },
+}
+
+/// The contexts protocol. See the module docs.
+#[derive(Debug)]
+pub(crate) struct Contexts {
+    local: PeerId,
+    config: Config,
+    contexts: BTreeMap<ContextId, Context>,
+    by_topic: BTreeMap<String, ContextId>,
+    sessions: BTreeMap<StreamId, Session>,
+    jobs: BTreeMap<u64, Purpose>,
+    next_job: u64,
+    /// Gossiped transactions in verification jobs.
+    gossip_pending: usize,
+    /// Write sequence numbers and what waits for them, in write order.
+    durable: VecDeque<(u64, AfterDurable)>,
+    timers: TimerMap<Timer>,
+    out: VecDeque<Output>,
+    /// (context, peer) pairs not to ask before the instant (a session with them failed).
+    backoff: BTreeMap<(ContextId, PeerId), Instant>,
+    /// The latest time the node gave.
+    now: Instant,
+}
+
+impl Contexts {
+    /// The child for `local`, with the contexts `store` holds (their DAGs rebuilt from
+    /// their stored transactions, which were checked before they were stored).
+    pub(crate) fn new<S: ContextStore>(
+        local: PeerId,
+        config: Config,
+        store: &S,
+        now: Instant,
+    ) -> Result<Self, StoreError> {
+        let mut this = Self {
+            local,
+            config,
+            contexts: BTreeMap::new(),
+            by_topic: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            jobs: BTreeMap::new(),
+            next_job: 0,
+            gossip_pending: 0,
+            durable: VecDeque::new(),
+            timers: TimerMap::default(),
+            out: VecDeque::new(),
+            backoff: BTreeMap::new(),
+            now,
+        };
+        for stored in store.contexts()? {
+            let mut key_bytes = stored.secret;
+            let secret = ed25519::SecretKey::try_from_bytes(&mut key_bytes)
+                .map_err(|e| StoreError::Io(format!("a stored member key is invalid: {e}")))?;
+            let key = ed25519::Keypair::from(secret);
+            let mut dag: Option<Dag> = None;
+            for tx in store.txs(&stored.id)? {
+                match &mut dag {
+                    None => dag = Some(Dag::new(tx).map_err(corrupt)?),
+                    Some(dag) => {
+                        let id = tx.id();
+                        for verdict in dag.insert_checked(Checked::assume_checked(id, tx), now) {
+                            if let Verdict::Rejected { reason, .. } = verdict {
+                                return Err(corrupt(reason));
+                            }
+                        }
+                    }
+                }
+            }
+            this.add(stored.id, key, dag, now);
+        }
+        Ok(this)
+    }
+
+    fn add(&mut self, id: ContextId, key: ed25519::Keypair, dag: Option<Dag>, now: Instant) {
+        let topic = Self::topic(&id);
+        self.by_topic.insert(topic.clone(), id);
+        let author = AuthorKey::from(&key.public());
+        self.contexts.insert(
+            id,
+            Context {
+                key,
+                author,
+                dag,
+                topic,
+                peers: BTreeSet::new(),
+                session: None,
+                wanted: BTreeSet::new(),
+            },
+        );
+        if self.timers.get(Timer::Digest).is_none() {
+            let at = now + self.config.digest_interval;
+            self.timers.set(Timer::Digest, Some(at));
+        }
+    }
+
+    // --- getters ---
+
+    /// The gossip topic of `context`.
+    pub(crate) fn topic(context: &ContextId) -> String {
+        format!("/sinew/ctx/1/{}", hex::encode(context.0))
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Topics of every context (to subscribe to at start).
+    pub(crate) fn topics(&self) -> impl Iterator<Item = &String> {
+        self.by_topic.keys()
+    }
+
+    /// The context a topic belongs to.
+    pub(crate) fn context_of_topic(&self, topic: &str) -> Option<ContextId> {
+        self.by_topic.get(topic).copied()
+    }
+
+    pub(crate) fn ids(&self) -> impl Iterator<Item = &ContextId> {
+        self.contexts.keys()
+    }
+
+    pub(crate) fn dag(&self, context: &ContextId) -> Option<&Dag> {
+        self.contexts.get(context)?.dag.as_ref()
+    }
+
+    pub(crate) fn is_syncing(&self, context: &ContextId) -> bool {
+        self.contexts
+            .get(context)
+            .is_some_and(|c| c.session.is_some() || !c.wanted.is_empty())
+    }
+
+    pub(crate) fn member_key(&self, context: &ContextId) -> Option<AuthorKey> {
+        Some(self.contexts.get(context)?.author)
+    }
+
+    /// Streams the child owns.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn streams(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// True while a session runs, a job is out or something waits for durability.
+    pub(crate) fn is_busy(&self) -> bool {
+        !self.sessions.is_empty()
+            || !self.jobs.is_empty()
+            || !self.durable.is_empty()
+            || self.contexts.values().any(|c| !c.wanted.is_empty())
+    }
+
+    pub(crate) fn poll_timeout(&self) -> Option<(Instant, Timer)> {
+        self.timers.next()
+    }
+
+    // --- commands ---
+
+    /// Founds a context with `key` as its first admin, the other `members`, and the
+    /// application blob `app`; returns its id.
+    pub(crate) fn create<S: BlobStore + ContextStore>(
+        &mut self,
+        key: ed25519::Keypair,
+        members: Vec<(AuthorKey, Role)>,
+        app: Option<BlobId>,
+        now: Instant,
+        store: &mut S,
+    ) -> Result<ContextId, Error> {
+        let author = AuthorKey::from(&key.public());
+        let mut all: BTreeMap<AuthorKey, Role> = members.into_iter().collect();
+        all.insert(author, Role::Admin);
+        let genesis = Transaction {
+            context: super::NO_CONTEXT,
+            author,
+            seq: 0,
+            parents: Vec::new(),
+            body: TxBody::Genesis {
+                members: all.into_iter().collect(),
+                app,
+            },
+        }
+        .sign(&key);
+        genesis.check()?;
+        let id = genesis.id();
+        self.check_room(&id)?;
+        let dag = Dag::new(genesis.clone()).map_err(|e| match e {
+            super::Rejection::Invalid(e) => Error::Invalid(e),
+            _ => Error::NotAllowed(id),
+        })?;
+        store.put_context(&stored(id, &key))?;
+        store.append_txs(&id, std::slice::from_ref(&genesis))?;
+        self.durable.push_back((
+            store.written_seq(),
+            AfterDurable::Applied {
+                context: id,
+                txs: vec![(id, genesis)],
+            },
+        ));
+        self.add(id, key, Some(dag), now);
+        Ok(id)
+    }
+
+    /// Joins `context` as `key` (which an admin added as a member): its history arrives by
+    /// catch-up from `peers` (or from the first member seen on its topic).
+    pub(crate) fn join<S: BlobStore + ContextStore>(
+        &mut self,
+        context: ContextId,
+        key: ed25519::Keypair,
+        peers: impl IntoIterator<Item = PeerId>,
+        now: Instant,
+        store: &mut S,
+    ) -> Result<(), Error> {
+        self.check_room(&context)?;
+        store.put_context(&stored(context, &key))?;
+        self.add(context, key, None, now);
+        let ctx = self.contexts.get_mut(&context).expect("just added");
+        for peer in peers {
+            if ctx.wanted.len() < MAX_CONTEXT_PEERS {
+                ctx.wanted.insert(peer);
+            }
+        }
+        Ok(())
+    }
+
+    fn check_room(&self, context: &ContextId) -> Result<(), Error> {
+        if self.contexts.contains_key(context) {
+            return Err(Error::Exists(*context));
+        }
+        if self.contexts.len() >= MAX_CONTEXTS {
+            return Err(Error::TooManyContexts { max: MAX_CONTEXTS });
+        }
+        Ok(())
+    }
+
+    /// Leaves `context`: forgets it and its transactions here; its sessions end.
+    pub(crate) fn leave<S: ContextStore>(
+        &mut self,
+        context: &ContextId,
+        store: &mut S,
+    ) -> Result<String, Error> {
+        let ctx = self
+            .contexts
+            .remove(context)
+            .ok_or(Error::UnknownContext(*context))?;
+        self.by_topic.remove(&ctx.topic);
+        let doomed: Vec<StreamId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.context() == Some(*context))
+            .map(|(id, _)| *id)
+            .collect();
+        for stream in doomed {
+            self.end_session(stream, None);
+        }
+        store.remove_context(context)?;
+        Ok(ctx.topic)
+    }
+
+    /// Writes a transaction with `body` in `context`, on top of every head: applied and
+    /// stored at once (reported applied once durable) and published on the topic.
+    pub(crate) fn submit<S: BlobStore + ContextStore>(
+        &mut self,
+        context: &ContextId,
+        body: TxBody,
+        now: Instant,
+        store: &mut S,
+    ) -> Result<TxId, Error> {
+        let ctx = self
+            .contexts
+            .get_mut(context)
+            .ok_or(Error::UnknownContext(*context))?;
+        let Some(dag) = &mut ctx.dag else {
+            return Err(Error::NotSynced(*context));
+        };
+        if matches!(body, TxBody::Genesis { .. }) {
+            return Err(Error::NotAllowed(*context));
+        }
+        match dag.membership().members.get(&ctx.author) {
+            Some(Role::Admin) => {}
+            Some(Role::Writer) if !body.is_admin_only() => {}
+            _ => return Err(Error::NotAllowed(*context)),
+        }
+        let last = dag.last_seq(&ctx.author);
+        let mut parents: Vec<TxId> = Vec::with_capacity(MAX_PARENTS);
+        if let Some((seq, prev)) = last {
+            if seq > 0 {
+                parents.push(prev);
+            }
+        }
+        // The deepest heads first: they cover the most history.
+        let mut heads: Vec<(u64, TxId)> = dag
+            .heads()
+            .iter()
+            .filter(|h| !parents.contains(h))
+            .map(|h| (dag.depth(h), *h))
+            .collect();
+        heads.sort_by(|a, b| b.cmp(a));
+        parents.extend(heads.into_iter().map(|(_, h)| h));
+        parents.truncate(MAX_PARENTS);
+        let seq = last.map_or(1, |(seq, _)| seq + 1);
+        let tx = Transaction {
+            context: *context,
+            author: ctx.author,
+            seq,
+            parents,
+            body,
+        }
+        .sign(&ctx.key);
+        let checked = tx.clone().checked()?;
+        let id = checked.id();
+        for verdict in dag.insert_checked(checked, now) {
+            if let Verdict::Rejected { .. } = verdict {
+                return Err(Error::NotAllowed(*context));
+            }
+        }
+        store.append_txs(context, std::slice::from_ref(&tx))?;
+        let data = crate::wire::to_bytes(&crate::wire::Message::SyncTx(
+            crate::wire::TxBatch::new(vec![tx.encode()]).expect("one transaction"),
+        ))
+        .expect("a transaction fits a message");
+        self.out.push_back(Output::Publish {
+            topic: ctx.topic.clone(),
+            data,
+        });
+        self.durable.push_back((
+            store.written_seq(),
+            AfterDurable::Applied {
+                context: *context,
+                txs: vec![(id, tx)],
+            },
+        ));
+        Ok(id)
+    }
+
+    /// Catches `context` up from `peer` (or from every peer seen on its topic) now.
+    pub(crate) fn sync_now(
+        &mut self,
+        context: &ContextId,
+        peer: Option<PeerId>,
+    ) -> Result<(), Error> {
+        let ctx = self
+            .contexts
+            .get_mut(context)
+            .ok_or(Error::UnknownContext(*context))?;
+        match peer {
+            Some(peer) => {
+                ctx.wanted.insert(peer);
+            }
+            None => ctx.wanted.extend(ctx.peers.iter().copied()),
+        }
+        Ok(())
+    }
+
+    /// The node's clock, before every call that may end a session.
+    pub(crate) fn set_now(&mut self, now: Instant) {
+        self.now = now;
+    }
+
+    /// True if a session with `peer` for `context` failed less than [`RETRY_BACKOFF`] ago.
+    fn backing_off(&self, context: &ContextId, peer: &PeerId) -> bool {
+        self.backoff
+            .get(&(*context, *peer))
+            .is_some_and(|until| *until > self.now)
+    }
+
+    /// Someone to catch up from, later (bounded; a session in progress is not disturbed).
+    fn want(&mut self, context: &ContextId, peer: PeerId) {
+        if peer == self.local || self.backing_off(context, &peer) {
+            return;
+        }
+        if let Some(ctx) = self.contexts.get_mut(context) {
+            if ctx.wanted.len() < MAX_CONTEXT_PEERS {
+                ctx.wanted.insert(peer);
+            }
+        }
+    }
+
+    // --- what comes back ---
+
+    /// A verification job came back.
+    pub(crate) fn handle_verified<S: BlobStore + ContextStore>(
+        &mut self,
+        verified: Verified,
+        now: Instant,
+        store: &mut S,
+    ) {
+        match self.jobs.remove(&verified.id) {
+            Some(Purpose::Session(stream)) => self.session_verified(stream, verified, now, store),
+            Some(Purpose::Gossip { context, peer }) => {
+                self.gossip_pending = self.gossip_pending.saturating_sub(verified.results.len());
+                let waiting = self.apply(&context, peer, verified.results, now, store);
+                if let Ok(true) = waiting {
+                    self.want(&context, peer);
+                }
+            }
+            // Its session ended: the transactions will come again if they are needed.
+            None => {}
+        }
+    }
+
+    /// Applies checked transactions from `peer` to `context`, stores what entered the DAG
+    /// and schedules their events for when it is durable. `Ok(true)` if some wait for
+    /// parents; `Err` with the reason at the first refused one (those before it stay).
+    fn apply<S: BlobStore + ContextStore>(
+        &mut self,
+        context: &ContextId,
+        peer: PeerId,
+        results: Vec<Result<Checked, super::TxError>>,
+        now: Instant,
+        store: &mut S,
+    ) -> Result<bool, String> {
+        let Some(ctx) = self.contexts.get_mut(context) else {
+            return Ok(false);
+        };
+        let mut applied: Vec<(TxId, SignedTx)> = Vec::new();
+        let mut waiting = false;
+        let mut refused: Option<(TxId, super::Rejection)> = None;
+        for result in results {
+            let checked = match result {
+                Ok(checked) => checked,
+                Err(e) => {
+                    let id = e.tx_id().unwrap_or(TxId([0; 32]));
+                    refused = Some((id, e.into()));
+                    break;
+                }
+            };
+            let dag = match &mut ctx.dag {
+                Some(dag) => dag,
+                None if checked.id() == *context => {
+                    let (id, tx) = checked.into_parts();
+                    match Dag::new(tx.clone()) {
+                        Ok(dag) => {
+                            ctx.dag = Some(dag);
+                            applied.push((id, tx));
+                            continue;
+                        }
+                        Err(reason) => {
+                            refused = Some((id, reason));
+                            break;
+                        }
+                    }
+                }
+                None => {
+                    // Before the genesis nothing can be placed: the rest comes by catch-up.
+                    waiting = true;
+                    continue;
+                }
+            };
+            for verdict in dag.insert_checked(checked, now) {
+                match verdict {
+                    Verdict::Applied(id) => {
+                        if let Some(tx) = dag.get(&id) {
+                            applied.push((id, tx.clone()));
+                        }
+                    }
+                    Verdict::Waiting(_) => waiting = true,
+                    Verdict::Duplicate(_) => {}
+                    Verdict::Rejected { id, reason } => {
+                        if refused.is_none() {
+                            refused = Some((id, reason));
+                        }
+                    }
+                }
+            }
+            if refused.is_some() {
+                break;
+            }
+        }
+        if !applied.is_empty() {
+            let txs: Vec<SignedTx> = applied.iter().map(|(_, tx)| tx.clone()).collect();
+            if let Err(e) = store.append_txs(context, &txs) {
+                return Err(format!("the store failed: {e}"));
+            }
+            self.durable.push_back((
+                store.written_seq(),
+                AfterDurable::Applied {
+                    context: *context,
+                    txs: applied,
+                },
+            ));
+        }
+        match refused {
+            None => Ok(waiting),
+            Some((id, reason)) => {
+                let message = format!("transaction {id:?} refused: {reason}");
+                self.out.push_back(Output::Event(Event::Rejected {
+                    context: *context,
+                    peer,
+                    id,
+                    reason,
+                }));
+                Err(message)
+            }
+        }
+    }
+
+    /// Releases what waited for writes the store made durable.
+    fn release_durable(&mut self, durable_seq: u64) {
+        while self
+            .durable
+            .front()
+            .is_some_and(|(seq, _)| *seq <= durable_seq)
+        {
+            let (_, what) = self.durable.pop_front().expect("checked");
+            match what {
+                AfterDurable::Applied { context, txs } => {
+                    for (id, tx) in txs {
+                        self.out
+                            .push_back(Output::Event(Event::Applied { context, id, tx }));
+                    }
+                }
+                AfterDurable::Credit { stream, bytes } => self.grant(stream, bytes),
+                AfterDurable::Synced { stream } => self.synced(stream),
+            }
+        }
+    }
+
+    /// Time passed.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        for timer in self.timers.due(now) {
+            match timer {
+                Timer::Digest => self.digest_tick(now),
+                Timer::Session(stream) => self.session_timeout(stream, now),
+            }
+        }
+    }
+
+    /// A peer's connection closed (its streams were reset before this).
+    pub(crate) fn handle_peer_disconnected(&mut self, peer: &PeerId) {
+        for ctx in self.contexts.values_mut() {
+            ctx.peers.remove(peer);
+            ctx.wanted.remove(peer);
+        }
+    }
+
+    // --- poll ---
+
+    /// The next output: what the store made durable first, then sessions to start, then
+    /// what is queued.
+    pub(crate) fn poll_output<S: BlobStore>(
+        &mut self,
+        now: Instant,
+        ids: &mut StreamIds,
+        store: &S,
+    ) -> Option<Output> {
+        if self.out.is_empty() {
+            self.release_durable(store.durable_seq());
+            self.start_sessions(now, ids);
+        }
+        self.out.pop_front()
+    }
+
+    /// Checks every table against what it counts; panics on a mismatch.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn check_invariants(&self) {
+        for (id, ctx) in &self.contexts {
+            if let Some(stream) = ctx.session {
+                assert!(
+                    matches!(self.sessions.get(&stream), Some(s) if s.context() == Some(*id)),
+                    "a context's session is in the session table"
+                );
+            }
+        }
+        for (job, purpose) in &self.jobs {
+            if let Purpose::Session(stream) = purpose {
+                assert!(
+                    self.sessions.contains_key(stream),
+                    "job {job} belongs to a live session"
+                );
+            }
+        }
+    }
+}
+
+fn stored(id: ContextId, key: &ed25519::Keypair) -> StoredContext {
+    let secret: [u8; 32] = key
+        .secret()
+        .as_ref()
+        .try_into()
+        .expect("an ed25519 secret is 32 bytes");
+    StoredContext { id, secret }
+}
+
+fn corrupt(reason: impl std::fmt::Display) -> StoreError {
+    StoreError::Io(format!("a stored context is inconsistent: {reason}"))
+}
