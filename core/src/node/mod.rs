@@ -621,6 +621,21 @@ impl<S: BlobStore + ContextStore> Node<S> {
         self.submit(context, TxBody::Payload(payload))
     }
 
+    /// Adds `invitee` to `context` with `role` (this node's key must be an admin there)
+    /// and returns the transaction and an invitation naming this node at `addresses`, to
+    /// hand to the invitee out of band.
+    pub fn invite(
+        &mut self,
+        context: &ContextId,
+        invitee: AuthorKey,
+        role: Role,
+        addresses: Vec<multiaddr::Multiaddr>,
+    ) -> Result<(TxId, contexts_area::Invite), contexts::Error> {
+        let store = self.blobs.store_mut();
+        self.contexts
+            .invite(context, invitee, role, addresses, self.now, store)
+    }
+
     /// Catches `context` up now, from `peer` or from every member seen on its topic.
     pub fn sync_context(
         &mut self,

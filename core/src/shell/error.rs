@@ -92,6 +92,9 @@ pub enum Error {
     /// The blob is not complete in the local store (absent, or still downloading).
     #[error("blob {0} is not complete in the local store: fetch it first")]
     BlobNotComplete(BlobId),
+    /// A context command failed (unknown context, not allowed, a limit).
+    #[error(transparent)]
+    Context(#[from] crate::sync::contexts::Error),
     /// The local blob store failed (disk, permissions, a corrupt copy, a file to import).
     #[error(transparent)]
     Store(#[from] crate::blob::store::StoreError),

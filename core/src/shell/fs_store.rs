@@ -76,8 +76,7 @@ const BLOBS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("blobs");
 /// Contexts this node belongs to: id → the secret half of its member key.
 const CONTEXTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("contexts");
 /// Each context's transactions in applied order: (context, index) → encoded transaction.
-const CONTEXT_TXS: TableDefinition<(&[u8; 32], u64), &[u8]> =
-    TableDefinition::new("context_txs");
+const CONTEXT_TXS: TableDefinition<(&[u8; 32], u64), &[u8]> = TableDefinition::new("context_txs");
 
 #[derive(Debug, BorshSerialize, BorshDeserialize)]
 struct Meta {
@@ -446,8 +445,8 @@ impl FsStore {
 }
 
 mod batch;
-mod contexts;
 mod blob_store;
+mod contexts;
 mod import;
 mod recover;
 #[cfg(test)]

@@ -170,9 +170,7 @@ pub fn run_swarm(
         metrics,
         store,
     )
-    .map_err(|e| {
-        crate::blob::store::StoreError::Io(format!("cannot start the persist thread: {e}"))
-    })?;
+    .map_err(|e| crate::blob::store::StoreError::Io(format!("cannot start the node: {e}")))?;
     runtime.spawn(Box::pin(driver.run()));
     Ok((client, stream))
 }

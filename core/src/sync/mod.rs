@@ -12,6 +12,7 @@
 pub mod contexts;
 pub mod dag;
 pub mod frontier;
+pub mod invite;
 pub mod session;
 pub mod store;
 pub mod tx;
@@ -22,6 +23,7 @@ mod tests;
 
 pub use dag::{Dag, Membership, Rejection, Verdict, MAX_EVIDENCE, MAX_ORPHANS, ORPHAN_TTL};
 pub use frontier::{MAX_HELLO_HEADS, MAX_SKIP_ANCESTORS};
+pub use invite::{Invite, InviteError, MAX_INVITE_ADDRESSES, MAX_INVITE_LEN};
 pub use session::{Received, Requester, Responder, SessionError, CREDIT, MAX_BATCH_BYTES};
 pub use tx::{
     AuthorKey, Checked, ContextId, Role, SignedTx, Transaction, TxBody, TxError, TxId,

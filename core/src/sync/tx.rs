@@ -61,6 +61,35 @@ impl From<&ed25519::PublicKey> for AuthorKey {
     }
 }
 
+impl AuthorKey {
+    /// The key of a peer whose id inlines an ed25519 public key (every Sinew node's id
+    /// does), so a node's identity can be invited by its peer id alone.
+    pub fn from_peer_id(peer: &libp2p_identity::PeerId) -> Option<Self> {
+        let multihash = peer.as_ref();
+        if multihash.code() != 0 {
+            return None; // a hashed key: the key itself is not in the id
+        }
+        let key = libp2p_identity::PublicKey::try_decode_protobuf(multihash.digest()).ok()?;
+        Some(Self::from(&key.try_into_ed25519().ok()?))
+    }
+
+    /// Lowercase hex of the 32 bytes.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl std::str::FromStr for AuthorKey {
+    type Err = hex::FromHexError;
+
+    /// 64 hex digits.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(s.trim(), &mut bytes)?;
+        Ok(Self(bytes))
+    }
+}
+
 /// What a member may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, BorshSerialize, BorshDeserialize)]
 pub enum Role {

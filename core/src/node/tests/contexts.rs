@@ -111,7 +111,10 @@ fn a_transaction_written_live_reaches_every_member_by_gossip_without_a_session()
     for (i, before) in sessions_before.into_iter().enumerate() {
         let dag = world.node(i).context(&ctx).unwrap();
         assert!(dag.contains(&id), "node {i}");
-        assert!(applied(&world, i).contains(&id), "node {i} reported it applied");
+        assert!(
+            applied(&world, i).contains(&id),
+            "node {i} reported it applied"
+        );
         assert_eq!(synced(&world, i), before, "no catch-up at node {i}");
     }
 }

@@ -88,7 +88,7 @@ impl Driver {
     }
 
     /// Answers `reply` once every write so far is durable.
-    fn when_durable(&mut self, reply: DurableReply) {
+    pub(super) fn when_durable(&mut self, reply: DurableReply) {
         let store = self.node.store();
         let (seq, durable) = (store.written_seq(), store.durable_seq());
         self.persist.when_durable(seq, durable, reply);

@@ -30,11 +30,13 @@ use crate::{dht, discovery, peer};
 
 mod blobs;
 mod commands;
+mod contexts;
 mod pending;
 mod persist;
 mod stream_task;
 mod streams;
 mod swarm;
+mod verify;
 
 use pending::{Lookup, Pending};
 use persist::Persister;
@@ -52,6 +54,8 @@ pub(crate) struct Driver {
     pending: Pending,
     /// The store's persist worker and the replies waiting for it.
     persist: Persister,
+    /// The transaction verification workers.
+    verifier: verify::Verifier,
     /// Download handles waiting for their blob's progress and outcome.
     watchers: blobs::Watchers,
     /// When the node wants its next timeout.
@@ -70,6 +74,7 @@ impl Driver {
         store: NodeStore,
     ) -> std::io::Result<Self> {
         let persist = Persister::start()?;
+        let verifier = verify::Verifier::start()?;
         let local = *swarm.local_peer_id();
         let control = swarm.behaviour().stream.new_control();
         let streams = Streams::new(
@@ -79,7 +84,8 @@ impl Driver {
             config.node.max_frame_len,
         );
         let start = runtime.now();
-        let node = Node::new(local, node_config(&config), store, start);
+        let node = Node::open(local, node_config(&config), store, start)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         Ok(Self {
             swarm,
             config,
@@ -91,6 +97,7 @@ impl Driver {
             streams,
             pending: Pending::default(),
             persist,
+            verifier,
             watchers: Default::default(),
             deadline: start,
             shutdown: None,
@@ -118,6 +125,7 @@ impl Driver {
                     }
                     Some(Command::Net(command)) => self.handle_net_command(command),
                     Some(Command::Blob(command)) => self.handle_blob_command(command),
+                    Some(Command::Context(command)) => self.handle_context_command(*command),
                     None => break,
                 },
                 // Inbound streams before the bulk stream I/O: libp2p-stream hands them over
@@ -146,6 +154,11 @@ impl Driver {
                         self.persisted(done);
                     }
                 }
+                verified = self.verifier.done.next() => {
+                    if let Some(verified) = verified {
+                        self.input(node::Input::Verified(verified));
+                    }
+                }
                 () = (&mut timer).fuse() => self.input(node::Input::Timeout),
             }
             // Commands may have mutated the node: drain (a no-op after an input).
@@ -158,7 +171,11 @@ impl Driver {
             let _ = self.swarm.disconnect_peer_id(peer);
         }
         self.settle_store().await;
-        if let Some(reply) = self.shutdown.take() {
+        // The store (its database lock) is released before the caller hears that the node
+        // stopped, so a node can be started again on the same directory at once.
+        let reply = self.shutdown.take();
+        drop(self);
+        if let Some(reply) = reply {
             let _ = reply.send(Ok(()));
         }
     }
@@ -213,6 +230,12 @@ impl Driver {
                         self.persisted(done);
                     }
                 }
+                Output::Verify(job) => {
+                    if !self.verifier.run(job) {
+                        tracing::error!("the verification threads stopped");
+                    }
+                }
+                Output::Event(node::Event::Sync(event)) => self.events.send(Event::Sync(event)),
                 Output::Peer(out) => self.peer_action(out),
                 Output::Dht(out) => self.dht_action(out),
                 Output::Gossip(out) => self.gossip_action(out),

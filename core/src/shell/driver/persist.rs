@@ -17,6 +17,17 @@ pub(super) enum DurableReply {
     Added(Reply<BlobId>, BlobId),
     /// `delete_blob`: whether the store had it.
     Deleted(Reply<bool>, bool),
+    /// Any other reply with its value (context commands).
+    Other(Box<dyn FnOnce(Result<(), Error>) + Send>),
+}
+
+impl DurableReply {
+    /// Answers `reply` with `value` once durable (or with the store's error).
+    pub(super) fn other<T: Send + 'static>(reply: Reply<T>, value: T) -> Self {
+        Self::Other(Box::new(move |result| {
+            let _ = reply.send(result.map(|()| value));
+        }))
+    }
 }
 
 impl DurableReply {
@@ -28,6 +39,7 @@ impl DurableReply {
             Self::Deleted(reply, existed) => {
                 let _ = reply.send(result.map(|()| existed));
             }
+            Self::Other(answer) => answer(result),
         }
     }
 }

@@ -96,13 +96,16 @@ impl Streams {
     ) -> Self {
         let (io_tx, io_rx) = mpsc::channel(IO_BUFFER);
         let mut incoming = SelectAll::new();
-        let blob = StreamProtocol::new(ProtocolId::BLOB.as_str());
-        if let Ok(streams) = control.accept(blob.clone()) {
-            incoming.push(
-                streams
-                    .map(move |(peer, stream)| (peer, stream, blob.clone()))
-                    .boxed(),
-            );
+        // Every protocol of the node's own (blobs, catch-up).
+        for id in ProtocolId::ALL {
+            let protocol = StreamProtocol::new(id.as_str());
+            if let Ok(streams) = control.accept(protocol.clone()) {
+                incoming.push(
+                    streams
+                        .map(move |(peer, stream)| (peer, stream, protocol.clone()))
+                        .boxed(),
+                );
+            }
         }
         Self {
             runtime,
@@ -180,14 +183,18 @@ impl Streams {
         stream: libp2p::Stream,
         protocol: StreamProtocol,
     ) -> Inbound {
-        if protocol.as_ref() != ProtocolId::BLOB.as_str() {
+        let ours = ProtocolId::ALL
+            .iter()
+            .find(|id| id.as_str() == protocol.as_ref())
+            .copied();
+        let Some(ours) = ours else {
             let config = crate::framing::Config {
                 max_frame_len: self.max_frame_len,
             };
             return Inbound::App(Event::StreamOpened {
                 stream: SinewStream::new(peer, protocol, stream, config),
             });
-        }
+        };
         let id = StreamId::inbound(self.next_inbound);
         self.next_inbound += 1;
         let (cmd_tx, cmd_rx) = mpsc::unbounded();
@@ -198,7 +205,7 @@ impl Streams {
         Inbound::Node(stream::Input::Opened {
             stream: id,
             peer,
-            protocol: ProtocolId::BLOB,
+            protocol: ours,
         })
     }
 
@@ -236,8 +243,10 @@ impl Streams {
     /// Starts accepting `protocol` for the application.
     #[allow(clippy::result_large_err)] // the error goes straight into a reply
     pub(super) fn accept(&mut self, protocol: StreamProtocol) -> Result<(), Error> {
-        let taken =
-            self.accepted.contains(&protocol) || protocol.as_ref() == ProtocolId::BLOB.as_str();
+        let taken = self.accepted.contains(&protocol)
+            || ProtocolId::ALL
+                .iter()
+                .any(|id| id.as_str() == protocol.as_ref());
         if taken {
             return Err(Error::AlreadyAccepting(protocol.to_string()));
         }

@@ -85,7 +85,8 @@ impl ContextStore for FsStore {
             return Ok(());
         }
         let first = self.next_index(&context.0)?;
-        self.context_next.insert(context.0, first + txs.len() as u64);
+        self.context_next
+            .insert(context.0, first + txs.len() as u64);
         let encoded: Vec<Vec<u8>> = txs.iter().map(SignedTx::encode).collect();
         let bytes = encoded.iter().map(|t| t.len() as u64).sum();
         self.ops.push(Op::AppendTxs {
@@ -114,7 +115,9 @@ impl ContextStore for FsStore {
         }
         for op in &self.ops {
             match op {
-                Op::AppendTxs { context: c, txs, .. } if c == &context.0 => {
+                Op::AppendTxs {
+                    context: c, txs, ..
+                } if c == &context.0 => {
                     for tx in txs {
                         out.push(decode(tx)?);
                     }

@@ -451,6 +451,28 @@ impl Contexts {
         Ok(id)
     }
 
+    /// Adds `invitee` to `context` with `role` (this node must be an admin there) and signs
+    /// an invitation naming this node at `addresses`.
+    pub(crate) fn invite<S: BlobStore + ContextStore>(
+        &mut self,
+        context: &ContextId,
+        invitee: AuthorKey,
+        role: Role,
+        addresses: Vec<multiaddr::Multiaddr>,
+        now: Instant,
+        store: &mut S,
+    ) -> Result<(TxId, super::Invite), Error> {
+        let id = self.submit(
+            context,
+            TxBody::AddMember { key: invitee, role },
+            now,
+            store,
+        )?;
+        let ctx = self.contexts.get(context).expect("submit found it");
+        let invite = super::Invite::new(&ctx.key, *context, invitee, self.local, addresses);
+        Ok((id, invite))
+    }
+
     /// Catches `context` up from `peer` (or from every peer seen on its topic) now.
     pub(crate) fn sync_now(
         &mut self,
