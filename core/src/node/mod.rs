@@ -665,6 +665,12 @@ impl<S: BlobStore + ContextStore> Node<S> {
         self.contexts.is_syncing(context)
     }
 
+    /// The catch-up of `context` running now: (transactions received, transactions its
+    /// plan announced).
+    pub fn catch_up_progress(&self, context: &ContextId) -> Option<(u64, u64)> {
+        self.contexts.progress(context)
+    }
+
     /// The contexts protocol's configuration.
     pub fn sync_config(&self) -> &contexts::Config {
         self.contexts.config()

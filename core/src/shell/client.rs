@@ -200,6 +200,8 @@ pub struct ContextInfo {
     pub app: Option<BlobId>,
     /// A catch-up session runs or is wanted.
     pub syncing: bool,
+    /// The catch-up running now: (transactions received, transactions announced).
+    pub catch_up: Option<(u64, u64)>,
     /// Equivocations kept as evidence.
     pub equivocations: usize,
 }

@@ -21,6 +21,7 @@
 //! working directory. A request line longer than [`MAX_REQUEST_LINE`] is answered with an
 //! error and the connection closed.
 
+mod contexts;
 mod received;
 mod server;
 
@@ -139,7 +140,56 @@ pub enum Request {
         /// The blob id.
         id: String,
     },
+    /// Found a context with this node as its admin (its member key is the node's identity).
+    ContextCreate,
+    /// Add a member to a context and return an invitation token for it.
+    ContextInvite {
+        /// The context (64 hex digits).
+        context: String,
+        /// The invitee: a member key (64 hex digits) or a peer id (its node's key).
+        member: String,
+        /// `writer` (default) or `admin`.
+        #[serde(default)]
+        role: Option<String>,
+    },
+    /// Join a context with an invitation token (catch-up starts at once).
+    ContextJoin {
+        /// The token `sinew context invite` printed.
+        invite: String,
+    },
+    /// Write a transaction (text payload) in a context; answered once durable.
+    ContextTx {
+        /// The context.
+        context: String,
+        /// The payload (UTF-8 text).
+        data: String,
+    },
+    /// Transactions of a context in applied (causal) order.
+    ContextLog {
+        /// The context.
+        context: String,
+        /// From this position.
+        #[serde(default)]
+        offset: usize,
+        /// At most this many (default 100, at most `MAX_LOG_ENTRIES`).
+        #[serde(default)]
+        limit: Option<usize>,
+    },
+    /// The state of one context (heads, members, size, catch-up), or of every one.
+    ContextStatus {
+        /// The context; none: every context.
+        #[serde(default)]
+        context: Option<String>,
+    },
+    /// Catch a context up now from every member seen on its topic.
+    ContextSync {
+        /// The context.
+        context: String,
+    },
 }
+
+/// Transactions one `context_log` request returns at most.
+pub const MAX_LOG_ENTRIES: usize = 10_000;
 
 /// A control response.
 #[derive(Debug, Clone, Serialize, Deserialize)]

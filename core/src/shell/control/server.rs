@@ -44,6 +44,8 @@ struct State {
     received: ReceivedLog,
     listen: Vec<String>,
     runtime: &'static str,
+    /// The key this node writes in contexts with.
+    member_key: Option<libp2p::identity::ed25519::Keypair>,
 }
 
 /// Everything a request is answered from.
@@ -79,6 +81,12 @@ impl ControlServer {
     /// A listen address of the node, full (with `/p2p/…`), for `status` and tickets.
     pub fn record_listen(&self, address: String) {
         self.service.state().listen.push(address);
+    }
+
+    /// The key `context_*` requests create, join and write with (the CLI sets the node's
+    /// identity key: a node is invited by its peer id).
+    pub fn set_member_key(&self, key: libp2p::identity::ed25519::Keypair) {
+        self.service.state().member_key = Some(key);
     }
 
     /// The listen addresses recorded so far.
@@ -122,6 +130,7 @@ pub fn serve(
             received: ReceivedLog::default(),
             listen: Vec::new(),
             runtime: runtime_name,
+            member_key: None,
         })),
         runtime: runtime.clone(),
     };
@@ -267,6 +276,16 @@ async fn answer(service: &Service, request: Request) -> Response {
                 json!({ "existed": client.delete_blob(id).await? })
             }
             Request::BlobGet { .. } => bail!("blob_get is served with its progress lines"),
+            request @ (Request::ContextCreate
+            | Request::ContextInvite { .. }
+            | Request::ContextJoin { .. }
+            | Request::ContextTx { .. }
+            | Request::ContextLog { .. }
+            | Request::ContextStatus { .. }
+            | Request::ContextSync { .. }) => {
+                let key = service.state().member_key.clone();
+                super::contexts::answer(client, key, &request).await?
+            }
         })
     }
     .await;

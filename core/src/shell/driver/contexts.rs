@@ -84,6 +84,7 @@ impl Driver {
             .context_member_key(&context)
             .ok_or(contexts::Error::UnknownContext(context))?;
         let syncing = self.node.is_syncing(&context);
+        let catch_up = self.node.catch_up_progress(&context);
         Ok(match self.node.context(&context) {
             Some(dag) => {
                 let membership = dag.membership();
@@ -96,6 +97,7 @@ impl Driver {
                     members: membership.members.iter().map(|(k, r)| (*k, *r)).collect(),
                     app: membership.app,
                     syncing,
+                    catch_up,
                     equivocations: dag.equivocations().len(),
                 }
             }
@@ -108,6 +110,7 @@ impl Driver {
                 members: Vec::new(),
                 app: None,
                 syncing,
+                catch_up,
                 equivocations: 0,
             },
         })

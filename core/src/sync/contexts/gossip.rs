@@ -6,6 +6,11 @@ use std::time::Instant;
 use libp2p_identity::PeerId;
 
 use super::{Contexts, Output, Purpose, Timer, VerifyJob, MAX_CONTEXT_PEERS};
+
+/// How soon a member gossips its digest after a member appears on the topic.
+pub const DIGEST_SOON: std::time::Duration = std::time::Duration::from_millis(250);
+/// The least time between two digests of a member.
+pub const DIGEST_SOON_GAP: std::time::Duration = std::time::Duration::from_secs(1);
 use crate::gossip;
 use crate::wire::{self, Message};
 
@@ -76,11 +81,20 @@ impl Contexts {
         // member it sees.
         if ctx.dag.is_none() && ctx.session.is_none() {
             self.want(&context, peer);
+            return;
+        }
+        // A member (re)appeared, perhaps after a restart: gossip our digest soon, so that
+        // whoever is behind finds out without waiting for the period (at most one early
+        // digest per DIGEST_SOON_GAP).
+        let early = (self.now + DIGEST_SOON).max(self.last_digest + DIGEST_SOON_GAP);
+        if self.timers.get(Timer::Digest).is_none_or(|at| early < at) {
+            self.timers.set(Timer::Digest, Some(early));
         }
     }
 
     /// Every context gossips its heads digest; orphans past their time are dropped.
     pub(super) fn digest_tick(&mut self, now: Instant) {
+        self.last_digest = now;
         let mut publish = Vec::new();
         for ctx in self.contexts.values_mut() {
             if let Some(dag) = &mut ctx.dag {

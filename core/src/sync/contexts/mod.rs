@@ -28,6 +28,7 @@
 //!   ([`crate::sync::MAX_ORPHANS`], [`crate::sync::ORPHAN_TTL`]).
 
 mod gossip;
+pub use gossip::{DIGEST_SOON, DIGEST_SOON_GAP};
 mod session_io;
 #[cfg(test)]
 mod tests;
@@ -144,6 +145,8 @@ pub(crate) struct Contexts {
     backoff: BTreeMap<(ContextId, PeerId), Instant>,
     /// The latest time the node gave.
     now: Instant,
+    /// When the digests were last gossiped.
+    last_digest: Instant,
 }
 
 impl Contexts {
@@ -169,6 +172,7 @@ impl Contexts {
             out: VecDeque::new(),
             backoff: BTreeMap::new(),
             now,
+            last_digest: now,
         };
         for stored in store.contexts()? {
             let mut key_bytes = stored.secret;

@@ -90,6 +90,16 @@ fn frame(msg: &Message) -> Bytes {
 }
 
 impl Contexts {
+    /// The catch-up of `context` running now: (transactions received, planned).
+    pub(crate) fn progress(&self, context: &ContextId) -> Option<(u64, u64)> {
+        let stream = self.contexts.get(context)?.session?;
+        let Some(Session::Out(out)) = self.sessions.get(&stream) else {
+            return None;
+        };
+        let machine = out.machine.as_ref()?;
+        Some((machine.received().0, machine.planned().map_or(0, |p| p.0)))
+    }
+
     fn send(&mut self, stream: StreamId, msg: &Message) {
         let data = frame(msg);
         self.out

@@ -9,6 +9,9 @@
 //! sinew blob add <file>                       [--data-dir DIR] [--json]
 //! sinew blob get <id|ticket> [--from ADDR].. -o <file> [--no-progress] [--json]
 //! sinew blob ls | rm <id>                     [--data-dir DIR] [--json]
+//! sinew context create | status [<ctx>]         [--data-dir DIR] [--json]
+//! sinew context invite <ctx> <peer-id> [--admin] | join <token> [--no-wait]
+//! sinew context tx <ctx> <text> | log <ctx> | heads <ctx> | members <ctx> | sync <ctx>
 //! ```
 //!
 //! Commands that act on a running node talk to it over its control socket,
@@ -16,6 +19,7 @@
 //! through `tracing`, filtered by `RUST_LOG` (default `info` for `sinew node`).
 
 mod blob;
+mod context;
 mod control;
 mod devnet;
 mod node;
@@ -65,6 +69,8 @@ enum Command {
     Devnet(devnet::DevnetArgs),
     /// Blobs of a running node: add, get, ls, rm.
     Blob(blob::BlobArgs),
+    /// Contexts of a running node: create, invite, join, tx, log, heads, members, status.
+    Context(context::ContextArgs),
 }
 
 fn main() -> ExitCode {
@@ -103,6 +109,7 @@ fn main() -> ExitCode {
             Command::Status { data_dir, json } => control::status(&data_dir, json).await,
             Command::Devnet(args) => devnet::run(args).await,
             Command::Blob(args) => blob::run(args).await,
+            Command::Context(args) => context::run(args).await,
         }
     });
     match result {

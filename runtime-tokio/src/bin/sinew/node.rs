@@ -260,6 +260,7 @@ pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
     private_data_dir(&s.data_dir)?;
     let keypair = sinew_tokio::load_or_create_identity(&s.data_dir.join("identity"))?;
     let peer_id = keypair.public().to_peer_id();
+    let member_key = keypair.clone();
     let registry = s
         .metrics
         .map(|_| Arc::new(Mutex::new(prometheus_client::registry::Registry::default())));
@@ -282,6 +283,9 @@ pub(crate) async fn run(args: NodeArgs) -> anyhow::Result<()> {
         NodeRuntime::Smol => Arc::new(sinew_smol::Smol),
     };
     let control = control::serve(&socket, client.clone(), runtime, s.runtime.name())?;
+    if let Ok(key) = member_key.try_into_ed25519() {
+        control.set_member_key(key);
+    }
     if let (Some(addr), Some(registry)) = (s.metrics, registry) {
         serve_metrics(addr, registry).await?;
     }

@@ -1,6 +1,8 @@
 //! `sinew devnet`: N real node processes on loopback, joined through a bootstrap node,
 //! then the demo: every node publishes on a topic and every node must receive every
-//! other node's message. Prints a summary table and exits 0 only if everything arrived.
+//! other node's message; every node fetches a blob node 0 added; a context spans every
+//! node, one node is stopped while the others write, restarted, and must catch up to the
+//! same heads. Prints a summary per phase and exits 0 only if every phase succeeded.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -9,6 +11,7 @@ use anyhow::{bail, Context};
 use serde_json::Value;
 
 mod blob;
+mod context;
 mod procs;
 
 use procs::{rss_kib, spawn, Launch, Proc};
@@ -44,6 +47,10 @@ pub(crate) struct DevnetArgs {
     /// Size of the blob node 0 adds and every other node fetches, in MiB (0: no blob demo).
     #[arg(long, default_value_t = 64)]
     blob_mib: u64,
+    /// Skip the context phase (a context across every node; one node stopped, the others
+    /// write, it restarts and catches up; every node must end with the same heads).
+    #[arg(long)]
+    no_context: bool,
     /// The nodes' runtime: tokio, smol, or mixed (even-numbered nodes on tokio, odd ones on
     /// smol).
     #[arg(long, default_value = "tokio")]
@@ -123,7 +130,12 @@ pub(crate) async fn run(args: DevnetArgs) -> anyhow::Result<()> {
         } else {
             Ok(())
         };
-        gossip.and(blobs)
+        let contexts = if args.no_context {
+            Ok(())
+        } else {
+            context::run(&mut procs, &launch, args.json, timeout).await
+        };
+        gossip.and(blobs).and(contexts)
     }
     .await;
 
