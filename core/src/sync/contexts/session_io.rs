@@ -484,9 +484,11 @@ impl Contexts {
                     .as_ref()
                     .is_some_and(|m| m.final_heads().is_some());
                 if !heads_came {
+                    // Not misbehaviour: a peer that does not hold the context (or no
+                    // longer counts us a member) closes without a word.
                     self.end_session(
                         stream,
-                        Some(("the responder closed before its heads".into(), true)),
+                        Some(("the responder closed before its heads".into(), false)),
                     );
                     return true;
                 }
