@@ -533,9 +533,15 @@ impl Contexts {
             Some(Purpose::Session(stream)) => self.session_verified(stream, verified, now, store),
             Some(Purpose::Gossip { context, peer }) => {
                 self.gossip_pending = self.gossip_pending.saturating_sub(verified.results.len());
-                let waiting = self.apply(&context, peer, verified.results, now, store);
-                if let Ok(true) = waiting {
-                    self.want(&context, peer);
+                match self.apply(&context, peer, verified.results, now, store) {
+                    Ok(true) => self.want(&context, peer),
+                    Ok(false) => {}
+                    // Gossip is signed by its source: whoever published a refused
+                    // transaction wrote it.
+                    Err(reason) => self.out.push_back(Output::Misbehaved {
+                        peer,
+                        reason: format!("sync: {reason}"),
+                    }),
                 }
             }
             // Its session ended: the transactions will come again if they are needed.
