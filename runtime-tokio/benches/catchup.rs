@@ -28,9 +28,7 @@ use std::time::{Duration, Instant};
 
 use libp2p::identity::ed25519;
 use serde_json::{json, Value};
-use sinew_tokio::core::node::{Config as NodeConfig, Input, Node, Output};
-use sinew_tokio::core::shell::FsStore;
-use sinew_tokio::core::sync::{AuthorKey, Invite, Role, SignedTx, Transaction, TxBody, TxId};
+use sinew_tokio::core::sync::{AuthorKey, Invite, SignedTx, Transaction, TxBody, TxId};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -40,46 +38,6 @@ fn env(name: &str, default: usize) -> usize {
 }
 
 const PAYLOAD: usize = 256;
-
-/// Writes a context of `count` transactions after its genesis (one author, a chain, 256-byte
-/// payloads) into a store in `dir`, with `member` as a writer. Returns the context and the
-/// admin key.
-fn populate(dir: &Path, count: usize, member: AuthorKey) -> (TxId, ed25519::Keypair) {
-    let admin = ed25519::Keypair::generate();
-    let store = FsStore::open(dir).unwrap();
-    let local = libp2p::PeerId::random();
-    let now = Instant::now();
-    let mut node = Node::open(local, NodeConfig::default(), store, now).unwrap();
-    let ctx = node
-        .create_context(admin.clone(), vec![(member, Role::Writer)], None)
-        .unwrap();
-    let drain = |node: &mut Node<FsStore>| loop {
-        match node.poll_output() {
-            Output::Timeout(_) => break,
-            Output::Persist(batch) => {
-                let done = batch.run();
-                assert!(done.result.is_ok(), "{:?}", done.result);
-                node.handle_input(now, Input::Persisted(done));
-            }
-            _ => {}
-        }
-    };
-    let payload = vec![0x5a; PAYLOAD];
-    for k in 0..count {
-        let mut data = payload.clone();
-        data[..8].copy_from_slice(&(k as u64).to_be_bytes());
-        node.submit_payload(&ctx, data).unwrap();
-        if k % 4096 == 0 {
-            drain(&mut node);
-        }
-    }
-    node.persist_all();
-    drain(&mut node);
-    while node.persisting().is_some() {
-        drain(&mut node);
-    }
-    (ctx, admin)
-}
 
 /// Serial verification rate on this thread: `SignedTx::check` over `n` transactions of
 /// the benchmark's shape.
@@ -208,7 +166,10 @@ async fn main() {
     let resp_dir = base.join("responder");
     let (ctx, admin) = tokio::task::spawn_blocking({
         let resp_dir = resp_dir.clone();
-        move || populate(&resp_dir.join("store"), count, member)
+        move || {
+            sinew_tokio::fixtures::write_context(&resp_dir.join("store"), count, PAYLOAD, member)
+                .expect("the responder's store is written")
+        }
     })
     .await
     .unwrap();

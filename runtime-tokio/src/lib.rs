@@ -31,6 +31,8 @@
 //! [`sinew_core::shell`].
 
 pub mod control;
+#[doc(hidden)]
+pub mod fixtures;
 
 use std::pin::Pin;
 use std::sync::Arc;
