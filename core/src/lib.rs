@@ -19,6 +19,10 @@
 //!   [`blob::Encoder`], the response [`blob::Decoder`], the multi-provider, resumable
 //!   [`blob::Download`], the store trait ([`blob::store`]) and the protocol
 //!   `/sinew/blob/1`;
+//! - [`sync`]: contexts — signed transaction DAGs shared by their members, membership
+//!   decided at each transaction's position, live gossip of transactions and heads
+//!   digests, and the one-round-trip catch-up over `/sinew/sync/1` paced by credit
+//!   ([`sync::contexts`] is the node's child; [`sync::session`] the two session machines);
 //! - [`framing`] and [`wire`]: length-delimited frames with hard limits, and Sinew's
 //!   versioned messages.
 //!
@@ -38,7 +42,9 @@
 //! - the commands: [`Node::subscribe`], [`Node::unsubscribe`], [`Node::publish`],
 //!   [`Node::request_blob`], [`Node::add_blob`], [`Node::import_blob`],
 //!   [`Node::announce_blob`], [`Node::cancel_download`], [`Node::delete_blob`],
-//!   [`Node::forget_checked`], [`Node::persist_all`];
+//!   [`Node::forget_checked`], [`Node::persist_all`], [`Node::create_context`],
+//!   [`Node::join_context`], [`Node::leave_context`], [`Node::submit`],
+//!   [`Node::submit_payload`], [`Node::invite`], [`Node::sync_context`];
 //! - [`Node::store_mut`] (importing into the store behind the node's back).
 //!
 //! Commands may be called *while* draining (say, on an event): their outputs join the same
@@ -52,7 +58,8 @@
 //!
 //! 1. **Wait** for whichever comes first: an event of the network (a stream opened, bytes
 //!    arrived, bytes were written out, a stream ended, a peer connected or disconnected), a
-//!    persist batch's verdict, or the instant of the last [`Output::Timeout`].
+//!    persist batch's or verification job's verdict, or the instant of the last
+//!    [`Output::Timeout`].
 //! 2. **Feed** it as one [`Input`] with the time it happened:
 //!    `node.handle_input(now, input)`. A timer is [`Input::Timeout`].
 //! 3. **Drain** `poll_output()` until `Output::Timeout(at)`, doing what each output says:
@@ -68,6 +75,12 @@
 //!      never on the task that runs this loop — and, when it is done, feed
 //!      `Input::Persisted(batch.run())` like any other input (see [`persist`]: at most one
 //!      batch is out; a download is reported complete only once its batch is back);
+//!    - [`Output::Verify`]: decode and check a batch of a context's transactions (ids and
+//!      signatures, verified as one batch) on a worker thread — never on this loop's task
+//!      — with an RNG peers cannot predict, and feed `Input::Verified(job.run(rng))` when
+//!      it is done. Jobs may come back in any order; a context's transactions are applied,
+//!      and reported [`sync::contexts::Event::Applied`], only once the store made them
+//!      durable;
 //!    - [`Output::Event`]: hand it to the application;
 //!    - [`Output::Timeout`]: remember `at`, go back to 1.
 //!
@@ -140,6 +153,11 @@
 //!             // A real driver runs this on a worker thread and feeds the verdict back
 //!             // when it arrives; a memory store's work is nothing.
 //!             Output::Persist(batch) => net.pending.push_back(Input::Persisted(batch.run())),
+//!             // The same for signature checks: a worker thread, an OS-seeded RNG.
+//!             Output::Verify(job) => {
+//!                 let rng = sinew_core::sync::SeededBatchRng::new(job.id()); // tests only
+//!                 net.pending.push_back(Input::Verified(job.run(rng)));
+//!             }
 //!             Output::Event(Event::Blob(event)) => println!("blob: {event:?}"),
 //!             Output::Event(event) => println!("{event:?}"),
 //!             Output::Timeout(at) => {

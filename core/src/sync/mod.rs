@@ -1,13 +1,30 @@
-//! Contexts: a signed transaction DAG shared by its members (issue 12, in progress).
+//! Contexts: a signed transaction DAG shared by its members, replicated by live gossip and
+//! a one-round-trip catch-up (issue 12; what is not done yet is listed below and in the
+//! README).
 //!
-//! What exists: the transaction format ([`tx`]: canonical bytes, BLAKE3 ids, ed25519
-//! signatures, limits checked before anything else) and the DAG ([`dag`]: what enters it,
-//! membership decided at each transaction's own position, equivocation kept as evidence, a
-//! bounded and expiring orphan buffer, causal and total orders) and what two members
-//! compare to find what one lacks in one round trip ([`frontier`]). Not yet: gossip of
-//! transactions and heads, the catch-up session over `/sinew/sync/1`, batch verification
-//! off the driver, encryption to members, persistence, the node child, the API and CLI —
-//! see the README.
+//! - [`tx`]: the transaction format — canonical bytes, BLAKE3 ids, ed25519 signatures,
+//!   limits checked before anything else;
+//! - [`verify`]: batch signature verification (ed25519-consensus: batch and single
+//!   verdicts always agree), run on workers through `node::Output::Verify`;
+//! - [`dag`]: what enters a context — membership decided at each transaction's own
+//!   position (a pure function of the DAG), equivocation refused and kept as evidence, a
+//!   bounded and expiring orphan buffer, causal and deterministic total orders;
+//! - [`frontier`]: what a requester shows (heads and skip ancestors) so the responder finds
+//!   what it lacks in one round trip;
+//! - [`session`]: the catch-up session machines (hello, plan, batches paced by credit,
+//!   heads compared at the end);
+//! - [`contexts`]: the node's child that runs all of it — sessions on `/sinew/sync/1`,
+//!   gossip on each context's topic, verification jobs, durability before `Applied`,
+//!   server limits;
+//! - [`store`]: what a node's store keeps of its contexts (`MemStore`, and redb in the
+//!   shell's `FsStore`);
+//! - [`invite`]: the invitation token an admin hands to a new member.
+//!
+//! Not yet: encryption of payloads to members and key rotation on removal; the set
+//! reconciliation fallback when no common frontier is found (a requester whose DAG is too
+//! wide shows its heads only and receives what the responder cannot place); fetching a
+//! context's application blob on `SetApp`; sync metrics; DAGs larger than memory (the
+//! whole DAG of every context is held in memory).
 
 pub mod contexts;
 pub mod dag;

@@ -1,7 +1,7 @@
 //! The catch-up session, sans-IO: a [`Requester`] and a [`Responder`] that exchange
-//! [`wire`](crate::wire) messages over one `/sinew/sync/1` stream. Not yet driven by the
-//! node (no stream routing, gossip trigger, timeouts or persistence): these are the two
-//! state machines, tested against each other in virtual time.
+//! [`wire`](crate::wire) messages over one `/sinew/sync/1` stream. The node's child
+//! [`super::contexts`] drives them (stream routing, verification on workers, credit granted
+//! once batches are durable, timeouts); here they are the bare state machines.
 //!
 //! 1. The requester sends a hello: the context, its membership proof bound to both peers,
 //!    what it knows (heads with skip ancestors) and a byte credit.
