@@ -37,13 +37,33 @@ fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
     check()
 }
 
+/// The value of metric `name` on the node serving metrics on `port`.
+fn metric(port: u16, name: &str) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    conn.read_to_string(&mut body).ok()?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
 fn invite_join_and_writes_from_the_cli_give_both_nodes_the_same_heads(rt: Rt) {
     let tmp = tempfile::tempdir().unwrap();
     let a = spawn_blob_node_on(rt, &tmp.path().join("a"), "");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let b = spawn_blob_node_on(
         rt,
         &tmp.path().join("b"),
-        &format!("bootstrap = [{:?}]\n", a.address),
+        &format!(
+            "bootstrap = [{:?}]\nmetrics = \"127.0.0.1:{port}\"\n",
+            a.address
+        ),
     );
     let (a_dir, b_dir) = (a.dir.to_str().unwrap(), b.dir.to_str().unwrap());
 
@@ -75,6 +95,14 @@ fn invite_join_and_writes_from_the_cli_give_both_nodes_the_same_heads(rt: Rt) {
         b_dir,
     ]);
     assert_eq!(joined, format!("joined {ctx}: 22 transactions"));
+    // The catch-up shows in b's metrics.
+    assert_eq!(
+        metric(port, "sinew_sync_transactions_applied_total"),
+        Some(22.0)
+    );
+    assert!(metric(port, "sinew_sync_sessions_synced_total") >= Some(1.0));
+    assert!(metric(port, "sinew_sync_bytes_received_total") > Some(20.0 * 8.0));
+    assert_eq!(metric(port, "sinew_sync_sessions_failed_total"), Some(0.0));
     let heads_a = cli(&["context", "heads", &ctx, "--data-dir", a_dir]);
     assert_eq!(
         cli(&["context", "heads", &ctx, "--data-dir", b_dir]),

@@ -671,6 +671,12 @@ impl<S: BlobStore + ContextStore> Node<S> {
         self.contexts.progress(context)
     }
 
+    /// The contexts protocol's counters since this node started (sessions, batches, bytes,
+    /// transactions applied, refusals by reason, catch-up time).
+    pub fn sync_stats(&self) -> &contexts::Stats {
+        self.contexts.stats()
+    }
+
     /// The contexts protocol's configuration.
     pub fn sync_config(&self) -> &contexts::Config {
         self.contexts.config()

@@ -71,6 +71,9 @@ pub const MAX_UNCOMMITTED: u64 = (32 << 20) + 2 * (8 << 20);
 
 /// The database file of a store, in its directory.
 pub const DATABASE_FILE: &str = "sinew.redb";
+/// Memory the database may use to cache its pages (redb's default is 1 GiB, which a node
+/// writing a long catch-up filled with pages it never reads again). 16 MiB.
+pub const DATABASE_CACHE: usize = 16 << 20;
 
 const BLOBS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("blobs");
 /// Contexts this node belongs to: id → the secret half of its member key.
@@ -205,12 +208,15 @@ impl FsStore {
             std::fs::rename(&old, dir.join(DATABASE_FILE)).map_err(io)?;
             sync_dir(&dir)?;
         }
-        let db = Database::create(dir.join(DATABASE_FILE)).map_err(|e| {
-            StoreError::Io(format!(
-                "cannot open the blob store in {}: {e} (is another node using it?)",
-                dir.display()
-            ))
-        })?;
+        let db = Database::builder()
+            .set_cache_size(DATABASE_CACHE)
+            .create(dir.join(DATABASE_FILE))
+            .map_err(|e| {
+                StoreError::Io(format!(
+                    "cannot open the blob store in {}: {e} (is another node using it?)",
+                    dir.display()
+                ))
+            })?;
         let txn = db.begin_write().map_err(io)?;
         txn.open_table(BLOBS).map_err(io)?;
         txn.open_table(CONTEXTS).map_err(io)?;

@@ -48,8 +48,8 @@ pub use client::{BlobInfo, Client, ContextInfo, Error, Event, EventStream, Statu
 pub use config::{Config, GossipConfig, KadMode, MemoryLimit};
 pub use download::{BlobDownload, BlobDownloaded, BlobProgress, DownloadUpdate, PROGRESS_BUFFER};
 pub use fs_store::{
-    export_verified, export_verified_bytes, FsStore, Importer, PreparedImport, DATABASE_FILE,
-    MAX_UNCOMMITTED, SYNC_EVERY,
+    export_verified, export_verified_bytes, FsStore, Importer, PreparedImport, DATABASE_CACHE,
+    DATABASE_FILE, MAX_UNCOMMITTED, SYNC_EVERY,
 };
 pub use identity::{load_or_create_identity, IdentityError};
 pub use metrics::Metrics;

@@ -77,6 +77,29 @@ pub enum Rejection {
     OrphanEvicted,
 }
 
+impl Rejection {
+    /// A short stable name of the reason, for metrics labels: `bad_signature`,
+    /// `too_large`, `malformed`, `shape`, `wrong_context`, `unexpected_genesis`,
+    /// `not_member`, `not_admin`, `equivocation`, `broken_author_chain`, `orphan_expired`,
+    /// `orphan_evicted`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Rejection::Invalid(TxError::BadSignature(_)) => "bad_signature",
+            Rejection::Invalid(TxError::TooLarge { .. }) => "too_large",
+            Rejection::Invalid(TxError::Malformed(_)) => "malformed",
+            Rejection::Invalid(TxError::Shape { .. }) => "shape",
+            Rejection::WrongContext(_) => "wrong_context",
+            Rejection::UnexpectedGenesis => "unexpected_genesis",
+            Rejection::NotMember(_) => "not_member",
+            Rejection::NotAdmin(_) => "not_admin",
+            Rejection::Equivocation { .. } => "equivocation",
+            Rejection::BrokenAuthorChain { .. } => "broken_author_chain",
+            Rejection::OrphanExpired => "orphan_expired",
+            Rejection::OrphanEvicted => "orphan_evicted",
+        }
+    }
+}
+
 /// What happened to a transaction given to [`Dag::insert`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {

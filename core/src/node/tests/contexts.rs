@@ -209,6 +209,18 @@ fn ten_thousand_missing_transactions_at_100_ms_round_trip_are_caught_up_within_0
         took <= Duration::from_millis(600),
         "10,000 transactions at 100 ms RTT took {took:?} of virtual time"
     );
+    // The counters tell the same story.
+    let (ours, theirs) = (world.node(1).sync_stats(), world.node(0).sync_stats());
+    assert_eq!(ours.last_catch_up, Some(took));
+    assert_eq!(ours.txs_applied, 10_001, "the genesis, then the 10,000");
+    assert!(ours.batches_received >= 10, "{ours:?}");
+    assert!(ours.bytes_received >= 10_000 * 256, "{ours:?}");
+    assert_eq!(ours.sessions_failed, 0);
+    assert_eq!(ours.sessions_synced, ours.sessions_opened);
+    assert_eq!(theirs.sessions_served, ours.sessions_opened);
+    assert_eq!(theirs.bytes_sent, ours.bytes_received);
+    assert_eq!(theirs.batches_sent, ours.batches_received);
+    assert!(ours.rejected.is_empty());
 }
 
 #[test]

@@ -337,6 +337,11 @@ fn a_forged_signature_in_a_catch_up_batch_is_refused_and_nothing_after_it_applie
     assert_refused(&r, b.id(), &[g.id(), a.id()], |why| {
         matches!(why, Rejection::Invalid(TxError::BadSignature(_)))
     });
+    let stats = r.h.node.sync_stats();
+    assert_eq!(stats.rejected.get("bad_signature"), Some(&1), "{stats:?}");
+    assert_eq!(stats.rejected.values().sum::<u64>(), 1);
+    assert_eq!((stats.sessions_opened, stats.sessions_failed), (1, 1));
+    assert_eq!(stats.txs_applied, 2);
 }
 
 #[test]
@@ -782,6 +787,9 @@ fn a_requester_that_is_not_a_member_or_replays_a_proof_gets_nothing() {
         h.messages(stream)[0],
         Message::SyncPlan(SyncPlan { txs: 4, .. })
     ));
+    let stats = h.node.sync_stats();
+    assert_eq!((stats.sessions_refused, stats.sessions_served), (3, 1));
+    assert_eq!(stats.batches_sent, 1);
 }
 
 #[test]
@@ -806,6 +814,7 @@ fn sessions_served_hold_at_their_limits_per_peer_and_in_all() {
         stream: StreamId::inbound(0),
     }));
     assert!(open_inbound(&mut h, 6, s));
+    assert_eq!(h.node.sync_stats().sessions_refused, 2);
 }
 
 #[test]

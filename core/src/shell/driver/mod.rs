@@ -222,6 +222,9 @@ impl Driver {
             match self.node.poll_output() {
                 Output::Timeout(at) => {
                     self.deadline = at;
+                    if let Some(m) = &self.metrics {
+                        m.sync.update(self.node.sync_stats());
+                    }
                     return;
                 }
                 Output::Stream(out) => self.streams.apply(out),

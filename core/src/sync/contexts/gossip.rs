@@ -12,6 +12,7 @@ pub const DIGEST_SOON: std::time::Duration = std::time::Duration::from_millis(25
 /// The least time between two digests of a member.
 pub const DIGEST_SOON_GAP: std::time::Duration = std::time::Duration::from_secs(1);
 use crate::gossip;
+use crate::sync::dag::Verdict;
 use crate::wire::{self, Message};
 
 impl Contexts {
@@ -98,7 +99,11 @@ impl Contexts {
         let mut publish = Vec::new();
         for ctx in self.contexts.values_mut() {
             if let Some(dag) = &mut ctx.dag {
-                dag.expire(now);
+                for verdict in dag.expire(now) {
+                    if let Verdict::Rejected { reason, .. } = verdict {
+                        *self.stats.rejected.entry(reason.kind()).or_default() += 1;
+                    }
+                }
                 let msg = Message::SyncHeads {
                     digest: dag.heads_digest(),
                     count: dag.len() as u64,

@@ -34,7 +34,9 @@ mod session_io;
 mod tests;
 mod types;
 
-pub use types::{Config, Error, Event, Timer, Verified, VerifyJob, MAX_CONTEXTS, MAX_SYNC_FRAME};
+pub use types::{
+    Config, Error, Event, Stats, Timer, Verified, VerifyJob, MAX_CONTEXTS, MAX_SYNC_FRAME,
+};
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
@@ -147,6 +149,7 @@ pub(crate) struct Contexts {
     now: Instant,
     /// When the digests were last gossiped.
     last_digest: Instant,
+    stats: Stats,
 }
 
 impl Contexts {
@@ -173,6 +176,7 @@ impl Contexts {
             backoff: BTreeMap::new(),
             now,
             last_digest: now,
+            stats: Stats::default(),
         };
         for stored in store.contexts()? {
             let mut key_bytes = stored.secret;
@@ -634,6 +638,7 @@ impl Contexts {
             None => Ok(waiting),
             Some((id, reason)) => {
                 let message = format!("transaction {id:?} refused: {reason}");
+                *self.stats.rejected.entry(reason.kind()).or_default() += 1;
                 self.out.push_back(Output::Event(Event::Rejected {
                     context: *context,
                     peer,
@@ -655,6 +660,7 @@ impl Contexts {
             let (_, what) = self.durable.pop_front().expect("checked");
             match what {
                 AfterDurable::Applied { context, txs } => {
+                    self.stats.txs_applied += txs.len() as u64;
                     for (id, tx) in txs {
                         self.out
                             .push_back(Output::Event(Event::Applied { context, id, tx }));
@@ -664,6 +670,11 @@ impl Contexts {
                 AfterDurable::Synced { stream } => self.synced(stream),
             }
         }
+    }
+
+    /// The protocol's counters.
+    pub(crate) fn stats(&self) -> &Stats {
+        &self.stats
     }
 
     /// Time passed.

@@ -61,6 +61,8 @@ pub(super) struct Outbound {
     /// Every head of the peer's is here; reported once durable.
     complete: bool,
     finished_theirs: bool,
+    /// When the session was opened (for the catch-up time).
+    opened_at: Instant,
 }
 
 #[derive(Debug)]
@@ -139,11 +141,13 @@ impl Contexts {
                     applied: 0,
                     complete: false,
                     finished_theirs: false,
+                    opened_at: now,
                 })),
             );
             if let Some(ctx) = self.contexts.get_mut(&context) {
                 ctx.session = Some(stream);
             }
+            self.stats.sessions_opened += 1;
             self.touch(stream, now);
         }
     }
@@ -160,6 +164,7 @@ impl Contexts {
         if all >= self.config.max_inbound_sessions
             || theirs >= self.config.max_inbound_sessions_per_peer
         {
+            self.stats.sessions_refused += 1;
             return false;
         }
         self.sessions.insert(
@@ -261,6 +266,8 @@ impl Contexts {
                         true
                     }
                     Ok(Received::Batch { txs, bytes }) => {
+                        self.stats.batches_received += 1;
+                        self.stats.bytes_received += bytes;
                         let job = self.next_job;
                         self.next_job += 1;
                         out.jobs.push_back((job, bytes));
@@ -293,10 +300,14 @@ impl Contexts {
                         match accepted {
                             Some(responder) => {
                                 inbound.machine = Some((context, responder));
+                                self.stats.sessions_served += 1;
                                 Ok(())
                             }
                             // Not a member here (or a context we do not hold): nothing.
-                            None => Err(None),
+                            None => {
+                                self.stats.sessions_refused += 1;
+                                Err(None)
+                            }
                         }
                     }
                     (None, _) => Err(Some("a message before the hello".to_string())),
@@ -340,6 +351,10 @@ impl Contexts {
             let last = responder.is_finished();
             if last {
                 inbound.finished_ours = true;
+            }
+            if let Message::SyncBatch(batch) = &msg {
+                self.stats.batches_sent += 1;
+                self.stats.bytes_sent += batch.txs().iter().map(|t| t.len() as u64).sum::<u64>();
             }
             self.send(stream, &msg);
             if last {
@@ -458,6 +473,10 @@ impl Contexts {
             ctx.session = None;
             ctx.wanted.remove(&out.peer);
         }
+        let took = self.now.saturating_duration_since(out.opened_at);
+        self.stats.sessions_synced += 1;
+        self.stats.catch_up_time += took;
+        self.stats.last_catch_up = Some(took);
         self.out.push_back(Output::Event(Event::Synced {
             context: out.context,
             peer: out.peer,
@@ -520,6 +539,7 @@ impl Contexts {
     }
 
     fn session_failed(&mut self, out: &Outbound, error: String) {
+        self.stats.sessions_failed += 1;
         let until = self.now + super::RETRY_BACKOFF;
         self.backoff.insert((out.context, out.peer), until);
         let now = self.now;

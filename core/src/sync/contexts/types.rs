@@ -112,6 +112,40 @@ pub enum Event {
     },
 }
 
+/// Counters of the contexts protocol since the node started, all monotonic (the shell
+/// exports them as Prometheus metrics, prefix `sinew_sync_`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Catch-up sessions this node opened.
+    pub sessions_opened: u64,
+    /// Of those, ended well: every head of the peer's here and durable.
+    pub sessions_synced: u64,
+    /// Of those, failed (refused, reset, timed out, heads missing at the end).
+    pub sessions_failed: u64,
+    /// Sessions served: a member's hello accepted.
+    pub sessions_served: u64,
+    /// Inbound sessions refused: over a limit, or the hello was not a member's.
+    pub sessions_refused: u64,
+    /// Batches received in our sessions, and their transactions' bytes.
+    pub batches_received: u64,
+    /// Bytes of transactions in the batches received.
+    pub bytes_received: u64,
+    /// Batches sent to requesters.
+    pub batches_sent: u64,
+    /// Bytes of transactions in the batches sent.
+    pub bytes_sent: u64,
+    /// Transactions applied and durable (reported [`Event::Applied`]), every path.
+    pub txs_applied: u64,
+    /// Transactions refused, by [`Rejection::kind`].
+    pub rejected: std::collections::BTreeMap<&'static str, u64>,
+    /// Time from opening to the end of every session that ended well (virtual time in the
+    /// harness), summed.
+    pub catch_up_time: Duration,
+    /// The last session's that ended well.
+    pub last_catch_up: Option<Duration>,
+}
+
 /// Misuse of the contexts commands, or a store failure under them.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
