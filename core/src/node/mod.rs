@@ -725,6 +725,12 @@ impl<S: BlobStore + ContextStore> Node<S> {
             }
             contexts::Output::Misbehaved { peer, reason } => Some(self.misbehaved(peer, reason)),
             contexts::Output::Verify(job) => Some(Output::Verify(job)),
+            // A download that cannot start now (too many at once) is asked again by the
+            // next catch-up's plan.
+            contexts::Output::FetchApp { app, peer } => {
+                let _ = self.blobs.request_blob(app, [peer]);
+                None
+            }
             contexts::Output::Event(event) => Some(Output::Event(Event::Sync(event))),
         }
     }

@@ -23,7 +23,7 @@
 //! Not yet: encryption of payloads to members and key rotation on removal; the set
 //! reconciliation fallback when no common frontier is found (a requester whose DAG is too
 //! wide shows its heads only and receives what the responder cannot place); fetching a
-//! context's application blob on `SetApp`; DAGs larger than memory (the
+//! DAGs larger than memory (the
 //! whole DAG of every context is held in memory).
 
 pub mod contexts;

@@ -371,3 +371,41 @@ fn a_writer_cannot_change_membership_and_a_stranger_cannot_write() {
     let refused = world.command(1, |node| node.submit_payload(&ctx, b"after".to_vec()));
     assert_eq!(refused, Err(contexts::Error::NotAllowed(ctx)));
 }
+
+#[test]
+fn the_application_blob_named_by_the_plan_and_by_set_app_is_fetched_from_the_member() {
+    let mut world = World::new(2, 31);
+    let seed = world.seed();
+    let first = content(300_000, 1);
+    let second = content(70_000, 2);
+    let app = world.add_blob(0, first.clone());
+    let members = vec![(author(&key(seed, 1)), Role::Writer)];
+    let ctx = world
+        .command(0, |node| {
+            node.create_context(key(seed, 0), members, Some(app))
+        })
+        .unwrap();
+    let founder = world.peer_id(0);
+    world
+        .command(1, |node| node.join_context(ctx, key(seed, 1), [founder]))
+        .unwrap();
+    world.drive();
+    assert_eq!(len(&world, 1, &ctx), 1);
+    assert_eq!(
+        world.blob(1, &app),
+        Some(Bytes::from(first)),
+        "the plan named the application: fetched with the history"
+    );
+    // The admin changes the application: the member fetches the new one.
+    let next = world.add_blob(0, second.clone());
+    world
+        .command(0, |node| node.submit(&ctx, TxBody::SetApp { app: next }))
+        .unwrap();
+    world.drive();
+    assert_eq!(len(&world, 1, &ctx), 2);
+    assert_eq!(
+        world.node(1).context(&ctx).unwrap().membership().app,
+        Some(next)
+    );
+    assert_eq!(world.blob(1, &next), Some(Bytes::from(second)));
+}

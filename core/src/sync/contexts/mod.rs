@@ -76,6 +76,12 @@ pub(crate) enum Output {
         reason: String,
     },
     Verify(VerifyJob),
+    /// Fetch a context's application blob from the peer that named it (a plan, or a
+    /// `SetApp` transaction it sent).
+    FetchApp {
+        app: BlobId,
+        peer: PeerId,
+    },
     Event(Event),
 }
 
@@ -621,6 +627,11 @@ impl Contexts {
                 break;
             }
         }
+        for (_, tx) in &applied {
+            if let TxBody::SetApp { app } = &tx.tx.body {
+                self.fetch_app(*app, peer, store);
+            }
+        }
         if !applied.is_empty() {
             let txs: Vec<SignedTx> = applied.iter().map(|(_, tx)| tx.clone()).collect();
             if let Err(e) = store.append_txs(context, &txs) {
@@ -669,6 +680,14 @@ impl Contexts {
                 AfterDurable::Credit { stream, bytes } => self.grant(stream, bytes),
                 AfterDurable::Synced { stream } => self.synced(stream),
             }
+        }
+    }
+
+    /// Asks for `app` from `peer` unless the store holds it complete.
+    pub(super) fn fetch_app<S: BlobStore>(&mut self, app: BlobId, peer: PeerId, store: &S) {
+        let complete = matches!(store.state(&app), Ok(Some(state)) if state.is_complete());
+        if !complete {
+            self.out.push_back(Output::FetchApp { app, peer });
         }
     }
 

@@ -255,14 +255,18 @@ impl Contexts {
             Some(Session::Out(out)) => {
                 let machine = out.machine.as_mut().expect("checked when the bytes came");
                 match machine.receive(msg) {
-                    Ok(Received::Plan { txs, .. }) => {
+                    Ok(Received::Plan { txs, app, .. }) => {
                         let event = Event::CatchUpProgress {
                             context: out.context,
                             peer: out.peer,
                             received: 0,
                             planned: txs,
                         };
+                        let peer = out.peer;
                         self.out.push_back(Output::Event(event));
+                        if let Some(app) = app {
+                            self.fetch_app(app, peer, store);
+                        }
                         true
                     }
                     Ok(Received::Batch { txs, bytes }) => {
