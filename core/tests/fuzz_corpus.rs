@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use bytes::BytesMut;
 use sinew_core::blob::BlobId;
 use sinew_core::framing::{self, Encoder};
+use sinew_core::fuzz::sync_history;
+use sinew_core::sync::{AuthorKey, Dag, SignedTx, TxId};
 use sinew_core::wire::{
     self, BlobRequest, BlobResponse, ChunkRangeList, Features, Hello, Message, Reason, Version,
 };
@@ -30,7 +32,15 @@ macro_rules! corpus_tests {
     };
 }
 
-corpus_tests!(framing_decoder, wire_decoder, blob_requester, node_inputs);
+corpus_tests!(
+    framing_decoder,
+    wire_decoder,
+    blob_requester,
+    node_inputs,
+    sync_tx_decoder,
+    sync_requester,
+    sync_dag_orders,
+);
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
@@ -98,6 +108,9 @@ fn seeds_are_current() {
         ("wire_decoder", wire_seeds()),
         ("blob_requester", blob_seeds()),
         ("node_inputs", node_seeds()),
+        ("sync_tx_decoder", sync_tx_seeds()),
+        ("sync_requester", sync_requester_seeds()),
+        ("sync_dag_orders", sync_dag_orders_seeds()),
     ] {
         let dir = fuzz_dir().join("seeds").join(target);
         for (name, data) in seeds {
@@ -406,5 +419,213 @@ fn wire_seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("overlapping_ranges", overlapping),
         ("reason_too_long", long_reason),
         ("protocol_id_blob", b"/sinew/blob/1".to_vec()),
+    ]
+}
+
+/// `sync_tx_decoder` inputs: transactions of the fixed history alone and back to back, and
+/// the ways an encoding or a shape can be wrong.
+fn sync_tx_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let history = sync_history();
+    let (honest, invalid) = (&history.honest, &history.invalid);
+    let genesis = history.genesis.encode();
+    let payload = honest[0].encode();
+    let concat = |txs: &[&SignedTx]| -> Vec<u8> { txs.iter().flat_map(|t| t.encode()).collect() };
+    let mut trailing = payload.clone();
+    trailing.push(0);
+    // The genesis's `app` option tag (just before the signature) set to 2.
+    let mut option_tag = genesis.clone();
+    let at = option_tag.len() - 65;
+    option_tag[at] = 2;
+    // The first member's role tag: context 32, author 32, seq 8, no parents 4, body tag 1,
+    // members 4, key 32.
+    let mut role_tag = genesis.clone();
+    role_tag[113] = 2;
+    // The body tag of a payload with one parent: 32 + 32 + 8 + 4 + 32.
+    let mut body_tag = payload.clone();
+    body_tag[108] = 5;
+    let reshaped = |change: fn(&mut SignedTx)| {
+        let mut tx = honest[0].clone();
+        change(&mut tx);
+        tx.encode()
+    };
+    vec![
+        ("empty", Vec::new()),
+        ("genesis", genesis.clone()),
+        ("payload", payload.clone()),
+        ("add_member", honest[2].encode()),
+        ("set_app", honest[10].encode()),
+        (
+            "honest_batch",
+            concat(&honest[..6].iter().collect::<Vec<_>>()),
+        ),
+        (
+            "mixed_batch",
+            concat(&[
+                &honest[0],
+                &invalid[2],
+                &honest[1],
+                &invalid[6],
+                &invalid[4],
+            ]),
+        ),
+        ("forged", invalid[2].encode()),
+        ("truncated", payload[..payload.len() - 1].to_vec()),
+        ("trailing_byte", trailing),
+        ("option_tag_2", option_tag),
+        ("role_tag_2", role_tag),
+        ("body_tag_5", body_tag),
+        (
+            "seventeen_parents",
+            reshaped(|tx| tx.tx.parents = (0..17).map(|i| TxId([i; 32])).collect()),
+        ),
+        (
+            "parent_twice",
+            reshaped(|tx| tx.tx.parents = vec![TxId([1; 32]), TxId([1; 32])]),
+        ),
+        ("payload_seq_0", reshaped(|tx| tx.tx.seq = 0)),
+        (
+            "author_not_a_key",
+            reshaped(|tx| tx.tx.author = AuthorKey([0xff; 32])),
+        ),
+    ]
+}
+
+/// `sync_requester` inputs: 2 bytes (held selector: 0 nothing, 1 the genesis, 2 six, 3
+/// fourteen transactions; credit selector: 1 200 bytes, 2 1000, 6 `CREDIT`), then
+/// operations (see `sinew_core::fuzz::sync_requester`: 0 raw, 1 plan, 2-3 batch, 4 grant,
+/// 5 done, 6 another kind, 7 finish).
+fn sync_requester_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    const PLAN: &[u8] = &[1, 0];
+    const GRANT: &[u8] = &[4, 0];
+    const DONE: &[u8] = &[5, 0];
+    const FINISH: &[u8] = &[7];
+    // From the honest cursor, `count` transactions left whole.
+    let batch = |count: u8| [&[2, 0, count - 1][..], &vec![0; usize::from(count)]].concat();
+    let honest_rounds = |held: u8, credit: u8, count: u8, rounds: usize| {
+        let mut v = vec![held, credit];
+        v.extend_from_slice(PLAN);
+        for _ in 0..rounds {
+            v.extend(batch(count));
+            v.extend_from_slice(GRANT);
+        }
+        v.extend_from_slice(DONE);
+        v.extend_from_slice(FINISH);
+        v
+    };
+    // The responder's heads, encoded as a raw frame.
+    let history = sync_history();
+    let mut full = Dag::new(history.genesis.clone()).expect("a valid genesis");
+    for tx in &history.honest {
+        full.insert(tx.clone(), sinew_core::testing::epoch());
+    }
+    let raw = |msg: &Message| {
+        let bytes = encoded(msg);
+        [vec![0, u8::try_from(bytes.len()).expect("short")], bytes].concat()
+    };
+    let plan = Message::SyncPlan(wire::SyncPlan {
+        txs: 14,
+        bytes: 3000,
+        app: None,
+    });
+    let one_tx = Message::SyncBatch(
+        wire::TxBatch::new(vec![history.honest[13].encode()]).expect("within limits"),
+    );
+    let done = Message::SyncDone {
+        heads: wire::TxIdList::new(full.heads().iter().map(|id| id.0).collect())
+            .expect("within limits"),
+    };
+
+    let mut forged = vec![2u8, 6, PLAN[0], PLAN[1]];
+    // Four from the cursor; the second's signature flipped (byte 5, bit 3).
+    forged.extend([2, 0, 3, 0, 11, 5, 3, 0, 0]);
+    forged.extend_from_slice(GRANT);
+    let mut early = vec![2u8, 6, PLAN[0], PLAN[1]];
+    early.extend(batch(8));
+    early.extend_from_slice(DONE);
+    early.extend_from_slice(FINISH);
+    early.extend(batch(8));
+    let mut mutated = vec![1u8, 6, PLAN[0], PLAN[1]];
+    // Eight from honest index 3: an invalid one, one out of order, a flipped byte, a cut,
+    // junk, and whole ones.
+    mutated.extend([
+        3, 4, 7, 12, 1, 13, 0, 9, 0, 40, 0x10, 10, 77, 14, 5, 1, 2, 3, 4, 5, 0, 0, 0,
+    ]);
+    mutated.extend_from_slice(GRANT);
+    mutated.extend([5, 4, 2, 0, 1]);
+    mutated.extend_from_slice(FINISH);
+    let mut raw_frames = vec![3u8, 6];
+    for msg in [&plan, &one_tx, &done] {
+        raw_frames.extend(raw(msg));
+    }
+    raw_frames.extend_from_slice(FINISH);
+    let mut wrong_kinds = vec![2u8, 6];
+    wrong_kinds.extend(batch(2));
+    wrong_kinds.extend([6, 0, 1, 0]);
+    let mut out_of_place = vec![2u8, 6];
+    out_of_place.extend_from_slice(DONE);
+    let other_kind = |kind: u8| [&[2u8, 6, PLAN[0], PLAN[1], 6, kind, 0, 9][..], FINISH].concat();
+    vec![
+        ("honest", honest_rounds(2, 6, 8, 3)),
+        ("honest_joiner", honest_rounds(0, 6, 8, 4)),
+        ("honest_paced_by_credit", honest_rounds(1, 2, 4, 7)),
+        ("credit_exceeded", honest_rounds(3, 1, 4, 2)),
+        ("forged_in_batch", forged),
+        ("done_before_everything", early),
+        ("mutated_batch", mutated),
+        ("raw_frames", raw_frames),
+        ("batch_before_plan", wrong_kinds),
+        ("done_before_plan", out_of_place),
+        ("credit_from_responder", other_kind(0)),
+        ("hello_echoed", other_kind(2)),
+        ("empty", Vec::new()),
+    ]
+}
+
+/// `sync_dag_orders` inputs: the Fisher-Yates steps that give an order of the history's
+/// `honest ++ invalid` (position `i`, from the last, takes the one `byte` places before
+/// it), then duplicates as `(at, which)` pairs.
+fn sync_dag_orders_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let history = sync_history();
+    let n = history.honest.len() + history.invalid.len();
+    let shuffle = |target: &[usize]| -> Vec<u8> {
+        let mut current: Vec<usize> = (0..n).collect();
+        let mut out = Vec::new();
+        for i in (1..n).rev() {
+            let j = current[..=i]
+                .iter()
+                .position(|x| *x == target[i])
+                .expect("a permutation");
+            current.swap(i, j);
+            out.push(u8::try_from(i - j).expect("fewer than 256 transactions"));
+        }
+        out
+    };
+    let causal: Vec<usize> = (0..n).collect();
+    let reverse: Vec<usize> = (0..n).rev().collect();
+    let invalid_first: Vec<usize> = (history.honest.len()..n)
+        .chain(0..history.honest.len())
+        .collect();
+    let scrambled = |seed: u64| {
+        let mut order = causal.clone();
+        let mut state = seed;
+        for i in (1..n).rev() {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            order.swap(i, (state >> 33) as usize % (i + 1));
+        }
+        order
+    };
+    let mut duplicated = shuffle(&reverse);
+    for which in 0..n as u8 {
+        duplicated.extend([which.wrapping_mul(7), which]);
+    }
+    vec![
+        ("causal", Vec::new()),
+        ("reverse", shuffle(&reverse)),
+        ("invalid_first", shuffle(&invalid_first)),
+        ("scrambled_1", shuffle(&scrambled(1))),
+        ("scrambled_2", shuffle(&scrambled(2))),
+        ("reverse_with_duplicates", duplicated),
     ]
 }

@@ -7,8 +7,10 @@
 //! must never panic.
 
 mod node;
+mod sync;
 
 pub use node::node_inputs;
+pub use sync::{sync_dag_orders, sync_history, sync_requester, sync_tx_decoder, SyncHistory};
 
 use bytes::{Bytes, BytesMut};
 

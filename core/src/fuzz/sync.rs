@@ -1,0 +1,957 @@
+//! Fuzz bodies of contexts ([`crate::sync`]): the transaction codec and its checks, the
+//! catch-up requester fed arbitrary frames, and the DAG's verdicts under any arrival order.
+//!
+//! The three share one fixed context ([`sync_history`]), signed once per process with
+//! deterministic keys and checked once, so a run costs the few signature checks its own
+//! input calls for rather than the whole history's; every run is replayable from its bytes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use borsh::BorshDeserialize;
+use libp2p_identity::ed25519;
+
+use super::Input as Choices;
+use crate::blob::BlobId;
+use crate::sync::{
+    check_batch_owned, AuthorKey, Checked, ContextId, Dag, Received, Requester, Role,
+    SeededBatchRng, SessionError, SignedTx, Transaction, TxBody, TxError, TxId, Verdict,
+    MAX_TX_BYTES, NO_CONTEXT,
+};
+use crate::wire::{self, Hello, Message, SyncPlan, TxBatch, TxIdList};
+
+/// The fixed context the sync bodies work on: a genesis, an honest history every peer
+/// applies whatever the order, and transactions every peer refuses.
+#[derive(Debug)]
+pub struct SyncHistory {
+    /// Founds the context: an admin and two writers.
+    pub genesis: SignedTx,
+    /// Three writers (one added, one removed by the admin, with a write concurrent with
+    /// its removal), concurrent branches and merges, a change of the application; causal
+    /// order.
+    pub honest: Vec<SignedTx>,
+    /// In order: a write after its author's removal, a stranger's, a forgery, an
+    /// equivocation that names a descendant of the transaction it conflicts with (so it is
+    /// refused in every arrival order; two concurrent equivocating transactions are not
+    /// order-independent by design), a writer changing membership, an author chain that
+    /// skips a step, a tampered payload, and a child of the forgery (which waits forever).
+    pub invalid: Vec<SignedTx>,
+}
+
+/// The history of [`SyncHistory`], built once per process.
+pub fn sync_history() -> &'static SyncHistory {
+    &fixture().history
+}
+
+/// Duplicates an order may add at most.
+const MAX_DUPLICATES: usize = 64;
+
+/// Fuzz body: the fixed history inserted into a fresh [`Dag`] in an input-chosen order.
+///
+/// Input layout: one byte per step of a Fisher–Yates shuffle of `honest ++ invalid` (the
+/// step for position `i`, from the last down, swaps it with position `i - byte % (i + 1)`,
+/// so zeros keep the causal order), then `(at, which)` pairs, each inserting a duplicate
+/// of transaction `which` at position `at` (at most [`MAX_DUPLICATES`]). Transactions that
+/// pass [`SignedTx::check`] go in through [`Dag::insert_checked`] (checked once per
+/// process, as a worker would), the others through [`Dag::insert`]; one `now`, so
+/// nothing expires.
+///
+/// Invariants: the heads, the applied set, the rejected ids, [`Dag::linearized`], the
+/// number of orphans and the equivocation evidence (as a set) equal those of the causal
+/// order; [`Dag::applied`] lists every parent before its child; a verdict's first entry is
+/// about the transaction inserted; nothing is both applied and rejected.
+pub fn sync_dag_orders(data: &[u8]) {
+    let fx = fixture();
+    let n = fx.all.len();
+    let mut input = Choices(data);
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = i - usize::from(input.byte()) % (i + 1);
+        order.swap(i, j);
+    }
+    for _ in 0..MAX_DUPLICATES {
+        if input.is_empty() {
+            break;
+        }
+        let at = usize::from(input.byte()) % (order.len() + 1);
+        let which = usize::from(input.byte()) % n;
+        order.insert(at, which);
+    }
+    let outcome = insert_in_order(fx, &order);
+    assert_eq!(
+        outcome, fx.reference,
+        "the arrival order {order:?} changed the DAG"
+    );
+}
+
+/// What a DAG ends with, for comparing arrival orders.
+#[derive(Debug, PartialEq, Eq)]
+struct Outcome {
+    heads: Vec<TxId>,
+    applied: BTreeSet<TxId>,
+    rejected: BTreeSet<TxId>,
+    linearized: Vec<TxId>,
+    orphans: usize,
+    evidence: BTreeSet<(TxId, TxId)>,
+}
+
+fn insert_in_order(fx: &Fixture, order: &[usize]) -> Outcome {
+    let now = crate::testing::epoch();
+    let mut dag = Dag::new(fx.history.genesis.clone()).expect("a valid genesis");
+    let mut rejected = BTreeSet::new();
+    for &i in order {
+        let (tx, checked) = &fx.all[i];
+        let verdicts = match checked {
+            Some(checked) => dag.insert_checked(checked.clone(), now),
+            None => dag.insert(tx.clone(), now),
+        };
+        let first = verdicts.first().expect("one verdict at least");
+        assert_eq!(
+            verdict_id(first),
+            fx.ids[i],
+            "first verdict not about the input"
+        );
+        for verdict in &verdicts {
+            match verdict {
+                Verdict::Applied(id) => {
+                    let applied = dag.get(id).expect("an applied transaction is held");
+                    assert!(applied.tx.parents.iter().all(|p| dag.contains(p)));
+                }
+                Verdict::Rejected { id, .. } => {
+                    rejected.insert(*id);
+                }
+                Verdict::Waiting(_) | Verdict::Duplicate(_) => {}
+            }
+        }
+        assert_eq!(dag.applied().len(), dag.len());
+    }
+    assert_causal(&dag);
+    let applied: BTreeSet<TxId> = dag.applied().iter().copied().collect();
+    assert!(
+        applied.is_disjoint(&rejected),
+        "a transaction both applied and rejected"
+    );
+    Outcome {
+        heads: dag.heads().iter().copied().collect(),
+        applied,
+        rejected,
+        linearized: dag.linearized(),
+        orphans: dag.orphans(),
+        evidence: dag
+            .equivocations()
+            .iter()
+            .map(|(kept, refused)| (*kept, refused.id()))
+            .collect(),
+    }
+}
+
+fn verdict_id(verdict: &Verdict) -> TxId {
+    match verdict {
+        Verdict::Applied(id)
+        | Verdict::Waiting(id)
+        | Verdict::Duplicate(id)
+        | Verdict::Rejected { id, .. } => *id,
+    }
+}
+
+/// [`Dag::applied`] names every parent before its child, and each transaction once.
+fn assert_causal(dag: &Dag) {
+    let position: BTreeMap<TxId, usize> = dag
+        .applied()
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (*id, i))
+        .collect();
+    assert_eq!(position.len(), dag.applied().len(), "applied twice");
+    for (i, id) in dag.applied().iter().enumerate() {
+        let tx = dag.get(id).expect("an applied transaction is held");
+        for parent in &tx.tx.parents {
+            assert!(
+                position.get(parent).is_some_and(|p| *p < i),
+                "{id:?} applied before its parent {parent:?}"
+            );
+        }
+    }
+}
+
+/// Decodes the input as signed transactions.
+///
+/// Input layout: the input as one [`SignedTx`], and the input as transactions back to back
+/// (each decoded from the bytes left by the previous one; at most 64), which form a batch.
+///
+/// Invariants: decoding never panics; more than [`MAX_TX_BYTES`] is refused with
+/// `TooLarge` before decoding, anything else decodes or is `Malformed`; whatever decodes
+/// re-encodes to exactly its bytes (the encoding is canonical); [`SignedTx::check`] and
+/// [`SignedTx::checked`] agree (same id, same error, the transaction kept unchanged); and
+/// [`check_batch_owned`] (seeded) gives the batch exactly the verdicts `check` gives each
+/// transaction.
+pub fn sync_tx_decoder(data: &[u8]) {
+    match SignedTx::decode(data) {
+        Ok(tx) => {
+            assert!(data.len() <= MAX_TX_BYTES);
+            assert_eq!(tx.encode(), data, "encoding is not canonical for {tx:?}");
+        }
+        Err(TxError::TooLarge { len, max }) => {
+            assert_eq!((len, max), (data.len(), MAX_TX_BYTES));
+            assert!(len > max, "refused at {len} bytes, within {max}");
+        }
+        Err(TxError::Malformed(_)) => assert!(data.len() <= MAX_TX_BYTES),
+        Err(other) => panic!("decoding gave {other:?}"),
+    }
+
+    let mut batch = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() && batch.len() < 64 {
+        let before = rest;
+        let Ok(tx) = SignedTx::deserialize(&mut rest) else {
+            break;
+        };
+        let piece = &before[..before.len() - rest.len()];
+        assert_eq!(tx.encode(), piece, "encoding is not canonical for {tx:?}");
+        if piece.len() <= MAX_TX_BYTES {
+            assert_eq!(SignedTx::decode(piece).as_ref(), Ok(&tx));
+        }
+        batch.push(tx);
+    }
+
+    let single: Vec<Result<TxId, TxError>> = batch.iter().map(SignedTx::check).collect();
+    for (tx, verdict) in batch.iter().zip(&single) {
+        if let Ok(id) = verdict {
+            assert_eq!(*id, tx.id(), "check gave another id");
+        }
+        let checked = tx.clone().checked();
+        assert_eq!(
+            checked.as_ref().map(Checked::id).map_err(Clone::clone),
+            *verdict,
+            "check and checked disagree"
+        );
+        if let Ok(checked) = &checked {
+            assert_eq!(checked.tx(), tx);
+        }
+    }
+    let seed = data.len() as u64;
+    let verdicts = check_batch_owned(batch.clone(), SeededBatchRng::new(seed));
+    assert_eq!(verdicts.len(), batch.len());
+    for ((tx, one), many) in batch.iter().zip(&single).zip(verdicts) {
+        match (one, many) {
+            (Ok(id), Ok(checked)) => {
+                assert_eq!(checked.id(), *id);
+                assert_eq!(checked.tx(), tx);
+            }
+            (Err(one), Err(many)) => assert_eq!(*one, many, "batch and single errors differ"),
+            (one, many) => panic!("single gave {one:?}, the batch {many:?}"),
+        }
+    }
+}
+
+/// What the requester holds when it opens the session (transactions, genesis included,
+/// of the honest history; 0: no DAG yet, it joined and receives the genesis first).
+const HELD: [usize; 4] = [0, 1, 6, 14];
+/// Credits the requester opens with.
+const CREDITS: [u64; 8] = [
+    0,
+    200,
+    1000,
+    4096,
+    16 << 10,
+    64 << 10,
+    crate::sync::CREDIT,
+    u64::MAX,
+];
+/// Operations one run does at most.
+const MAX_OPS: usize = 96;
+
+/// Fuzz body: a catch-up [`Requester`] fed arbitrary frames and grants.
+///
+/// Input layout: byte 0 picks how much of the honest history the requester holds
+/// (`HELD`), byte 1 its opening credit (`CREDITS`). Then operations (`byte % 8`): 0 a raw
+/// message (`byte` bytes given to [`wire::decode`]; errors are fine); 1 a plan (the
+/// honest one, or any counts); 2–3 a batch of honest encoded transactions from the
+/// responder's answer (from the honest cursor, or any index), each left whole, flipped,
+/// cut, its signature broken, or replaced by an invalid transaction, another out of order
+/// or junk; 4 a grant ([`Requester::applied`]) of an applied batch's bytes, in any order;
+/// 5 done, naming the responder's heads, those plus an unknown id, the requester's own,
+/// none, or chosen transactions; 6 a message of another kind; 7 [`Requester::finish`].
+/// Accepted batches are checked as a worker would ([`check_batch_owned`], seeded) and
+/// applied in order to the requester's DAG; a refusal, like any error from
+/// [`Requester::receive`], ends the session.
+///
+/// Invariants: never a panic; `receive` accepts exactly what a model of the session
+/// allows (one plan first, batches within the credit, then done, then nothing); the bytes
+/// of accepted batches never exceed the opening credit plus the bytes granted; `finish`
+/// succeeds exactly when the heads came and each is in the DAG; the DAG only ever holds
+/// transactions of the honest history, each passing [`SignedTx::check`], parents first.
+pub fn sync_requester(data: &[u8]) {
+    requester_session(data);
+}
+
+/// [`sync_requester`]; true if the session ended well ([`Requester::is_done`]).
+fn requester_session(data: &[u8]) -> bool {
+    let fx = fixture();
+    let mut input = Choices(data);
+    let now = crate::testing::epoch();
+    let context = fx.full.context();
+    let held = HELD[usize::from(input.byte()) % HELD.len()];
+    let opening = CREDITS[usize::from(input.byte()) % CREDITS.len()];
+
+    let mut dag = (held > 0).then(|| {
+        let mut dag = Dag::new(fx.history.genesis.clone()).expect("a valid genesis");
+        for (_, checked) in &fx.all[..held - 1] {
+            let checked = checked.clone().expect("an honest transaction");
+            dag.insert_checked(checked, now);
+        }
+        dag
+    });
+    let (local, remote) = (crate::testing::peer_id(5, 0), crate::testing::peer_id(5, 1));
+    let (mut requester, hello) =
+        Requester::open(context, dag.as_ref(), &fx.member, &local, &remote, opening);
+    let Message::SyncHello(hello) = hello else {
+        panic!("a requester opens with a hello, not {hello:?}");
+    };
+    assert_eq!((hello.context, hello.credit), (context.0, opening));
+    // What an honest responder holding the whole history answers.
+    let shown: Vec<TxId> = hello.shown.ids().iter().map(|id| TxId(*id)).collect();
+    let honest: Vec<Vec<u8>> = fx
+        .full
+        .missing_for(&shown)
+        .iter()
+        .map(|id| fx.full.get(id).expect("held").encode())
+        .collect();
+    let honest_plan = SyncPlan {
+        txs: honest.len() as u64,
+        bytes: honest.iter().map(|t| t.len() as u64).sum(),
+        app: None,
+    };
+
+    let mut model = Model::new(opening);
+    let mut granted: u128 = 0;
+    let mut accepted: u128 = 0;
+    let mut pending: Vec<u64> = Vec::new();
+    let mut cursor = 0usize;
+    let mut seed = 0u64;
+    for _ in 0..MAX_OPS {
+        if input.is_empty() {
+            break;
+        }
+        let message = match input.byte() % 8 {
+            0 => {
+                let len = usize::from(input.byte());
+                match wire::decode(&input.bytes(len)) {
+                    Ok(message) => message,
+                    Err(_) => continue,
+                }
+            }
+            1 => Message::SyncPlan(match input.byte() % 4 {
+                0 => honest_plan.clone(),
+                mode => SyncPlan {
+                    txs: u64::from(input.u16()),
+                    bytes: u64::from(input.u16()),
+                    app: (mode == 3).then_some([input.byte(); 32]),
+                },
+            }),
+            2 | 3 => {
+                let (txs, end) = batch(&mut input, fx, &honest, cursor);
+                if model.accepts_batch(&txs) {
+                    cursor = cursor.max(end);
+                }
+                Message::SyncBatch(TxBatch::new(txs).expect("within the limits"))
+            }
+            4 => {
+                if !pending.is_empty() {
+                    let bytes = pending.remove(usize::from(input.byte()) % pending.len());
+                    granted += u128::from(bytes);
+                    model.credit += u128::from(bytes);
+                    assert_eq!(requester.applied(bytes), Message::SyncCredit { bytes });
+                }
+                continue;
+            }
+            5 => {
+                let heads: Vec<[u8; 32]> = match input.byte() % 5 {
+                    0 => fx.full.heads().iter().map(|id| id.0).collect(),
+                    1 => fx
+                        .full
+                        .heads()
+                        .iter()
+                        .map(|id| id.0)
+                        .chain([[0xee; 32]])
+                        .collect(),
+                    2 => dag
+                        .as_ref()
+                        .map(|dag| dag.heads().iter().map(|id| id.0).collect())
+                        .unwrap_or_default(),
+                    3 => Vec::new(),
+                    _ => (0..input.byte() % 4)
+                        .map(|_| fx.ids[usize::from(input.byte()) % fx.ids.len()].0)
+                        .collect(),
+                };
+                Message::SyncDone {
+                    heads: TxIdList::new(heads).expect("within the limit"),
+                }
+            }
+            6 => match input.byte() % 5 {
+                0 => Message::SyncCredit {
+                    bytes: u64::from(input.u16()),
+                },
+                1 => Message::Hello(Hello::ours()),
+                2 => Message::SyncHello(hello.clone()),
+                3 => Message::SyncTx(
+                    TxBatch::new(honest.iter().take(1).cloned().collect()).expect("one"),
+                ),
+                _ => Message::SyncHeads {
+                    digest: fx.full.heads_digest(),
+                    count: fx.ids.len() as u64,
+                },
+            },
+            _ => {
+                let result = requester.finish(dag.as_ref());
+                assert_same(&result, &model.finish(dag.as_ref()), "finish");
+                assert_eq!(requester.is_done(), model.done);
+                continue;
+            }
+        };
+
+        let expected = model.receive(&message);
+        let result = requester.receive(message.clone());
+        assert_same(&result, &expected, &message);
+        match result {
+            Ok(Received::Batch { txs, bytes }) => {
+                accepted += u128::from(bytes);
+                assert!(
+                    accepted <= u128::from(opening) + granted,
+                    "{accepted} bytes accepted on a credit of {opening} plus {granted} granted"
+                );
+                seed += 1;
+                if !apply(&mut dag, context, txs, seed, now) {
+                    break; // a refused transaction ends the session
+                }
+                pending.push(bytes);
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+        assert_eq!(requester.received(), model.received);
+        assert_eq!(requester.planned(), model.planned);
+    }
+
+    assert_eq!(requester.received(), model.received);
+    assert_eq!(requester.final_heads(), model.heads.as_deref());
+    if model.heads.is_some() {
+        let result = requester.finish(dag.as_ref());
+        assert_same(&result, &model.finish(dag.as_ref()), "finish");
+        assert_eq!(requester.is_done(), model.done);
+    }
+    if let Some(dag) = &dag {
+        assert_causal(dag);
+        // What the requester held at the start was checked when the fixture was built.
+        for id in dag.applied().iter().skip(held) {
+            let tx = dag.get(id).expect("applied");
+            assert_eq!(
+                tx.check(),
+                Ok(*id),
+                "the DAG holds a transaction that fails check"
+            );
+            assert!(
+                fx.honest_ids.contains(id),
+                "the DAG holds {id:?}, not of the honest history"
+            );
+        }
+    }
+    requester.is_done()
+}
+
+/// What a requester should do, written from its contract.
+#[derive(Debug)]
+struct Model {
+    planned: Option<(u64, u64)>,
+    heads: Option<Vec<TxId>>,
+    /// Bytes the responder may still send.
+    credit: u128,
+    received: (u64, u64),
+    done: bool,
+}
+
+/// `got` is what the model expects (an out-of-place message may be refused in any words).
+fn assert_same<T, W>(got: &Result<T, SessionError>, want: &Result<T, SessionError>, on: &W)
+where
+    T: PartialEq + std::fmt::Debug,
+    W: std::fmt::Debug + ?Sized,
+{
+    match (got, want) {
+        (Err(SessionError::Unexpected(_)), Err(SessionError::Unexpected(_))) => {}
+        _ => assert_eq!(got, want, "on {on:?}"),
+    }
+}
+
+impl Model {
+    fn new(opening: u64) -> Self {
+        Self {
+            planned: None,
+            heads: None,
+            credit: u128::from(opening),
+            received: (0, 0),
+            done: false,
+        }
+    }
+
+    fn accepts_batch(&self, txs: &[Vec<u8>]) -> bool {
+        let bytes: u128 = txs.iter().map(|t| t.len() as u128).sum();
+        self.planned.is_some() && self.heads.is_none() && bytes <= self.credit
+    }
+
+    fn receive(&mut self, message: &Message) -> Result<Received, SessionError> {
+        let unexpected = Err(SessionError::Unexpected(""));
+        if self.heads.is_some() {
+            return unexpected;
+        }
+        match message {
+            Message::SyncPlan(plan) if self.planned.is_none() => {
+                self.planned = Some((plan.txs, plan.bytes));
+                Ok(Received::Plan {
+                    txs: plan.txs,
+                    bytes: plan.bytes,
+                    app: plan.app.map(BlobId::from_bytes),
+                })
+            }
+            Message::SyncBatch(batch) if self.planned.is_some() => {
+                let bytes: u64 = batch.txs().iter().map(|t| t.len() as u64).sum();
+                if u128::from(bytes) > self.credit {
+                    let credit = u64::try_from(self.credit).expect("below the opening credit");
+                    return Err(SessionError::CreditExceeded {
+                        sent: bytes - credit,
+                        credit,
+                    });
+                }
+                self.credit -= u128::from(bytes);
+                self.received.0 += batch.txs().len() as u64;
+                self.received.1 += bytes;
+                Ok(Received::Batch {
+                    txs: batch.txs().to_vec(),
+                    bytes,
+                })
+            }
+            Message::SyncDone { heads } if self.planned.is_some() => {
+                let heads: Vec<TxId> = heads.ids().iter().map(|id| TxId(*id)).collect();
+                self.heads = Some(heads.clone());
+                Ok(Received::Done { heads })
+            }
+            _ => unexpected,
+        }
+    }
+
+    fn finish(&mut self, dag: Option<&Dag>) -> Result<(), SessionError> {
+        let Some(heads) = &self.heads else {
+            return Err(SessionError::Unexpected("finished before the heads came"));
+        };
+        let missing = heads
+            .iter()
+            .filter(|id| !dag.is_some_and(|dag| dag.contains(id)))
+            .count();
+        if missing > 0 {
+            return Err(SessionError::HeadsMismatch { missing });
+        }
+        self.done = true;
+        Ok(())
+    }
+}
+
+/// A batch for the requester: input-chosen honest transactions, each possibly mutated.
+/// Returns it and the honest index after its last transaction.
+fn batch(
+    input: &mut Choices,
+    fx: &Fixture,
+    honest: &[Vec<u8>],
+    cursor: usize,
+) -> (Vec<Vec<u8>>, usize) {
+    let start = match input.byte() {
+        0 => cursor,
+        at => usize::from(at - 1) % (honest.len() + 1),
+    };
+    let count = 1 + usize::from(input.byte() % 8);
+    let mut txs = Vec::with_capacity(count);
+    for at in start..start + count {
+        let mutation = input.byte() % 16;
+        let Some(tx) = honest.get(at) else {
+            if mutation >= 14 {
+                let len = usize::from(input.byte());
+                txs.push(input.bytes(len));
+            }
+            continue;
+        };
+        let mut tx = tx.clone();
+        match mutation {
+            0..=8 => {}
+            9 => {
+                let at = usize::from(input.u16()) % tx.len();
+                tx[at] ^= input.byte() | 1;
+            }
+            10 => tx.truncate(usize::from(input.byte()) % tx.len()),
+            11 => {
+                // The signature is the last 64 bytes.
+                let at = tx.len() - 64 + usize::from(input.byte() % 64);
+                tx[at] ^= 1 << (input.byte() % 8);
+            }
+            12 => {
+                let invalid = &fx.history.invalid;
+                tx = invalid[usize::from(input.byte()) % invalid.len()].encode();
+            }
+            13 => tx = honest[usize::from(input.byte()) % honest.len()].clone(),
+            _ => {
+                let len = usize::from(input.byte());
+                tx = input.bytes(len);
+            }
+        }
+        txs.push(tx);
+    }
+    (txs, start + count)
+}
+
+/// Checks and applies an accepted batch as the node does; false if a transaction was
+/// refused (which ends the session).
+fn apply(
+    dag: &mut Option<Dag>,
+    context: ContextId,
+    txs: Vec<Vec<u8>>,
+    seed: u64,
+    now: Instant,
+) -> bool {
+    let mut decoded = Vec::with_capacity(txs.len());
+    for tx in &txs {
+        match SignedTx::decode(tx) {
+            Ok(tx) => decoded.push(tx),
+            Err(_) => return false,
+        }
+    }
+    for verdict in check_batch_owned(decoded, SeededBatchRng::new(seed)) {
+        let Ok(checked) = verdict else {
+            return false;
+        };
+        let dag = match dag {
+            Some(dag) => dag,
+            None if checked.id() == context => {
+                match Dag::new(checked.tx().clone()) {
+                    Ok(founded) => *dag = Some(founded),
+                    Err(_) => return false,
+                }
+                continue;
+            }
+            // Before the genesis nothing can be placed.
+            None => continue,
+        };
+        for verdict in dag.insert_checked(checked, now) {
+            match verdict {
+                Verdict::Applied(id) => {
+                    let tx = dag.get(&id).expect("applied");
+                    assert!(tx.tx.parents.iter().all(|p| dag.contains(p)));
+                }
+                Verdict::Rejected { .. } => return false,
+                Verdict::Waiting(_) | Verdict::Duplicate(_) => {}
+            }
+        }
+    }
+    true
+}
+
+/// Everything the bodies share, built once per process.
+struct Fixture {
+    history: SyncHistory,
+    /// `honest` then `invalid`, each with what [`SignedTx::checked`] gave (if it passed).
+    all: Vec<(SignedTx, Option<Checked>)>,
+    /// The ids of `all`.
+    ids: Vec<TxId>,
+    /// The genesis and the honest transactions.
+    honest_ids: BTreeSet<TxId>,
+    /// A DAG holding the genesis and every honest transaction: the responder's.
+    full: Dag,
+    /// What inserting `all` in causal order ends with.
+    reference: Outcome,
+    /// The requester's member key (the admin's).
+    member: ed25519::Keypair,
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let history = build_history();
+        let all: Vec<(SignedTx, Option<Checked>)> = history
+            .honest
+            .iter()
+            .chain(&history.invalid)
+            .map(|tx| (tx.clone(), tx.clone().checked().ok()))
+            .collect();
+        let ids = all.iter().map(|(tx, _)| tx.id()).collect();
+        let honest_ids = std::iter::once(&history.genesis)
+            .chain(&history.honest)
+            .map(SignedTx::id)
+            .collect();
+        let now = crate::testing::epoch();
+        let mut full = Dag::new(history.genesis.clone()).expect("a valid genesis");
+        for tx in &history.honest {
+            let verdicts = full.insert(tx.clone(), now);
+            assert_eq!(
+                verdicts,
+                [Verdict::Applied(tx.id())],
+                "the history is honest"
+            );
+        }
+        let mut fx = Fixture {
+            history,
+            all,
+            ids,
+            honest_ids,
+            full,
+            reference: Outcome {
+                heads: Vec::new(),
+                applied: BTreeSet::new(),
+                rejected: BTreeSet::new(),
+                linearized: Vec::new(),
+                orphans: 0,
+                evidence: BTreeSet::new(),
+            },
+            member: key(1),
+        };
+        let causal: Vec<usize> = (0..fx.all.len()).collect();
+        fx.reference = insert_in_order(&fx, &causal);
+        // The history is what its docs say: every honest one applied, every invalid one
+        // refused but the forgery's child, which waits.
+        assert_eq!(fx.reference.applied, fx.honest_ids);
+        assert_eq!(fx.reference.rejected.len(), fx.history.invalid.len() - 1);
+        assert_eq!(fx.reference.orphans, 1);
+        assert_eq!(fx.reference.evidence.len(), 1);
+        assert!(
+            fx.reference.heads.len() > 1,
+            "concurrent branches at the end"
+        );
+        fx
+    })
+}
+
+fn key(n: u8) -> ed25519::Keypair {
+    let secret = ed25519::SecretKey::try_from_bytes([n; 32]).expect("32 bytes");
+    ed25519::Keypair::from(secret)
+}
+
+fn author(key: &ed25519::Keypair) -> AuthorKey {
+    AuthorKey::from(&key.public())
+}
+
+fn signed(
+    context: ContextId,
+    key: &ed25519::Keypair,
+    seq: u64,
+    parents: &[TxId],
+    body: TxBody,
+) -> SignedTx {
+    Transaction {
+        context,
+        author: author(key),
+        seq,
+        parents: parents.to_vec(),
+        body,
+    }
+    .sign(key)
+}
+
+fn text(s: &str) -> TxBody {
+    TxBody::Payload(s.as_bytes().to_vec())
+}
+
+fn build_history() -> SyncHistory {
+    let (admin, a, b, c) = (key(1), key(2), key(3), key(4));
+    let (stranger, forger) = (key(9), key(8));
+    let genesis = Transaction {
+        context: NO_CONTEXT,
+        author: author(&admin),
+        seq: 0,
+        parents: vec![],
+        body: TxBody::Genesis {
+            members: vec![
+                (author(&admin), Role::Admin),
+                (author(&a), Role::Writer),
+                (author(&b), Role::Writer),
+            ],
+            app: None,
+        },
+    }
+    .sign(&admin);
+    let ctx = genesis.id();
+    let mut honest = Vec::new();
+    let mut add = |tx: SignedTx| {
+        let id = tx.id();
+        honest.push(tx);
+        id
+    };
+    let a1 = add(signed(ctx, &a, 1, &[ctx], text("a1")));
+    let b1 = add(signed(ctx, &b, 1, &[ctx], text("b1")));
+    let add_c = TxBody::AddMember {
+        key: author(&c),
+        role: Role::Writer,
+    };
+    let add_c = add(signed(ctx, &admin, 1, &[a1], add_c));
+    let c1 = add(signed(ctx, &c, 1, &[add_c], text("c1")));
+    let a2 = add(signed(ctx, &a, 2, &[a1, b1], text("a2")));
+    let b2 = add(signed(ctx, &b, 2, &[b1], text("b2")));
+    let remove_b = TxBody::RemoveMember { key: author(&b) };
+    let rm_b = add(signed(ctx, &admin, 2, &[add_c, a2], remove_b));
+    let b3 = add(signed(
+        ctx,
+        &b,
+        3,
+        &[b2],
+        text("b3: concurrent with its removal"),
+    ));
+    let a3 = add(signed(ctx, &a, 3, &[a2, rm_b], text("a3")));
+    let c2 = add(signed(ctx, &c, 2, &[c1, b3], text("c2 merges b3")));
+    let set_app = TxBody::SetApp {
+        app: BlobId::of(b"the application"),
+    };
+    let set_app = add(signed(ctx, &admin, 3, &[rm_b], set_app));
+    // Two writers on their own branches, merging now and then.
+    let (mut last_a, mut last_c) = (a3, c2);
+    let (mut seq_a, mut seq_c) = (3, 2);
+    for round in 0..8 {
+        seq_a += 1;
+        let mut parents = vec![last_a];
+        if round % 3 == 0 {
+            parents.push(last_c);
+        }
+        last_a = add(signed(ctx, &a, seq_a, &parents, text(&format!("a{seq_a}"))));
+        seq_c += 1;
+        let mut parents = vec![last_c];
+        if round % 3 == 1 {
+            parents.push(last_a);
+        }
+        if round == 0 {
+            parents.push(set_app);
+        }
+        last_c = add(signed(ctx, &c, seq_c, &parents, text(&format!("c{seq_c}"))));
+    }
+    // One more on its own branch: the history ends with two heads.
+    seq_a += 1;
+    last_a = add(signed(
+        ctx,
+        &a,
+        seq_a,
+        &[last_a],
+        text(&format!("a{seq_a}")),
+    ));
+
+    let mut forged = signed(ctx, &forger, seq_a + 1, &[last_a], text("forged"));
+    forged.tx.author = author(&a);
+    let writer_adds = TxBody::AddMember {
+        key: author(&stranger),
+        role: Role::Writer,
+    };
+    let mut tampered = honest[0].clone();
+    tampered.tx.body = text("a1, changed on the way");
+    let invalid = vec![
+        signed(ctx, &b, 4, &[b3, rm_b], text("b4: after its removal")),
+        signed(ctx, &stranger, 1, &[a1], text("let me in")),
+        forged.clone(),
+        signed(ctx, &a, 1, &[a2], text("a1 again")),
+        signed(ctx, &c, seq_c + 1, &[last_c], writer_adds),
+        signed(ctx, &c, seq_c + 2, &[last_a], text("skips its previous")),
+        tampered,
+        signed(
+            ctx,
+            &admin,
+            4,
+            &[set_app, forged.id()],
+            text("after the forgery"),
+        ),
+    ];
+    SyncHistory {
+        genesis,
+        honest,
+        invalid,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        // Short stable-Rust stand-ins for the fuzzer.
+        #[test]
+        fn sync_tx_body_holds_on_random_input(
+            data in prop::collection::vec(any::<u8>(), 0..512),
+        ) {
+            sync_tx_decoder(&data);
+        }
+
+        #[test]
+        fn sync_tx_body_holds_on_flipped_transactions(
+            pick in any::<prop::sample::Index>(),
+            flips in prop::collection::vec((any::<prop::sample::Index>(), 1u8..), 0..3),
+            twice in any::<bool>(),
+        ) {
+            let history = sync_history();
+            let tx = pick.get(&history.honest).encode();
+            let mut data = if twice { [&tx[..], &tx[..]].concat() } else { tx };
+            for (at, bits) in flips {
+                let at = at.index(data.len());
+                data[at] ^= bits;
+            }
+            sync_tx_decoder(&data);
+        }
+
+        #[test]
+        fn sync_requester_body_holds_on_random_input(
+            data in prop::collection::vec(any::<u8>(), 0..256),
+        ) {
+            sync_requester(&data);
+        }
+
+        #[test]
+        fn sync_dag_orders_body_holds_on_random_input(
+            data in prop::collection::vec(any::<u8>(), 0..128),
+        ) {
+            sync_dag_orders(&data);
+        }
+    }
+
+    #[test]
+    fn an_honest_stream_completes_the_session_and_a_forged_one_does_not() {
+        // Holding six, a credit of `CREDIT`: the honest plan, three batches of eight from
+        // the cursor each granted back, the responder's heads, finish.
+        let batch = [2, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0];
+        let stream = |batches: &[&[u8]]| {
+            let mut v = vec![2, 6, 1, 0];
+            for b in batches {
+                v.extend_from_slice(b);
+            }
+            v.extend([5, 0, 7]);
+            v
+        };
+        assert!(requester_session(&stream(&[&batch, &batch, &batch])));
+        assert!(
+            !requester_session(&stream(&[&batch, &batch])),
+            "a batch short"
+        );
+        let mut forged = batch;
+        forged[4] = 11; // the second transaction's signature (byte 0, bit 0)
+        assert!(!requester_session(&stream(&[&batch, &forged, &batch])));
+    }
+
+    #[test]
+    fn sync_tx_body_at_the_size_limit() {
+        // A payload transaction of exactly MAX_TX_BYTES decodes (its shape is refused);
+        // one byte more is refused before decoding.
+        let history = sync_history();
+        let mut tx = history.honest[0].clone();
+        let base = tx.encode().len();
+        tx.tx.body = TxBody::Payload(vec![7; MAX_TX_BYTES - base + 2]);
+        let at_limit = tx.encode();
+        assert_eq!(at_limit.len(), MAX_TX_BYTES);
+        assert!(matches!(tx.check(), Err(TxError::Shape { .. })));
+        sync_tx_decoder(&at_limit);
+        let mut over = at_limit;
+        over.push(0);
+        sync_tx_decoder(&over);
+    }
+}
