@@ -543,6 +543,9 @@ impl Model {
         let Some(heads) = &self.heads else {
             return Err(SessionError::Unexpected("finished before the heads came"));
         };
+        if heads.is_empty() {
+            return Err(SessionError::NoHeads);
+        }
         let missing = heads
             .iter()
             .filter(|id| !dag.is_some_and(|dag| dag.contains(id)))

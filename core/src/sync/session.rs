@@ -54,6 +54,9 @@ pub enum SessionError {
         /// How many heads are missing.
         missing: usize,
     },
+    /// The responder's last word named no heads, though a context always has one.
+    #[error("the responder named no heads (a context always has its genesis)")]
+    NoHeads,
     /// A transaction in a batch is not valid (forged, malformed, refused by the DAG).
     #[error("the responder sent a transaction that was refused: {0}")]
     Refused(String),
@@ -230,7 +233,7 @@ impl Requester {
     /// A batch of `bytes` was applied (and stored): the credit grant to send back, so the
     /// responder may send that much more.
     pub fn applied(&mut self, bytes: u64) -> Message {
-        self.credit += bytes;
+        self.credit = self.credit.saturating_add(bytes);
         Message::SyncCredit { bytes }
     }
 
@@ -240,6 +243,11 @@ impl Requester {
         let Some(heads) = &self.heads else {
             return Err(SessionError::Unexpected("finished before the heads came"));
         };
+        // A context always has a head (its genesis at least): none is a lie that would end
+        // a joiner's catch-up as a success with nothing sent.
+        if heads.is_empty() {
+            return Err(SessionError::NoHeads);
+        }
         let missing = heads
             .iter()
             .filter(|id| !dag.is_some_and(|dag| dag.contains(id)))

@@ -876,3 +876,19 @@ fn a_forged_transaction_on_the_topic_is_refused_and_a_valid_one_applied() {
         .any(|(id, why)| *id == bad.id()
             && matches!(why, Rejection::Invalid(TxError::BadSignature(_)))));
 }
+
+/// Found by the `sync_requester` fuzz target's review: a responder that plans nothing and
+/// names no heads used to end a joiner's catch-up as a success with nothing sent.
+#[test]
+fn a_responder_naming_no_heads_cannot_end_a_joiners_catch_up_as_a_success() {
+    let mut r = Requesting::new(contexts::Config::default());
+    r.send(&plan(&[]));
+    r.send(&done(&[]));
+    assert_eq!(r.h.synced(), 0, "never reported synced");
+    let failed = r.h.failed();
+    assert!(
+        failed.len() == 1 && failed[0].contains("no heads"),
+        "{failed:?}"
+    );
+    assert!(r.h.node.context(&r.ctx).is_none());
+}
