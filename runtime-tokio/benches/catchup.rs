@@ -197,7 +197,8 @@ async fn main() {
         json!({"cmd": "context_join", "invite": invite.to_string()}),
     )
     .await;
-    let expected = count as u64 + 1;
+    // The genesis, its key, then the payloads.
+    let expected = count as u64 + 2;
     let deadline = started + Duration::from_secs(600);
     loop {
         let s = control(

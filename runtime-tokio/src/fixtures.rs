@@ -13,8 +13,9 @@ use sinew_core::sync::{AuthorKey, ContextId, Role};
 /// Founds a context in the store at `store_dir` (a node's `<data-dir>/store`) with a
 /// fresh admin key and `member` as a writer, then writes `count` transactions of
 /// `payload_len` bytes (the transaction's number in the first 8 bytes, big-endian) as one
-/// chain, every one of them durable before this returns. Returns the context and its
-/// admin key (to sign invitations with).
+/// chain, every one of them durable before this returns: with the genesis and the context
+/// key's transaction, `count + 2` transactions. Returns the context and its admin key (to
+/// sign invitations with).
 pub fn write_context(
     store_dir: &Path,
     count: usize,

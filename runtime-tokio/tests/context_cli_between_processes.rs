@@ -84,7 +84,8 @@ fn invite_join_and_writes_from_the_cli_give_both_nodes_the_same_heads(rt: Rt) {
     let token = cli(&["context", "invite", &ctx, &b_id, "--data-dir", a_dir]);
     assert!(token.starts_with("sinew-invite1:"), "{token}");
 
-    // Genesis, 20 writes and the invitation: 22 transactions arrive by catch-up.
+    // Genesis, its key, 20 writes, the invitation and the new key: 24 transactions arrive
+    // by catch-up.
     let joined = cli(&[
         "context",
         "join",
@@ -94,11 +95,11 @@ fn invite_join_and_writes_from_the_cli_give_both_nodes_the_same_heads(rt: Rt) {
         "--data-dir",
         b_dir,
     ]);
-    assert_eq!(joined, format!("joined {ctx}: 22 transactions"));
+    assert_eq!(joined, format!("joined {ctx}: 24 transactions"));
     // The catch-up shows in b's metrics.
     assert_eq!(
         metric(port, "sinew_sync_transactions_applied_total"),
-        Some(22.0)
+        Some(24.0)
     );
     assert!(metric(port, "sinew_sync_sessions_synced_total") >= Some(1.0));
     assert!(metric(port, "sinew_sync_bytes_received_total") > Some(20.0 * 8.0));
@@ -113,7 +114,7 @@ fn invite_join_and_writes_from_the_cli_give_both_nodes_the_same_heads(rt: Rt) {
     let id = cli(&["context", "tx", &ctx, "from b", "--data-dir", b_dir]);
     assert!(
         eventually(Duration::from_secs(30), || status(&a.dir, &ctx)["txs"]
-            == 23),
+            == 25),
         "the founder never got b's write: {}",
         status(&a.dir, &ctx)
     );
@@ -124,12 +125,21 @@ fn invite_join_and_writes_from_the_cli_give_both_nodes_the_same_heads(rt: Rt) {
     );
     let log = cli(&["context", "log", &ctx, "--json", "--data-dir", a_dir]);
     let log: Value = serde_json::from_str(&log).unwrap();
-    assert_eq!(log.as_array().unwrap().len(), 23);
+    assert_eq!(log.as_array().unwrap().len(), 25);
     assert_eq!(
-        log[22]["id"],
+        log[24]["id"],
         json!(id),
         "b's write comes last, after its parents"
     );
+    // Payloads travel encrypted; each member's log shows them decrypted.
+    for dir in [a_dir, b_dir] {
+        let log = cli(&["context", "log", &ctx, "--json", "--data-dir", dir]);
+        let log: Value = serde_json::from_str(&log).unwrap();
+        assert_eq!(log[1]["kind"], "keys");
+        assert_eq!(log[2]["kind"], "payload");
+        assert_eq!(log[2]["data"], "before 0");
+        assert_eq!(log[24]["data"], "from b");
+    }
 
     let members = cli(&["context", "members", &ctx, "--data-dir", a_dir]);
     assert_eq!(members.lines().count(), 2, "{members}");
@@ -199,7 +209,8 @@ fn a_node_killed_during_catch_up_keeps_what_was_durable_and_finishes_after_resta
         member,
     )
     .unwrap();
-    let total = KILL_TXS as u64 + 1;
+    // The genesis, its key, then the payloads.
+    let total = KILL_TXS as u64 + 2;
     let ctx_hex = hex::encode(ctx.0);
 
     let responder = spawn_blob_node_on(rt, &resp_dir, "");

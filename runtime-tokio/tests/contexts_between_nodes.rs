@@ -56,7 +56,10 @@ async fn a_member_joins_by_invitation_catches_up_and_keeps_it_across_a_restart(r
     assert!(synced.is_some(), "node b caught up");
     let info_a = a.context_info(ctx).await.unwrap();
     let info_b = b.context_info(ctx).await.unwrap();
-    assert_eq!(info_a.txs, 302, "genesis, 300 payloads, the invitation");
+    assert_eq!(
+        info_a.txs, 304,
+        "genesis, its key, 300 payloads, the invitation and the new key"
+    );
     assert_eq!(info_b.heads, info_a.heads);
     assert_eq!(info_b.txs, info_a.txs);
     let log = b.context_log(ctx, 1, 3).await.unwrap();
@@ -71,12 +74,12 @@ async fn a_member_joins_by_invitation_catches_up_and_keeps_it_across_a_restart(r
     .await;
     assert!(reached, "b's write reached a");
 
-    // Restart b on its store: the context and its 303 transactions are still there.
+    // Restart b on its store: the context and its 305 transactions are still there.
     b.shutdown().await.unwrap();
     drop(b_events);
     let (b, _b_events) = rt.start(config(&b_dir), Options::default());
     let info_b = b.context_info(ctx).await.unwrap();
-    assert_eq!(info_b.txs, 303);
+    assert_eq!(info_b.txs, 305);
     assert_eq!(info_b.heads, vec![id]);
     assert_eq!(b.contexts().await.unwrap(), vec![ctx]);
     a.shutdown().await.unwrap();

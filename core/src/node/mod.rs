@@ -655,6 +655,16 @@ impl<S: BlobStore + ContextStore> Node<S> {
         self.contexts.dag(context)
     }
 
+    /// The application data of `tx` (a transaction of `context`): its payload, decrypted if
+    /// this member holds the key it was encrypted with.
+    pub fn context_payload(
+        &self,
+        context: &ContextId,
+        tx: &contexts_area::SignedTx,
+    ) -> Option<Vec<u8>> {
+        self.contexts.plaintext(context, tx)
+    }
+
     /// This node's member key in `context`.
     pub fn context_member_key(&self, context: &ContextId) -> Option<AuthorKey> {
         self.contexts.member_key(context)

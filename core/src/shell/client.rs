@@ -168,7 +168,7 @@ pub(crate) enum ContextCommand {
     Invite(ContextId, AuthorKey, Role, Reply<Invite>),
     Submit(ContextId, TxBody, Reply<TxId>),
     Info(ContextId, Reply<ContextInfo>),
-    Log(ContextId, usize, usize, Reply<Vec<(TxId, SignedTx)>>),
+    Log(ContextId, usize, usize, Reply<Vec<LogEntry>>),
     List(Reply<Vec<ContextId>>),
     Sync(ContextId, Option<PeerId>, Reply<()>),
     Leave(ContextId, Reply<()>),
@@ -178,6 +178,18 @@ impl From<ContextCommand> for Command {
     fn from(command: ContextCommand) -> Self {
         Command::Context(Box::new(command))
     }
+}
+
+/// One transaction of a context's log ([`Client::context_log`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    /// The transaction's id.
+    pub id: TxId,
+    /// The transaction as it travels (an encrypted payload stays encrypted here).
+    pub tx: SignedTx,
+    /// Its application data, decrypted; `None` if it is not a payload or this node does
+    /// not hold its key.
+    pub payload: Option<Vec<u8>>,
 }
 
 /// A context as this node holds it ([`Client::context_info`]).
@@ -639,7 +651,7 @@ impl Client {
         context: ContextId,
         offset: usize,
         limit: usize,
-    ) -> Result<Vec<(TxId, SignedTx)>, Error> {
+    ) -> Result<Vec<LogEntry>, Error> {
         self.call(|r| ContextCommand::Log(context, offset, limit, r))
             .await
     }

@@ -44,7 +44,9 @@ pub use adapter::{start, Adapter, Options, StartError};
 #[doc(hidden)]
 pub use behaviour::{message_id, BehaviourEvent};
 pub use behaviour::{Behaviour, BuildError};
-pub use client::{BlobInfo, Client, ContextInfo, Error, Event, EventStream, Status, INLINE_IMPORT};
+pub use client::{
+    BlobInfo, Client, ContextInfo, Error, Event, EventStream, LogEntry, Status, INLINE_IMPORT,
+};
 pub use config::{Config, GossipConfig, KadMode, MemoryLimit};
 pub use download::{BlobDownload, BlobDownloaded, BlobProgress, DownloadUpdate, PROGRESS_BUFFER};
 pub use fs_store::{

@@ -139,7 +139,10 @@ impl Membership {
                 self.members.remove(key);
             }
             TxBody::SetApp { app } => self.app = Some(*app),
-            TxBody::Genesis { .. } | TxBody::Payload(_) => return,
+            TxBody::Genesis { .. }
+            | TxBody::Payload(_)
+            | TxBody::Keys { .. }
+            | TxBody::Encrypted { .. } => return,
         }
         self.changes.insert(id);
     }

@@ -27,6 +27,7 @@
 //! whole DAG of every context is held in memory).
 
 pub mod contexts;
+pub mod crypto;
 pub mod dag;
 pub mod frontier;
 pub mod invite;

@@ -10,6 +10,7 @@
 use borsh::{BorshDeserialize, BorshSerialize};
 use libp2p_identity::ed25519;
 
+use super::crypto::{PreviousKey, SealedKey, TAG_LEN};
 use crate::blob::BlobId;
 
 /// Parents a transaction may name at most.
@@ -19,7 +20,7 @@ pub const MAX_PAYLOAD: usize = 64 << 10;
 /// Members a genesis transaction may list at most.
 pub const MAX_GENESIS_MEMBERS: usize = 256;
 /// Encoded bytes of one signed transaction at most, checked before decoding.
-pub const MAX_TX_BYTES: usize = MAX_PAYLOAD + 4096 + MAX_GENESIS_MEMBERS * 40;
+pub const MAX_TX_BYTES: usize = MAX_PAYLOAD + 4096 + MAX_GENESIS_MEMBERS * 112;
 /// What an author signs before the id, so a signature can never be replayed elsewhere.
 pub const SIGNATURE_DOMAIN: &[u8] = b"sinew/sync/tx/1";
 
@@ -128,6 +129,23 @@ pub enum TxBody {
         /// The new blob.
         app: BlobId,
     },
+    /// A new context key (admins only), sealed to every member at this position (at most
+    /// [`MAX_GENESIS_MEMBERS`]), with the key its author held before encrypted under it
+    /// ([`super::crypto`]).
+    Keys {
+        /// The key, once per member.
+        sealed: Vec<SealedKey>,
+        /// The author's previous key, if it had one (boxed: it is rare and large).
+        previous: Option<Box<PreviousKey>>,
+    },
+    /// Application data encrypted under the key of the `Keys` transaction `key` (at most
+    /// [`MAX_PAYLOAD`] bytes before encryption).
+    Encrypted {
+        /// The `Keys` transaction whose key encrypts it.
+        key: TxId,
+        /// The payload, encrypted, its tag included.
+        ciphertext: Vec<u8>,
+    },
 }
 
 impl TxBody {
@@ -136,7 +154,10 @@ impl TxBody {
     pub fn is_admin_only(&self) -> bool {
         matches!(
             self,
-            TxBody::AddMember { .. } | TxBody::RemoveMember { .. } | TxBody::SetApp { .. }
+            TxBody::AddMember { .. }
+                | TxBody::RemoveMember { .. }
+                | TxBody::SetApp { .. }
+                | TxBody::Keys { .. }
         )
     }
 }
@@ -325,6 +346,19 @@ impl SignedTx {
                 return shape(format!(
                     "payload of {} bytes, at most {MAX_PAYLOAD}",
                     data.len()
+                ))
+            }
+            TxBody::Encrypted { ciphertext, .. } if ciphertext.len() > MAX_PAYLOAD + TAG_LEN => {
+                return shape(format!(
+                    "encrypted payload of {} bytes, at most {}",
+                    ciphertext.len(),
+                    MAX_PAYLOAD + TAG_LEN
+                ))
+            }
+            TxBody::Keys { sealed, .. } if sealed.len() > MAX_GENESIS_MEMBERS => {
+                return shape(format!(
+                    "{} sealed keys, at most {MAX_GENESIS_MEMBERS}",
+                    sealed.len()
                 ))
             }
             TxBody::Genesis { members, .. } => {

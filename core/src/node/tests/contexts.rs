@@ -86,13 +86,13 @@ fn members_that_join_receive_the_whole_history_in_causal_order() {
         assert_eq!(heads(&world, i, &ctx), heads(&world, 0, &ctx), "node {i}");
         assert_eq!(
             len(&world, i, &ctx),
-            6,
-            "genesis and five transactions at node {i}"
+            7,
+            "genesis, its key and five transactions at node {i}"
         );
-        // Applied events: the genesis first, then the five in the order written.
+        // Applied events: the genesis first, its key, then the five in the order written.
         let events = applied(&world, i);
         assert_eq!(events[0], ctx);
-        assert_eq!(&events[1..], &written[..], "node {i}");
+        assert_eq!(&events[2..], &written[..], "node {i}");
         assert!(synced(&world, i) >= 1);
     }
     for i in 0..3 {
@@ -135,7 +135,7 @@ fn three_members_writing_concurrently_converge_to_the_same_heads_and_order() {
     let until = world.now() + Duration::from_secs(30);
     world.run_until(until);
     let dag0 = world.node(0).context(&ctx).unwrap();
-    assert_eq!(dag0.len(), 61);
+    assert_eq!(dag0.len(), 62, "the genesis, its key and 60 writes");
     for i in 1..3 {
         let dag = world.node(i).context(&ctx).unwrap();
         assert_eq!(dag.heads_digest(), dag0.heads_digest(), "node {i}");
@@ -154,8 +154,8 @@ fn a_member_cut_off_catches_up_after_the_partition_heals() {
         submit(&mut world, k % 2, &ctx, &format!("during {k}"));
     }
     world.drive();
-    assert_eq!(len(&world, 2, &ctx), 1, "node 2 saw nothing while cut off");
-    assert_eq!(len(&world, 0, &ctx), 101);
+    assert_eq!(len(&world, 2, &ctx), 2, "node 2 saw nothing while cut off");
+    assert_eq!(len(&world, 0, &ctx), 102);
     let before = synced(&world, 2);
     world.heal(0, 2);
     world.heal(1, 2);
@@ -164,7 +164,7 @@ fn a_member_cut_off_catches_up_after_the_partition_heals() {
     world.run_until(until);
     world.drive();
     assert_eq!(heads(&world, 2, &ctx), heads(&world, 0, &ctx));
-    assert_eq!(len(&world, 2, &ctx), 101);
+    assert_eq!(len(&world, 2, &ctx), 102);
     assert!(synced(&world, 2) > before, "by a catch-up session");
 }
 
@@ -177,7 +177,7 @@ fn ten_thousand_missing_transactions_at_100_ms_round_trip_are_caught_up_within_0
     let mut world = World::with_config(2, 25, |_| Config::default(), link);
     let ctx = founded(&mut world, 2);
     world.drive();
-    assert_eq!(len(&world, 1, &ctx), 1);
+    assert_eq!(len(&world, 1, &ctx), 2, "the genesis and its key");
     world.cut(0, 1);
     world.drive();
     let payload = vec![7u8; 256];
@@ -202,7 +202,7 @@ fn ten_thousand_missing_transactions_at_100_ms_round_trip_are_caught_up_within_0
         })
         .map(|(_, at, _)| *at)
         .expect("node 1 synced");
-    assert_eq!(len(&world, 1, &ctx), 10_001);
+    assert_eq!(len(&world, 1, &ctx), 10_002);
     assert_eq!(heads(&world, 1, &ctx), heads(&world, 0, &ctx));
     let took = done - start;
     assert!(
@@ -212,7 +212,10 @@ fn ten_thousand_missing_transactions_at_100_ms_round_trip_are_caught_up_within_0
     // The counters tell the same story.
     let (ours, theirs) = (world.node(1).sync_stats(), world.node(0).sync_stats());
     assert_eq!(ours.last_catch_up, Some(took));
-    assert_eq!(ours.txs_applied, 10_001, "the genesis, then the 10,000");
+    assert_eq!(
+        ours.txs_applied, 10_002,
+        "the genesis, its key, then the 10,000"
+    );
     assert!(ours.batches_received >= 10, "{ours:?}");
     assert!(ours.bytes_received >= 10_000 * 256, "{ours:?}");
     assert_eq!(ours.sessions_failed, 0);
@@ -312,11 +315,11 @@ fn a_restarted_member_keeps_its_context_and_catches_up_what_it_missed() {
     world.drive();
     world.restart(1);
     world.drive();
-    assert_eq!(len(&world, 1, &ctx), 2, "what it had survived the restart");
+    assert_eq!(len(&world, 1, &ctx), 3, "what it had survived the restart");
     let until = world.now() + world.node(0).sync_config().digest_interval * 2;
     world.run_until(until);
     world.drive();
-    assert_eq!(len(&world, 1, &ctx), 32);
+    assert_eq!(len(&world, 1, &ctx), 33);
     assert_eq!(heads(&world, 1, &ctx), heads(&world, 0, &ctx));
 }
 
@@ -390,7 +393,7 @@ fn the_application_blob_named_by_the_plan_and_by_set_app_is_fetched_from_the_mem
         .command(1, |node| node.join_context(ctx, key(seed, 1), [founder]))
         .unwrap();
     world.drive();
-    assert_eq!(len(&world, 1, &ctx), 1);
+    assert_eq!(len(&world, 1, &ctx), 2);
     assert_eq!(
         world.blob(1, &app),
         Some(Bytes::from(first)),
@@ -402,10 +405,153 @@ fn the_application_blob_named_by_the_plan_and_by_set_app_is_fetched_from_the_mem
         .command(0, |node| node.submit(&ctx, TxBody::SetApp { app: next }))
         .unwrap();
     world.drive();
-    assert_eq!(len(&world, 1, &ctx), 2);
+    assert_eq!(len(&world, 1, &ctx), 3);
     assert_eq!(
         world.node(1).context(&ctx).unwrap().membership().app,
         Some(next)
     );
     assert_eq!(world.blob(1, &next), Some(Bytes::from(second)));
+}
+
+fn payload_at(world: &World, i: usize, ctx: &ContextId, id: &TxId) -> Option<Vec<u8>> {
+    let tx = world.node(0).context(ctx)?.get(id)?.clone();
+    world.node(i).context_payload(ctx, &tx)
+}
+
+#[test]
+fn payloads_travel_encrypted_and_every_member_reads_them() {
+    let mut world = World::new(3, 32);
+    let ctx = founded(&mut world, 3);
+    world.drive();
+    let secret = "the launch code is 0000";
+    let id = submit(&mut world, 1, &ctx, secret);
+    world.drive();
+    let tx = world
+        .node(0)
+        .context(&ctx)
+        .unwrap()
+        .get(&id)
+        .unwrap()
+        .clone();
+    assert!(
+        matches!(tx.tx.body, TxBody::Encrypted { .. }),
+        "{:?}",
+        tx.tx.body
+    );
+    let wire = tx.encode();
+    assert!(
+        !wire.windows(secret.len()).any(|w| w == secret.as_bytes()),
+        "the plaintext travels"
+    );
+    for i in 0..3 {
+        assert_eq!(
+            payload_at(&world, i, &ctx, &id).as_deref(),
+            Some(secret.as_bytes()),
+            "node {i}"
+        );
+        let event = world.events_of(i).find_map(|e| match e {
+            Event::Sync(SyncEvent::Applied {
+                id: got, payload, ..
+            }) if *got == id => Some(payload.clone()),
+            _ => None,
+        });
+        assert_eq!(event, Some(Some(secret.as_bytes().to_vec())), "node {i}");
+    }
+}
+
+#[test]
+fn a_removed_member_cannot_read_what_is_written_after_its_removal() {
+    let mut world = World::new(3, 33);
+    let ctx = founded(&mut world, 3);
+    world.drive();
+    let before = submit(&mut world, 1, &ctx, "before");
+    world.drive();
+    let removed = world.node(2).context_member_key(&ctx).unwrap();
+    world
+        .command(0, |node| {
+            node.submit(&ctx, TxBody::RemoveMember { key: removed })
+        })
+        .unwrap();
+    world.drive();
+    let after = submit(&mut world, 1, &ctx, "after");
+    world.drive();
+    assert_eq!(
+        payload_at(&world, 2, &ctx, &before).as_deref(),
+        Some(&b"before"[..])
+    );
+    assert_eq!(
+        payload_at(&world, 2, &ctx, &after),
+        None,
+        "the removed member reads it"
+    );
+    for i in 0..2 {
+        assert_eq!(
+            payload_at(&world, i, &ctx, &after).as_deref(),
+            Some(&b"after"[..]),
+            "node {i}"
+        );
+    }
+    // What the removed member received of it (by gossip, still subscribed) is ciphertext.
+    if let Some(tx) = world.node(2).context(&ctx).and_then(|d| d.get(&after)) {
+        assert!(matches!(tx.tx.body, TxBody::Encrypted { .. }));
+        assert!(world.events_of(2).all(|e| !matches!(
+            e,
+            Event::Sync(SyncEvent::Applied { id, payload: Some(_), .. }) if *id == after
+        )));
+    }
+}
+
+#[test]
+fn a_member_invited_later_reads_the_whole_history() {
+    let mut world = World::new(3, 34);
+    let seed = world.seed();
+    let members = vec![(author(&key(seed, 1)), Role::Writer)];
+    let ctx = world
+        .command(0, |node| node.create_context(key(seed, 0), members, None))
+        .unwrap();
+    let founder = world.peer_id(0);
+    world
+        .command(1, |node| node.join_context(ctx, key(seed, 1), [founder]))
+        .unwrap();
+    world.drive();
+    let early: Vec<TxId> = (0..3)
+        .map(|k| submit(&mut world, k % 2, &ctx, &format!("early {k}")))
+        .collect();
+    world.drive();
+    // Another key (an unrelated removal and re-add) between the early writes and the
+    // invitation: the newcomer must walk the chain through it.
+    let one = author(&key(seed, 1));
+    world
+        .command(0, |node| {
+            node.submit(&ctx, TxBody::RemoveMember { key: one })
+        })
+        .unwrap();
+    world
+        .command(0, |node| {
+            node.submit(
+                &ctx,
+                TxBody::AddMember {
+                    key: one,
+                    role: Role::Writer,
+                },
+            )
+        })
+        .unwrap();
+    world
+        .command(0, |node| {
+            node.invite(&ctx, author(&key(seed, 2)), Role::Writer, vec![])
+        })
+        .unwrap();
+    world
+        .command(2, |node| node.join_context(ctx, key(seed, 2), [founder]))
+        .unwrap();
+    world.drive();
+    assert_eq!(heads(&world, 2, &ctx), heads(&world, 0, &ctx));
+    for (k, id) in early.iter().enumerate() {
+        assert_eq!(
+            payload_at(&world, 2, &ctx, id),
+            Some(format!("early {k}").into_bytes()),
+            "early write {k}"
+        );
+    }
 }

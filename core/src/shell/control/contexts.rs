@@ -6,7 +6,7 @@ use libp2p::identity::ed25519;
 use serde_json::{json, Value};
 
 use super::{Request, MAX_LOG_ENTRIES};
-use crate::shell::client::ContextInfo;
+use crate::shell::client::{ContextInfo, LogEntry};
 use crate::shell::Client;
 use crate::sync::{AuthorKey, ContextId, Invite, Role, TxBody, TxId};
 
@@ -71,7 +71,7 @@ pub(super) async fn answer(
             let context = parse_context(context)?;
             let limit = limit.unwrap_or(100).min(MAX_LOG_ENTRIES);
             let log = client.context_log(context, *offset, limit).await?;
-            Value::Array(log.iter().map(|(id, tx)| entry(id, tx)).collect())
+            Value::Array(log.iter().map(entry).collect())
         }
         Request::ContextStatus { context } => match context {
             Some(context) => info(&client.context_info(parse_context(context)?).await?),
@@ -110,7 +110,8 @@ fn parse_member(text: &str) -> anyhow::Result<AuthorKey> {
         .with_context(|| format!("peer id {peer} does not carry an ed25519 key"))
 }
 
-fn entry(id: &TxId, tx: &crate::sync::SignedTx) -> Value {
+fn entry(e: &LogEntry) -> Value {
+    let (id, tx) = (&e.id, &e.tx);
     let (kind, data) = match &tx.tx.body {
         TxBody::Genesis { members, .. } => ("genesis", json!({ "members": members.len() })),
         TxBody::Payload(bytes) => ("payload", json!(String::from_utf8_lossy(bytes))),
@@ -120,6 +121,14 @@ fn entry(id: &TxId, tx: &crate::sync::SignedTx) -> Value {
         ),
         TxBody::RemoveMember { key } => ("remove_member", json!({ "member": key.to_hex() })),
         TxBody::SetApp { app } => ("set_app", json!(app.to_string())),
+        TxBody::Keys { sealed, .. } => ("keys", json!({ "members": sealed.len() })),
+        TxBody::Encrypted { .. } => (
+            "payload",
+            match &e.payload {
+                Some(bytes) => json!(String::from_utf8_lossy(bytes)),
+                None => json!(null),
+            },
+        ),
     };
     json!({
         "id": hex::encode(id.0),

@@ -3,7 +3,7 @@
 
 use super::persist::DurableReply;
 use super::Driver;
-use crate::shell::client::{ContextCommand, ContextInfo, Error};
+use crate::shell::client::{ContextCommand, ContextInfo, Error, LogEntry};
 use crate::sync::contexts;
 
 impl Driver {
@@ -55,7 +55,14 @@ impl Driver {
                         .iter()
                         .skip(offset)
                         .take(limit)
-                        .filter_map(|id| dag.get(id).map(|tx| (*id, tx.clone())))
+                        .filter_map(|id| {
+                            let tx = dag.get(id)?;
+                            Some(LogEntry {
+                                id: *id,
+                                payload: self.node.context_payload(&context, tx),
+                                tx: tx.clone(),
+                            })
+                        })
                         .collect()),
                     None if self.node.context_member_key(&context).is_some() => Ok(Vec::new()),
                     None => Err(contexts::Error::UnknownContext(context).into()),

@@ -45,6 +45,7 @@ use bytes::Bytes;
 use libp2p_identity::{ed25519, PeerId};
 
 use self::session_io::Session;
+use super::crypto::{self, ContextKey};
 use super::dag::{Dag, Verdict};
 use super::store::{ContextStore, StoredContext};
 use super::tx::{AuthorKey, Checked, ContextId, Role, SignedTx, Transaction, TxBody, TxId};
@@ -98,6 +99,65 @@ struct Context {
     session: Option<StreamId>,
     /// Peers to catch up from next.
     wanted: BTreeSet<PeerId>,
+    /// The context keys this member could open, by the `Keys` transaction that made each.
+    keys: BTreeMap<TxId, ContextKey>,
+    /// The key payloads are written with: the last one learned.
+    current_key: Option<TxId>,
+}
+
+impl Context {
+    /// Learns the key of `Keys` transaction `id`, if it is sealed to this member, and
+    /// every earlier key its chain leads to.
+    fn learn_keys(&mut self, id: TxId, tx: &SignedTx) {
+        let TxBody::Keys { sealed, previous } = &tx.tx.body else {
+            return;
+        };
+        let context = tx.tx.context;
+        let Some(key) = sealed
+            .iter()
+            .find(|s| s.member == self.author)
+            .and_then(|s| crypto::unseal(s, &self.key, &context))
+        else {
+            return;
+        };
+        self.keys.insert(id, key);
+        self.current_key = Some(id);
+        let (mut key, mut previous) = (key, previous.clone());
+        while let Some(link) = previous {
+            if self.keys.contains_key(&link.id) {
+                break;
+            }
+            let Some(older) = crypto::unchain(&key, &link, &context) else {
+                break;
+            };
+            self.keys.insert(link.id, older);
+            key = older;
+            previous = self
+                .dag
+                .as_ref()
+                .and_then(|dag| dag.get(&link.id))
+                .and_then(|t| match &t.tx.body {
+                    TxBody::Keys { previous, .. } => previous.clone(),
+                    _ => None,
+                });
+        }
+    }
+
+    /// The application data of `tx`: its payload, decrypted if this member holds its key.
+    fn plaintext(&self, tx: &SignedTx) -> Option<Vec<u8>> {
+        match &tx.tx.body {
+            TxBody::Payload(data) => Some(data.clone()),
+            TxBody::Encrypted { key, ciphertext } => crypto::decrypt_payload(
+                self.keys.get(key)?,
+                key,
+                &tx.tx.context,
+                &tx.tx.author,
+                tx.tx.seq,
+                ciphertext,
+            ),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for Context {
@@ -204,6 +264,21 @@ impl Contexts {
                 }
             }
             this.add(stored.id, key, dag, now);
+            let ctx = this.contexts.get_mut(&stored.id).expect("just added");
+            let keys: Vec<(TxId, SignedTx)> = ctx
+                .dag
+                .iter()
+                .flat_map(|dag| {
+                    dag.applied()
+                        .iter()
+                        .filter_map(|id| Some((*id, dag.get(id)?)))
+                })
+                .filter(|(_, tx)| matches!(tx.tx.body, TxBody::Keys { .. }))
+                .map(|(id, tx)| (id, tx.clone()))
+                .collect();
+            for (id, tx) in keys {
+                ctx.learn_keys(id, &tx);
+            }
         }
         Ok(this)
     }
@@ -222,6 +297,8 @@ impl Contexts {
                 peers: BTreeSet::new(),
                 session: None,
                 wanted: BTreeSet::new(),
+                keys: BTreeMap::new(),
+                current_key: None,
             },
         );
         if self.timers.get(Timer::Digest).is_none() {
@@ -330,6 +407,7 @@ impl Contexts {
             },
         ));
         self.add(id, key, Some(dag), now);
+        self.rotate_key(&id, now, store)?;
         Ok(id)
     }
 
@@ -390,8 +468,62 @@ impl Contexts {
     }
 
     /// Writes a transaction with `body` in `context`, on top of every head: applied and
-    /// stored at once (reported applied once durable) and published on the topic.
+    /// stored at once (reported applied once durable) and published on the topic. A
+    /// payload is encrypted under the context's current key; a membership change is
+    /// followed by a new key sealed to the members after it.
     pub(crate) fn submit<S: BlobStore + ContextStore>(
+        &mut self,
+        context: &ContextId,
+        body: TxBody,
+        now: Instant,
+        store: &mut S,
+    ) -> Result<TxId, Error> {
+        if matches!(body, TxBody::Keys { .. } | TxBody::Encrypted { .. }) {
+            // Made here, never by the caller.
+            return Err(Error::NotAllowed(*context));
+        }
+        let rotate = matches!(body, TxBody::AddMember { .. } | TxBody::RemoveMember { .. });
+        let id = self.write(context, body, now, store)?;
+        if rotate {
+            self.rotate_key(context, now, store)?;
+        }
+        Ok(id)
+    }
+
+    /// Writes a new context key sealed to every member at the heads, with the current key
+    /// chained under it (this node must be an admin).
+    fn rotate_key<S: BlobStore + ContextStore>(
+        &mut self,
+        context: &ContextId,
+        now: Instant,
+        store: &mut S,
+    ) -> Result<TxId, Error> {
+        let ctx = self
+            .contexts
+            .get(context)
+            .ok_or(Error::UnknownContext(*context))?;
+        let dag = ctx.dag.as_ref().ok_or(Error::NotSynced(*context))?;
+        let seq = dag.last_seq(&ctx.author).map_or(1, |(seq, _)| seq + 1);
+        let key = crypto::new_key(&ctx.key, context, seq);
+        let sealed = dag
+            .membership()
+            .members
+            .keys()
+            .filter_map(|member| crypto::seal(&key, member, &ctx.key, context, seq))
+            .collect();
+        let previous = ctx.current_key.and_then(|id| {
+            Some(Box::new(crypto::chain(
+                &key,
+                id,
+                ctx.keys.get(&id)?,
+                context,
+            )))
+        });
+        self.write(context, TxBody::Keys { sealed, previous }, now, store)
+    }
+
+    /// [`Contexts::submit`] of exactly `body` (a payload is encrypted).
+    fn write<S: BlobStore + ContextStore>(
         &mut self,
         context: &ContextId,
         body: TxBody,
@@ -431,6 +563,18 @@ impl Contexts {
         parents.extend(heads.into_iter().map(|(_, h)| h));
         parents.truncate(MAX_PARENTS);
         let seq = last.map_or(1, |(seq, _)| seq + 1);
+        let body = match (body, ctx.current_key) {
+            (TxBody::Payload(data), Some(key_id)) => {
+                let key = ctx.keys.get(&key_id).expect("the current key is held");
+                let ciphertext =
+                    crypto::encrypt_payload(key, &key_id, context, &ctx.author, seq, &data);
+                TxBody::Encrypted {
+                    key: key_id,
+                    ciphertext,
+                }
+            }
+            (body, _) => body,
+        };
         let tx = Transaction {
             context: *context,
             author: ctx.author,
@@ -446,6 +590,7 @@ impl Contexts {
                 return Err(Error::NotAllowed(*context));
             }
         }
+        ctx.learn_keys(id, &tx);
         store.append_txs(context, std::slice::from_ref(&tx))?;
         let data = crate::wire::to_bytes(&crate::wire::Message::SyncTx(
             crate::wire::TxBatch::new(vec![tx.encode()]).expect("one transaction"),
@@ -627,6 +772,9 @@ impl Contexts {
                 break;
             }
         }
+        for (id, tx) in &applied {
+            ctx.learn_keys(*id, tx);
+        }
         for (_, tx) in &applied {
             if let TxBody::SetApp { app } = &tx.tx.body {
                 self.fetch_app(*app, peer, store);
@@ -672,9 +820,15 @@ impl Contexts {
             match what {
                 AfterDurable::Applied { context, txs } => {
                     self.stats.txs_applied += txs.len() as u64;
+                    let ctx = self.contexts.get(&context);
                     for (id, tx) in txs {
-                        self.out
-                            .push_back(Output::Event(Event::Applied { context, id, tx }));
+                        let payload = ctx.and_then(|c| c.plaintext(&tx));
+                        self.out.push_back(Output::Event(Event::Applied {
+                            context,
+                            id,
+                            tx,
+                            payload,
+                        }));
                     }
                 }
                 AfterDurable::Credit { stream, bytes } => self.grant(stream, bytes),
@@ -689,6 +843,11 @@ impl Contexts {
         if !complete {
             self.out.push_back(Output::FetchApp { app, peer });
         }
+    }
+
+    /// The application data of `tx` in `context`, decrypted if this member holds its key.
+    pub(crate) fn plaintext(&self, context: &ContextId, tx: &SignedTx) -> Option<Vec<u8>> {
+        self.contexts.get(context)?.plaintext(tx)
     }
 
     /// The protocol's counters.

@@ -69,6 +69,10 @@ pub enum Event {
         id: TxId,
         /// The transaction.
         tx: SignedTx,
+        /// Its application data: the payload, decrypted with the context's key — `None`
+        /// if it is not a payload, or this member does not hold its key (it was removed
+        /// before the key was made).
+        payload: Option<Vec<u8>>,
     },
     /// A catch-up session's progress: after its plan, and after every batch applied.
     CatchUpProgress {

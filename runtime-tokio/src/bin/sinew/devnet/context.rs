@@ -81,8 +81,8 @@ pub(crate) async fn run(
         let token = invite["invite"].as_str().context("no invitation token")?;
         call(&procs[i], json!({"cmd": "context_join", "invite": token})).await?;
     }
-    // Genesis and one invitation per other node.
-    let members = 1 + (n as u64 - 1);
+    // The genesis and its key, then per other node an invitation and a new key.
+    let members = 2 + 2 * (n as u64 - 1);
     wait_converged(procs, &context, Some(members), timeout).await?;
 
     // One node goes down; the others write.
