@@ -18,13 +18,13 @@
 //!   server limits;
 //! - [`store`]: what a node's store keeps of its contexts (`MemStore`, and redb in the
 //!   shell's `FsStore`);
-//! - [`invite`]: the invitation token an admin hands to a new member.
+//! - [`invite`]: the invitation token an admin hands to a new member;
+//! - [`crypto`]: payloads encrypted to members under a context key sealed to each member,
+//!   renewed at every membership change.
 //!
-//! Not yet: encryption of payloads to members and key rotation on removal; the set
-//! reconciliation fallback when no common frontier is found (a requester whose DAG is too
-//! wide shows its heads only and receives what the responder cannot place); fetching a
-//! DAGs larger than memory (the
-//! whole DAG of every context is held in memory).
+//! Not yet: the set reconciliation fallback when no common frontier is found (a requester
+//! whose DAG is too wide shows its heads only and receives what the responder cannot
+//! place); DAGs larger than memory (the whole DAG of every context is held in memory).
 
 pub mod contexts;
 pub mod crypto;
