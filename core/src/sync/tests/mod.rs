@@ -319,6 +319,82 @@ fn shape_limits_hold_at_n_and_n_plus_one() {
     ));
 }
 
+#[test]
+fn encrypted_payload_and_sealed_key_limits_hold_at_n_and_n_plus_one() {
+    let (admin, writer) = (key(1), key(2));
+    let dag = Dag::new(genesis(&admin, &[&writer])).unwrap();
+    let ctx = dag.context();
+    let encrypted = |len: usize| {
+        tx(
+            ctx,
+            &writer,
+            1,
+            &[ctx],
+            TxBody::Encrypted {
+                key: ctx,
+                ciphertext: vec![0; len],
+            },
+        )
+    };
+    let limit = MAX_PAYLOAD + crypto::TAG_LEN;
+    assert!(encrypted(limit).check().is_ok());
+    assert!(matches!(
+        encrypted(limit + 1).check(),
+        Err(TxError::Shape { .. })
+    ));
+    let sealed_key = crypto::SealedKey {
+        member: author(&writer),
+        ephemeral: [3; 32],
+        ciphertext: [4; crypto::KEY_LEN + crypto::TAG_LEN],
+    };
+    let keys = |n: usize| {
+        tx(
+            ctx,
+            &admin,
+            1,
+            &[ctx],
+            TxBody::Keys {
+                sealed: vec![sealed_key.clone(); n],
+                previous: Some(Box::new(crypto::PreviousKey {
+                    id: ctx,
+                    ciphertext: [5; crypto::KEY_LEN + crypto::TAG_LEN],
+                })),
+            },
+        )
+    };
+    let at = keys(MAX_GENESIS_MEMBERS);
+    assert!(at.check().is_ok());
+    assert!(at.encode().len() <= MAX_TX_BYTES, "the largest Keys fits");
+    assert_eq!(SignedTx::decode(&at.encode()).unwrap(), at);
+    assert!(matches!(
+        keys(MAX_GENESIS_MEMBERS + 1).check(),
+        Err(TxError::Shape { .. })
+    ));
+    // The largest encrypted payload fits the wire limit too.
+    assert!(encrypted(limit).encode().len() <= MAX_TX_BYTES);
+}
+
+#[test]
+fn a_writer_cannot_hand_out_keys() {
+    let (admin, writer) = (key(1), key(2));
+    let mut dag = Dag::new(genesis(&admin, &[&writer])).unwrap();
+    let ctx = dag.context();
+    let keys = tx(
+        ctx,
+        &writer,
+        1,
+        &[ctx],
+        TxBody::Keys {
+            sealed: vec![],
+            previous: None,
+        },
+    );
+    assert!(matches!(
+        rejected(&dag.insert(keys, t0())),
+        Some(Rejection::NotAdmin(_))
+    ));
+}
+
 /// A history with three writers, an admin adding and removing members concurrently with
 /// their writes, a write after its author's removal and a forgery; returned in causal
 /// order. (Equivocation is left out: which of two equivocating transactions a peer applies
