@@ -427,6 +427,13 @@ fn requester_session(data: &[u8]) -> bool {
                 }
                 pending.push(bytes);
             }
+            Ok(Received::Ranges(list)) => {
+                // Any round gets an answer within the limits, or a refusal; never a panic.
+                if let Ok(Message::SyncRanges(reply)) = requester.answer_ranges(dag.as_ref(), &list)
+                {
+                    assert!(reply.items().len() <= crate::wire::MAX_RANGE_ITEMS);
+                }
+            }
             Ok(_) => {}
             Err(_) => break,
         }
@@ -469,6 +476,8 @@ struct Model {
     credit: u128,
     received: (u64, u64),
     done: bool,
+    /// Reconciliation rounds received.
+    rounds: u32,
 }
 
 /// `got` is what the model expects (an out-of-place message may be refused in any words).
@@ -491,6 +500,7 @@ impl Model {
             credit: u128::from(opening),
             received: (0, 0),
             done: false,
+            rounds: 0,
         }
     }
 
@@ -534,6 +544,13 @@ impl Model {
                 let heads: Vec<TxId> = heads.ids().iter().map(|id| TxId(*id)).collect();
                 self.heads = Some(heads.clone());
                 Ok(Received::Done { heads })
+            }
+            Message::SyncRanges(list) if self.planned.is_none() => {
+                self.rounds += 1;
+                if self.rounds > crate::sync::reconcile::MAX_ROUNDS {
+                    return unexpected;
+                }
+                Ok(Received::Ranges(list.clone()))
             }
             _ => unexpected,
         }

@@ -35,6 +35,7 @@ pub(crate) struct SyncMetrics {
     batches_sent: Counter,
     bytes_sent: Counter,
     txs_applied: Counter,
+    reconcile_rounds: Counter,
     rejected: Family<Vec<(String, String)>, Counter>,
     catch_up_seconds: Counter<f64, AtomicU64>,
 }
@@ -106,6 +107,11 @@ impl SyncMetrics {
                 "transactions_applied",
                 "Transactions applied and durable",
             ),
+            reconcile_rounds: counter(
+                sync,
+                "reconcile_rounds",
+                "Set reconciliation rounds answered in catch-up sessions",
+            ),
             rejected,
             catch_up_seconds,
         }
@@ -129,6 +135,7 @@ impl SyncMetrics {
         to(&self.batches_sent, stats.batches_sent);
         to(&self.bytes_sent, stats.bytes_sent);
         to(&self.txs_applied, stats.txs_applied);
+        to(&self.reconcile_rounds, stats.reconcile_rounds);
         for (kind, n) in &stats.rejected {
             let label = vec![("reason".to_string(), (*kind).to_string())];
             to(&self.rejected.get_or_create(&label), *n);

@@ -245,6 +245,21 @@ impl Dag {
         self.nodes.get(id).map_or(0, |n| n.depth)
     }
 
+    /// The ids in the DAG within `range`, in order (orphans excluded).
+    pub(crate) fn ids_in<'a>(
+        &'a self,
+        range: &crate::wire::IdRange,
+    ) -> impl Iterator<Item = TxId> + 'a {
+        use std::ops::Bound;
+        let upper = match range.upper {
+            Some(u) => Bound::Excluded(TxId(u)),
+            None => Bound::Unbounded,
+        };
+        self.nodes
+            .range((Bound::Included(TxId(range.lower)), upper))
+            .map(|(id, _)| *id)
+    }
+
     /// An applied transaction.
     pub fn get(&self, id: &TxId) -> Option<&SignedTx> {
         self.nodes.get(id).map(|n| &n.tx)

@@ -22,15 +22,17 @@
 //! - [`crypto`]: payloads encrypted to members under a context key sealed to each member,
 //!   renewed at every membership change.
 //!
-//! Not yet: the set reconciliation fallback when no common frontier is found (a requester
-//! whose DAG is too wide shows its heads only and receives what the responder cannot
-//! place); DAGs larger than memory (the whole DAG of every context is held in memory).
+//! - [`reconcile`]: range-based set reconciliation, the catch-up's fallback when no common
+//!   frontier is found.
+//!
+//! Not yet: DAGs larger than memory (the whole DAG of every context is held in memory).
 
 pub mod contexts;
 pub mod crypto;
 pub mod dag;
 pub mod frontier;
 pub mod invite;
+pub mod reconcile;
 pub mod session;
 pub mod store;
 pub mod tx;

@@ -20,15 +20,23 @@ use libp2p_identity::PeerId;
 use rand_core_06::{CryptoRng, RngCore};
 
 use super::dag::{Dag, Verdict};
+use super::reconcile;
 use super::tx::{AuthorKey, ContextId, SignedTx, TxId};
 use super::verify::{check_batch_owned, sign_hello, verify_hello};
-use crate::wire::{Message, SyncHello, SyncPlan, TxBatch, TxIdList, MAX_BATCH_TXS};
+use crate::wire::{Message, RangeList, SyncHello, SyncPlan, TxBatch, TxIdList, MAX_BATCH_TXS};
 
 /// Bytes of transactions in one batch at most (besides [`MAX_BATCH_TXS`]).
 pub const MAX_BATCH_BYTES: usize = 1 << 20;
 /// The credit a requester opens with and keeps granted: bytes the responder may send ahead
 /// of what the requester has applied. 4 MiB: four batches in flight.
 pub const CREDIT: u64 = 4 << 20;
+
+/// Ids of a requester's hello unknown to the responder from which it reconciles instead
+/// of planning from the frontier: with this many unknown, the requester wrote at least
+/// 2^(n-1) transactions the responder lacks on some branch, and the frontier's first known
+/// ancestor may be as far back again — everything after it would be sent, much of it
+/// held already.
+pub const RECONCILE_UNKNOWN_SHOWN: usize = 5;
 
 /// How a session ended badly.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -89,6 +97,8 @@ pub enum Received {
         /// The heads.
         heads: Vec<TxId>,
     },
+    /// A reconciliation round: answer it with [`Requester::answer_ranges`].
+    Ranges(RangeList),
 }
 
 /// The side that lacks transactions.
@@ -101,6 +111,8 @@ pub struct Requester {
     received: (u64, u64),
     heads: Option<Vec<TxId>>,
     done: bool,
+    /// Reconciliation rounds received.
+    rounds: u32,
 }
 
 impl Requester {
@@ -138,8 +150,9 @@ impl Requester {
         remote: &PeerId,
         credit: u64,
     ) -> (Self, Message) {
-        // A DAG too wide for a frontier shows its heads only (reconciliation will replace
-        // this fallback).
+        // A DAG too wide for a frontier asks for reconciliation (and shows its heads).
+        let frontier = dag.map(|dag| dag.hello_frontier());
+        let reconcile = matches!(frontier, Some(None));
         let mut shown: Vec<[u8; 32]> = dag
             .map(|dag| {
                 dag.hello_frontier()
@@ -156,6 +169,7 @@ impl Requester {
             proof: sign_hello(member, &context, local, remote),
             shown: TxIdList::new(shown).expect("truncated to the limit"),
             credit,
+            reconcile,
         };
         let session = Self {
             credit,
@@ -163,6 +177,7 @@ impl Requester {
             received: (0, 0),
             heads: None,
             done: false,
+            rounds: 0,
         };
         (session, Message::SyncHello(hello))
     }
@@ -218,16 +233,35 @@ impl Requester {
                     bytes,
                 })
             }
+            Message::SyncRanges(list) if self.planned.is_none() => {
+                self.rounds += 1;
+                if self.rounds > reconcile::MAX_ROUNDS {
+                    return Err(SessionError::Unexpected("too many reconciliation rounds"));
+                }
+                Ok(Received::Ranges(list))
+            }
             Message::SyncDone { heads } if self.planned.is_some() => {
                 let heads: Vec<TxId> = heads.ids().iter().map(|id| TxId(*id)).collect();
                 self.heads = Some(heads.clone());
                 Ok(Received::Done { heads })
             }
             Message::SyncPlan(_) => Err(SessionError::Unexpected("a second plan")),
+            Message::SyncRanges(_) => {
+                Err(SessionError::Unexpected("reconciliation after the plan"))
+            }
             Message::SyncBatch(_) => Err(SessionError::Unexpected("a batch before the plan")),
             Message::SyncDone { .. } => Err(SessionError::Unexpected("done before the plan")),
             _ => Err(SessionError::Unexpected("not a catch-up message")),
         }
+    }
+
+    /// The answer to a reconciliation round, from what `dag` holds.
+    pub fn answer_ranges(
+        &self,
+        dag: Option<&Dag>,
+        list: &RangeList,
+    ) -> Result<Message, SessionError> {
+        Ok(Message::SyncRanges(reconcile::answer(dag, list)?))
     }
 
     /// A batch of `bytes` was applied (and stored): the credit grant to send back, so the
@@ -294,6 +328,7 @@ impl Requester {
                 self.finish(Some(dag))?;
                 Ok(None)
             }
+            Received::Ranges(list) => Ok(Some(self.answer_ranges(Some(dag), &list)?)),
         }
     }
 }
@@ -309,6 +344,17 @@ pub struct Responder {
     plan: Option<Message>,
     heads: Vec<[u8; 32]>,
     finished: bool,
+    /// While reconciling: what the requester is known to lack so far, the round to send,
+    /// and the rounds taken.
+    reconciling: Option<Reconciling>,
+    app: Option<[u8; 32]>,
+}
+
+#[derive(Debug)]
+struct Reconciling {
+    to_send: std::collections::BTreeSet<TxId>,
+    outgoing: Option<Message>,
+    rounds: u32,
 }
 
 impl Responder {
@@ -329,31 +375,82 @@ impl Responder {
             return Err(SessionError::NotMember);
         }
         let shown: Vec<TxId> = hello.shown.ids().iter().map(|id| TxId(*id)).collect();
-        let queue: VecDeque<TxId> = dag.missing_for(&shown).into();
-        let bytes: u64 = queue
+        let mut this = Self {
+            queue: VecDeque::new(),
+            credit: hello.credit,
+            plan: None,
+            heads: dag.heads().iter().map(|id| id.0).collect(),
+            finished: false,
+            reconciling: None,
+            app: dag.membership().app.map(|app| *app.as_bytes()),
+        };
+        // No useful frontier: the requester's DAG is too wide, nothing it showed is known
+        // here, or its branch is long enough that the frontier would resend a lot.
+        let unknown = shown.iter().filter(|id| !dag.contains(id)).count();
+        let none_known = !shown.is_empty() && unknown == shown.len();
+        if hello.reconcile || none_known || unknown >= RECONCILE_UNKNOWN_SHOWN {
+            this.reconciling = Some(Reconciling {
+                to_send: Default::default(),
+                outgoing: Some(Message::SyncRanges(reconcile::opening(dag))),
+                rounds: 0,
+            });
+        } else {
+            this.plan_for(dag, dag.missing_for(&shown));
+        }
+        Ok(this)
+    }
+
+    /// Plans to send `missing` (in an order the requester applies without waiting).
+    fn plan_for(&mut self, dag: &Dag, missing: Vec<TxId>) {
+        self.queue = missing.into();
+        let bytes: u64 = self
+            .queue
             .iter()
             .filter_map(|id| dag.get(id))
             .map(|tx| tx.encode().len() as u64)
             .sum();
-        let plan = Message::SyncPlan(SyncPlan {
-            txs: queue.len() as u64,
+        self.plan = Some(Message::SyncPlan(SyncPlan {
+            txs: self.queue.len() as u64,
             bytes,
-            app: dag.membership().app.map(|app| *app.as_bytes()),
-        });
-        Ok(Self {
-            queue,
-            credit: hello.credit,
-            plan: Some(plan),
-            heads: dag.heads().iter().map(|id| id.0).collect(),
-            finished: false,
-        })
+            app: self.app,
+        }));
     }
 
-    /// A credit grant from the requester.
-    pub fn handle(&mut self, message: Message) -> Result<(), SessionError> {
+    /// True while the sets are being reconciled (no plan yet).
+    pub fn is_reconciling(&self) -> bool {
+        self.reconciling.is_some()
+    }
+
+    /// A credit grant, or a reconciliation round, from the requester.
+    pub fn handle(&mut self, dag: &Dag, message: Message) -> Result<(), SessionError> {
         match message {
             Message::SyncCredit { bytes } => {
                 self.credit = self.credit.saturating_add(bytes).min(4 * CREDIT);
+                Ok(())
+            }
+            Message::SyncRanges(list) => {
+                let Some(r) = self.reconciling.as_mut().filter(|r| r.outgoing.is_none()) else {
+                    return Err(SessionError::Unexpected(
+                        "a reconciliation round out of turn",
+                    ));
+                };
+                r.rounds += 1;
+                if r.rounds > reconcile::MAX_ROUNDS {
+                    return Err(SessionError::Unexpected("too many reconciliation rounds"));
+                }
+                let next = reconcile::respond(dag, &list, &mut r.to_send)?;
+                if next.items().is_empty() {
+                    let r = self.reconciling.take().expect("checked");
+                    let mut missing: Vec<(u64, TxId)> = r
+                        .to_send
+                        .into_iter()
+                        .map(|id| (dag.depth(&id), id))
+                        .collect();
+                    missing.sort();
+                    self.plan_for(dag, missing.into_iter().map(|(_, id)| id).collect());
+                } else {
+                    r.outgoing = Some(Message::SyncRanges(next));
+                }
                 Ok(())
             }
             _ => Err(SessionError::Unexpected("not a credit grant")),
@@ -363,6 +460,9 @@ impl Responder {
     /// The next message to send, within the credit: the plan, batches, then the heads.
     /// `None` when waiting for credit, or when finished.
     pub fn poll(&mut self, dag: &Dag) -> Option<Message> {
+        if let Some(r) = &mut self.reconciling {
+            return r.outgoing.take();
+        }
         if let Some(plan) = self.plan.take() {
             return Some(plan);
         }

@@ -25,6 +25,9 @@
 //! | 34  | `SyncBatch`         |
 //! | 35  | `SyncCredit`        |
 //! | 36  | `SyncDone`          |
+//! | 37  | `SyncTx`            |
+//! | 38  | `SyncHeads`         |
+//! | 39  | `SyncRanges`        |
 //!
 //! ```
 //! use bytes::BytesMut;
@@ -53,8 +56,8 @@ pub use bounded::{BoundedString, Reason, MAX_REASON_LEN};
 pub use hello::{negotiate, Features, Hello, Negotiated, Version, PROTOCOL_VERSION};
 pub use protocol::{ProtocolId, KAD_PROTOCOL};
 pub use sync::{
-    hello_proof_message, SyncHello, SyncPlan, TxBatch, TxIdList, MAX_BATCH_TXS, MAX_BATCH_TX_BYTES,
-    MAX_SYNC_IDS,
+    hello_proof_message, IdRange, RangeList, RangeWhat, SyncHello, SyncPlan, TxBatch, TxIdList,
+    MAX_BATCH_TXS, MAX_BATCH_TX_BYTES, MAX_RANGE_ITEMS, MAX_SYNC_IDS,
 };
 
 /// The envelope format this build writes and reads: the first byte of every message.
@@ -104,6 +107,8 @@ pub enum Message {
         /// Transactions the sender holds.
         count: u64,
     },
+    /// A round of set reconciliation in a catch-up session.
+    SyncRanges(RangeList),
 }
 
 /// Wire tags of [`Message`]; never renumber, only add. Grouped by protocol.
@@ -119,6 +124,7 @@ mod tag {
     pub(super) const SYNC_DONE: u8 = 36;
     pub(super) const SYNC_TX: u8 = 37;
     pub(super) const SYNC_HEADS: u8 = 38;
+    pub(super) const SYNC_RANGES: u8 = 39;
 }
 
 impl From<Hello> for Message {
@@ -187,6 +193,10 @@ impl BorshSerialize for Message {
                 digest.serialize(writer)?;
                 count.serialize(writer)
             }
+            Message::SyncRanges(ranges) => {
+                tag::SYNC_RANGES.serialize(writer)?;
+                ranges.serialize(writer)
+            }
         }
     }
 }
@@ -218,6 +228,7 @@ impl BorshDeserialize for Message {
                 digest: <[u8; 32]>::deserialize_reader(reader)?,
                 count: u64::deserialize_reader(reader)?,
             }),
+            tag::SYNC_RANGES => Ok(Message::SyncRanges(RangeList::deserialize_reader(reader)?)),
             tag => Err(invalid_data(Error::UnknownVariant { ty: "Message", tag })),
         }
     }

@@ -1,5 +1,5 @@
-//! The messages of `/sinew/sync/1`, a context's catch-up session (the session machine
-//! that speaks them is not written yet; see `crate::sync`).
+//! The messages of `/sinew/sync/1`, a context's catch-up session (spoken by
+//! `crate::sync::session`).
 //!
 //! 1. requester → responder: [`SyncHello`] (the context, the requester's membership proof,
 //!    what it shows it knows — heads with skip ancestors — and a byte credit);
@@ -7,6 +7,10 @@
 //! 3. responder → requester: [`SyncBatch`]es in causal order, within the credit, which the
 //!    requester re-grants with [`SyncCredit`] as batches become durable;
 //! 4. both: [`SyncDone`] with their heads; a mismatch is an error, never success.
+//!
+//! When the requester cannot show a frontier (too many heads, or none of what it showed is
+//! known to the responder), step 2 is preceded by rounds of range-based set
+//! reconciliation ([`RangeList`], `crate::sync::reconcile`).
 //!
 //! Every list is checked against its limit before anything is read or allocated.
 
@@ -141,6 +145,9 @@ pub struct SyncHello {
     pub shown: TxIdList,
     /// Bytes of transactions the responder may send before the next [`SyncCredit`].
     pub credit: u64,
+    /// The requester cannot show a frontier (its DAG is too wide): reconcile the sets of
+    /// ids ([`RangeList`]) before planning.
+    pub reconcile: bool,
 }
 
 /// The responder's answer to a [`SyncHello`]: what is coming.
@@ -167,4 +174,133 @@ pub fn hello_proof_message(
     out.write_all(requester)?;
     (responder.len() as u32).serialize(out)?;
     out.write_all(responder)
+}
+
+/// Items a [`RangeList`] holds at most.
+pub const MAX_RANGE_ITEMS: usize = 1024;
+
+/// A range of transaction ids: `lower` inclusive, `upper` exclusive (`None`: to the end of
+/// the id space), in the byte order of the ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, BorshSerialize, BorshDeserialize)]
+pub struct IdRange {
+    /// The first id in the range.
+    pub lower: [u8; 32],
+    /// The first id after it; `None`: the range runs to the end.
+    pub upper: Option<[u8; 32]>,
+}
+
+impl IdRange {
+    /// The whole id space.
+    pub const ALL: IdRange = IdRange {
+        lower: [0; 32],
+        upper: None,
+    };
+
+    /// True if `id` is in the range.
+    pub fn contains(&self, id: &[u8; 32]) -> bool {
+        *id >= self.lower && self.upper.is_none_or(|u| *id < u)
+    }
+}
+
+/// What one side says about a range in a reconciliation round.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize)]
+pub enum RangeWhat {
+    /// How many ids the sender holds in the range, and a BLAKE3 hash over them in order.
+    Fingerprint {
+        /// Ids held in the range.
+        count: u64,
+        /// The hash (`crate::sync::reconcile::fingerprint`).
+        hash: [u8; 32],
+    },
+    /// Every id the sender holds in the range.
+    Ids(Vec<[u8; 32]>),
+    /// Send everything in the range (the requester gives up splitting it).
+    All,
+}
+
+/// One round of a reconciliation: ranges and what the sender holds in each, at most
+/// [`MAX_RANGE_ITEMS`] items and [`MAX_SYNC_IDS`] ids in all.
+#[derive(Debug, Clone, PartialEq, Eq, Default, BorshSerialize)]
+pub struct RangeList(Vec<(IdRange, RangeWhat)>);
+
+impl RangeList {
+    /// `items`, if within the limits.
+    pub fn new(items: Vec<(IdRange, RangeWhat)>) -> Result<Self, Error> {
+        if items.len() > MAX_RANGE_ITEMS {
+            return Err(Error::TooMany {
+                what: "reconciliation ranges",
+                count: items.len(),
+                max: MAX_RANGE_ITEMS,
+            });
+        }
+        let ids: usize = items
+            .iter()
+            .map(|(_, w)| match w {
+                RangeWhat::Ids(ids) => ids.len(),
+                _ => 0,
+            })
+            .sum();
+        if ids > MAX_SYNC_IDS {
+            return Err(Error::TooMany {
+                what: "transaction ids",
+                count: ids,
+                max: MAX_SYNC_IDS,
+            });
+        }
+        Ok(Self(items))
+    }
+
+    /// The items.
+    pub fn items(&self) -> &[(IdRange, RangeWhat)] {
+        &self.0
+    }
+}
+
+impl BorshDeserialize for RangeList {
+    fn deserialize_reader<R: Read>(reader: &mut R) -> std::io::Result<Self> {
+        let count = usize::try_from(u32::deserialize_reader(reader)?).unwrap_or(usize::MAX);
+        if count > MAX_RANGE_ITEMS {
+            return Err(invalid_data(Error::TooMany {
+                what: "reconciliation ranges",
+                count,
+                max: MAX_RANGE_ITEMS,
+            }));
+        }
+        let mut items = Vec::with_capacity(count);
+        let mut ids_left = MAX_SYNC_IDS;
+        for _ in 0..count {
+            let range = IdRange::deserialize_reader(reader)?;
+            let what = match u8::deserialize_reader(reader)? {
+                0 => RangeWhat::Fingerprint {
+                    count: u64::deserialize_reader(reader)?,
+                    hash: <[u8; 32]>::deserialize_reader(reader)?,
+                },
+                1 => {
+                    let n = usize::try_from(u32::deserialize_reader(reader)?).unwrap_or(usize::MAX);
+                    if n > ids_left {
+                        return Err(invalid_data(Error::TooMany {
+                            what: "transaction ids",
+                            count: n,
+                            max: MAX_SYNC_IDS,
+                        }));
+                    }
+                    ids_left -= n;
+                    let mut ids = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        ids.push(<[u8; 32]>::deserialize_reader(reader)?);
+                    }
+                    RangeWhat::Ids(ids)
+                }
+                2 => RangeWhat::All,
+                tag => {
+                    return Err(invalid_data(Error::UnknownVariant {
+                        ty: "RangeWhat",
+                        tag,
+                    }))
+                }
+            };
+            items.push((range, what));
+        }
+        Ok(Self(items))
+    }
 }

@@ -184,8 +184,29 @@ fn arb_sync_message() -> impl Strategy<Value = Message> {
                     proof: proof.try_into().unwrap(),
                     shown,
                     credit,
+                    reconcile: credit % 2 == 0,
                 })
             }),
+        prop::collection::vec(
+            (
+                any::<[u8; 32]>(),
+                any::<Option<[u8; 32]>>(),
+                prop_oneof![
+                    (any::<u64>(), any::<[u8; 32]>())
+                        .prop_map(|(count, hash)| RangeWhat::Fingerprint { count, hash }),
+                    prop::collection::vec(any::<[u8; 32]>(), 0..4).prop_map(RangeWhat::Ids),
+                    Just(RangeWhat::All),
+                ]
+            ),
+            0..5
+        )
+        .prop_map(|items| {
+            let items = items
+                .into_iter()
+                .map(|(lower, upper, what)| (IdRange { lower, upper }, what))
+                .collect();
+            Message::SyncRanges(RangeList::new(items).unwrap())
+        }),
         (any::<u64>(), any::<u64>(), any::<Option<[u8; 32]>>())
             .prop_map(|(txs, bytes, app)| Message::SyncPlan(SyncPlan { txs, bytes, app })),
         prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..6)

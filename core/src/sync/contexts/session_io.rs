@@ -284,6 +284,20 @@ impl Contexts {
                         self.try_complete(stream, store);
                         self.sessions.contains_key(&stream)
                     }
+                    Ok(Received::Ranges(list)) => {
+                        self.stats.reconcile_rounds += 1;
+                        let dag = self.contexts.get(&out.context).and_then(|c| c.dag.as_ref());
+                        match machine.answer_ranges(dag, &list) {
+                            Ok(reply) => {
+                                self.send(stream, &reply);
+                                true
+                            }
+                            Err(e) => {
+                                self.end_session(stream, Some((e.to_string(), true)));
+                                false
+                            }
+                        }
+                    }
                     Err(e) => {
                         self.end_session(stream, Some((e.to_string(), true)));
                         false
@@ -315,8 +329,13 @@ impl Contexts {
                         }
                     }
                     (None, _) => Err(Some("a message before the hello".to_string())),
-                    (Some((_, responder)), msg) => {
-                        responder.handle(msg).map_err(|e| Some(e.to_string()))
+                    (Some((context, responder)), msg) => {
+                        match self.contexts.get(context).and_then(|c| c.dag.as_ref()) {
+                            Some(dag) => {
+                                responder.handle(dag, msg).map_err(|e| Some(e.to_string()))
+                            }
+                            None => Err(None),
+                        }
                     }
                 };
                 match ok {

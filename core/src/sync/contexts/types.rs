@@ -139,6 +139,9 @@ pub struct Stats {
     pub batches_sent: u64,
     /// Bytes of transactions in the batches sent.
     pub bytes_sent: u64,
+    /// Reconciliation rounds answered in our sessions (the fallback when the frontier
+    /// does not tell the responder what we lack).
+    pub reconcile_rounds: u64,
     /// Transactions applied and durable (reported [`Event::Applied`]), every path.
     pub txs_applied: u64,
     /// Transactions refused, by [`Rejection::kind`].

@@ -60,7 +60,10 @@ fn run_session_with_credit(
                 Message::SyncHello(hello) => {
                     responder = Some(Responder::accept(ahead, &hello, &b, &a)?)
                 }
-                other => responder.as_mut().expect("after the hello").handle(other)?,
+                other => responder
+                    .as_mut()
+                    .expect("after the hello")
+                    .handle(ahead, other)?,
             }
             let r = responder.as_mut().expect("accepted");
             while let Some(out) = r.poll(ahead) {
@@ -206,4 +209,159 @@ fn a_responder_sending_beyond_the_credit_or_forged_transactions_or_missing_heads
     ));
     assert!(!r.is_done());
     assert_eq!(behind.len(), before, "nothing forged was applied");
+}
+
+/// A requester whose DAG is too wide for a frontier (100 heads) and holds 30 transactions
+/// the responder lacks; the responder holds 2,000 more. Reconciliation finds what the
+/// requester lacks in a few rounds and sends little more than that.
+#[test]
+fn a_requester_too_wide_for_a_frontier_reconciles_in_a_few_round_trips() {
+    let admin = key(1);
+    let writers: Vec<ed25519::Keypair> = (10..140).map(key).collect();
+    let refs: Vec<&ed25519::Keypair> = writers.iter().collect();
+    let g = genesis(&admin, &refs);
+    let ctx = g.id();
+    let mut ahead = Dag::new(g.clone()).unwrap();
+    let mut behind = Dag::new(g).unwrap();
+    // Shared: 100 writers write once, concurrently.
+    let firsts: Vec<SignedTx> = (0..100)
+        .map(|k| tx(ctx, &writers[k], 1, &[ctx], payload(&format!("first {k}"))))
+        .collect();
+    for t in &firsts {
+        ahead.insert(t.clone(), t0());
+        behind.insert(t.clone(), t0());
+    }
+    // Only the responder: 20 more by each of the 100 (the DAG stays 100 wide).
+    let mut last: Vec<TxId> = firsts.iter().map(SignedTx::id).collect();
+    for round in 0..20u64 {
+        for k in 0..100 {
+            let t = tx(ctx, &writers[k], round + 2, &[last[k]], payload("more"));
+            last[k] = t.id();
+            ahead.insert(t, t0());
+        }
+    }
+    // Only the requester: 30 other writers once each.
+    for w in &writers[100..130] {
+        behind.insert(tx(ctx, w, 1, &[ctx], payload("mine")), t0());
+    }
+    assert!(behind.hello_frontier().is_none(), "too wide for a frontier");
+    let link = Link {
+        latency: Duration::from_millis(50),
+        bytes_per_sec: 12.5e6,
+    };
+    let (took, requester) = run_session(&mut behind, &ahead, &link, &key(10)).unwrap();
+    for id in ahead.applied() {
+        assert!(behind.contains(id), "{id:?} still missing");
+    }
+    let received = requester.received().0;
+    assert!(
+        (2_000..=2_000 + 2 * 32 * 16).contains(&received),
+        "received {received} for 2,000 missing"
+    );
+    // The hello, then a few reconciliation round trips, then the transfer.
+    let rtts = took.as_secs_f64() / 0.1;
+    assert!(rtts <= 8.0, "took {took:?} ({rtts:.1} round trips)");
+    eprintln!("reconciled 2,000 missing of 2,231 in {took:?}, {received} received");
+}
+
+/// Nothing the requester shows is known to the responder (its own long branch): the
+/// responder reconciles instead of sending its whole history.
+#[test]
+fn a_frontier_the_responder_does_not_know_falls_back_to_reconciliation() {
+    let (admin, a, b) = (key(1), key(2), key(3));
+    let g = genesis(&admin, &[&a, &b]);
+    let ctx = g.id();
+    let mut ahead = Dag::new(g.clone()).unwrap();
+    let mut behind = Dag::new(g).unwrap();
+    let (mut pa, mut pb) = (ctx, ctx);
+    for seq in 1..=300 {
+        let t = tx(ctx, &a, seq, &[pa], payload("a"));
+        pa = t.id();
+        behind.insert(t, t0());
+    }
+    for seq in 1..=1_000 {
+        let t = tx(ctx, &b, seq, &[pb], payload("b"));
+        pb = t.id();
+        ahead.insert(t, t0());
+    }
+    let link = Link {
+        latency: Duration::from_millis(50),
+        bytes_per_sec: 12.5e6,
+    };
+    let (_, requester) = run_session(&mut behind, &ahead, &link, &key(2)).unwrap();
+    assert!(behind.contains(&pb));
+    assert_eq!(behind.len(), 1 + 300 + 1_000);
+    let received = requester.received().0;
+    assert!(
+        (1_000..1_000 + 64).contains(&received),
+        "received {received} for 1,000 missing (the genesis at most once more)"
+    );
+}
+
+#[test]
+fn reconciliation_ranges_out_of_order_or_overlapping_are_refused() {
+    use crate::sync::reconcile;
+    use crate::wire::{IdRange, RangeList, RangeWhat};
+    let dag = Dag::new(genesis(&key(1), &[])).unwrap();
+    let fp = |_: ()| RangeWhat::All;
+    let bad = [
+        vec![
+            (
+                IdRange {
+                    lower: [5; 32],
+                    upper: Some([9; 32]),
+                },
+                fp(()),
+            ),
+            (
+                IdRange {
+                    lower: [1; 32],
+                    upper: Some([3; 32]),
+                },
+                fp(()),
+            ),
+        ],
+        vec![
+            (
+                IdRange {
+                    lower: [1; 32],
+                    upper: Some([5; 32]),
+                },
+                fp(()),
+            ),
+            (
+                IdRange {
+                    lower: [4; 32],
+                    upper: Some([9; 32]),
+                },
+                fp(()),
+            ),
+        ],
+        vec![(
+            IdRange {
+                lower: [5; 32],
+                upper: Some([5; 32]),
+            },
+            fp(()),
+        )],
+        vec![
+            (IdRange::ALL, fp(())),
+            (
+                IdRange {
+                    lower: [5; 32],
+                    upper: None,
+                },
+                fp(()),
+            ),
+        ],
+    ];
+    for items in bad {
+        let list = RangeList::new(items.clone()).unwrap();
+        let mut to_send = Default::default();
+        assert!(
+            reconcile::respond(&dag, &list, &mut to_send).is_err(),
+            "{items:?}"
+        );
+        assert!(reconcile::answer(Some(&dag), &list).is_err(), "{items:?}");
+    }
 }
