@@ -665,6 +665,39 @@ impl<S: BlobStore + ContextStore> Node<S> {
         self.contexts.plaintext(context, tx)
     }
 
+    /// Feeds every transaction of `context` held here to `app`, in `order`, payloads
+    /// decrypted (see [`contexts_area::app`]); returns how many. Unknown or not yet
+    /// received contexts give 0.
+    pub fn replay_context(
+        &self,
+        context: &ContextId,
+        order: contexts_area::Order,
+        app: &mut impl contexts_area::Application,
+    ) -> usize {
+        let Some(dag) = self.contexts.dag(context) else {
+            return 0;
+        };
+        let ids = match order {
+            contexts_area::Order::Causal => dag.applied().to_vec(),
+            contexts_area::Order::Linear => dag.linearized(),
+        };
+        let mut n = 0;
+        for id in ids {
+            let Some(tx) = dag.get(&id) else { continue };
+            let payload = self.contexts.plaintext(context, tx);
+            app.apply(contexts_area::AppTx {
+                context: *context,
+                id,
+                author: tx.tx.author,
+                seq: tx.tx.seq,
+                tx,
+                payload: payload.as_deref(),
+            });
+            n += 1;
+        }
+        n
+    }
+
     /// This node's member key in `context`.
     pub fn context_member_key(&self, context: &ContextId) -> Option<AuthorKey> {
         self.contexts.member_key(context)

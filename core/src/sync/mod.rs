@@ -22,11 +22,14 @@
 //! - [`crypto`]: payloads encrypted to members under a context key sealed to each member,
 //!   renewed at every membership change.
 //!
+//! - [`app`]: the trait an application implements to see transactions in causal order
+//!   (or the deterministic total order), payloads decrypted;
 //! - [`reconcile`]: range-based set reconciliation, the catch-up's fallback when no common
 //!   frontier is found.
 //!
 //! Not yet: DAGs larger than memory (the whole DAG of every context is held in memory).
 
+pub mod app;
 pub mod contexts;
 pub mod crypto;
 pub mod dag;
@@ -41,6 +44,7 @@ pub mod verify;
 #[cfg(test)]
 mod tests;
 
+pub use app::{AppTx, Application, Order};
 pub use dag::{Dag, Membership, Rejection, Verdict, MAX_EVIDENCE, MAX_ORPHANS, ORPHAN_TTL};
 pub use frontier::{MAX_HELLO_HEADS, MAX_SKIP_ANCESTORS};
 pub use invite::{Invite, InviteError, MAX_INVITE_ADDRESSES, MAX_INVITE_LEN};
