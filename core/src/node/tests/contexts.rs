@@ -119,21 +119,27 @@ fn a_transaction_written_live_reaches_every_member_by_gossip_without_a_session()
     }
 }
 
-#[test]
-fn three_members_writing_concurrently_converge_to_the_same_heads_and_order() {
-    let mut world = World::new(3, 23);
-    let ctx = founded(&mut world, 3);
-    world.drive();
-    for round in 0..20 {
-        for i in 0..3 {
-            submit(&mut world, i, &ctx, &format!("{i}:{round}"));
+/// `rounds` rounds in which every node writes once, 3 ms apart (some writes cross in
+/// flight), then 30 s for everything to settle.
+fn write_concurrently(world: &mut World, ctx: &ContextId, rounds: usize) {
+    let n = world.node_count();
+    for round in 0..rounds {
+        for i in 0..n {
+            submit(world, i, ctx, &format!("{i}:{round}"));
         }
-        // A little time passes between rounds: some writes cross in flight.
         let until = world.now() + Duration::from_millis(3);
         world.drive_until(until);
     }
     let until = world.now() + Duration::from_secs(30);
     world.run_until(until);
+}
+
+#[test]
+fn three_members_writing_concurrently_converge_to_the_same_heads_and_order() {
+    let mut world = World::new(3, 23);
+    let ctx = founded(&mut world, 3);
+    world.drive();
+    write_concurrently(&mut world, &ctx, 20);
     let dag0 = world.node(0).context(&ctx).unwrap();
     assert_eq!(dag0.len(), 62, "the genesis, its key and 60 writes");
     for i in 1..3 {
@@ -628,15 +634,7 @@ fn an_application_sees_every_transaction_parents_first_and_one_total_order_every
     let mut world = World::new(3, 36);
     let ctx = founded(&mut world, 3);
     world.drive();
-    for round in 0..10 {
-        for i in 0..3 {
-            submit(&mut world, i, &ctx, &format!("{i}:{round}"));
-        }
-        let until = world.now() + Duration::from_millis(3);
-        world.drive_until(until);
-    }
-    let until = world.now() + Duration::from_secs(30);
-    world.run_until(until);
+    write_concurrently(&mut world, &ctx, 10);
     // Live: the events, delivered.
     let mut live = Recorder::default();
     for event in world.events_of(1) {

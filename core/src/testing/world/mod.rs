@@ -213,6 +213,11 @@ impl World {
         self.seed
     }
 
+    /// How many nodes the world has (indices `0..node_count()`).
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
     /// Node `i`.
     pub fn node(&self, i: usize) -> &Node<MemStore> {
         &self.nodes[i]
