@@ -506,7 +506,11 @@ impl Model {
 
     fn accepts_batch(&self, txs: &[Vec<u8>]) -> bool {
         let bytes: u128 = txs.iter().map(|t| t.len() as u128).sum();
-        self.planned.is_some() && self.heads.is_none() && bytes <= self.credit
+        self.planned.is_some_and(|(n, b)| {
+            u128::from(self.received.0) + txs.len() as u128 <= u128::from(n)
+                && u128::from(self.received.1) + bytes <= u128::from(b)
+        }) && self.heads.is_none()
+            && bytes <= self.credit
     }
 
     fn receive(&mut self, message: &Message) -> Result<Received, SessionError> {
@@ -531,6 +535,12 @@ impl Model {
                         sent: bytes - credit,
                         credit,
                     });
+                }
+                let (n, b) = self.planned.expect("checked");
+                if u128::from(self.received.0) + batch.txs().len() as u128 > u128::from(n)
+                    || u128::from(self.received.1) + u128::from(bytes) > u128::from(b)
+                {
+                    return unexpected;
                 }
                 self.credit -= u128::from(bytes);
                 self.received.0 += batch.txs().len() as u64;

@@ -225,6 +225,12 @@ impl Requester {
                         credit: self.credit,
                     });
                 }
+                let (txs, planned_bytes) = self.planned.expect("checked");
+                if self.received.0.saturating_add(batch.txs().len() as u64) > txs
+                    || self.received.1.saturating_add(bytes) > planned_bytes
+                {
+                    return Err(SessionError::Unexpected("more than the plan announced"));
+                }
                 self.credit -= bytes;
                 self.received.0 += batch.txs().len() as u64;
                 self.received.1 += bytes;

@@ -168,8 +168,8 @@ fn a_stranger_gets_nothing() {
 }
 
 #[test]
-fn a_responder_sending_beyond_the_credit_or_forged_transactions_or_missing_heads_fails_the_session()
-{
+fn a_responder_sending_beyond_the_credit_or_the_plan_or_forged_transactions_or_missing_heads_fails_the_session(
+) {
     let (mut behind, ahead) = diverged(100, 10);
     let member = key(2);
     let (a, b) = (crate::testing::peer_id(2, 0), crate::testing::peer_id(2, 1));
@@ -178,7 +178,7 @@ fn a_responder_sending_beyond_the_credit_or_forged_transactions_or_missing_heads
     let (mut r, _) = Requester::start(&behind, &member, &a, &b);
     let plan = Message::SyncPlan(wire::SyncPlan {
         txs: 1,
-        bytes: 1,
+        bytes: 1 << 30,
         app: None,
     });
     assert_eq!(r.handle(&mut behind, plan.clone(), t0(), rng(1)), Ok(None));
@@ -198,6 +198,22 @@ fn a_responder_sending_beyond_the_credit_or_forged_transactions_or_missing_heads
         r.handle(&mut behind, Message::SyncBatch(batch), t0(), rng(4)),
         Err(SessionError::Refused(_))
     ));
+    // More than the plan announced (two transactions for a plan of one).
+    let (mut r, _) = Requester::start(&behind, &member, &a, &b);
+    r.handle(&mut behind, plan.clone(), t0(), rng(7)).unwrap();
+    let two: Vec<Vec<u8>> = missing[..2]
+        .iter()
+        .map(|id| ahead.get(id).unwrap().encode())
+        .collect();
+    assert_eq!(
+        r.handle(
+            &mut behind,
+            Message::SyncBatch(wire::TxBatch::new(two).unwrap()),
+            t0(),
+            rng(8)
+        ),
+        Err(SessionError::Unexpected("more than the plan announced"))
+    );
     let before = behind.len();
     // Done while heads are missing: an error, never success.
     let (mut r, _) = Requester::start(&behind, &member, &a, &b);
