@@ -169,9 +169,16 @@ pub struct Dag {
     context: ContextId,
     /// Membership at the genesis.
     genesis: Arc<Membership>,
-    nodes: BTreeMap<TxId, Node>,
+    /// Boxed: a tree node holds 11 entries and is two-thirds full on average under random
+    /// ids; a pointer wastes 8 bytes where an inline `Node` wasted ~90.
+    nodes: BTreeMap<TxId, Box<Node>>,
     heads: BTreeSet<TxId>,
-    by_author_seq: BTreeMap<(AuthorKey, u64), TxId>,
+    /// Per author, its transactions by sequence number (`[seq - 1]`): an author's
+    /// sequence numbers here always run 1, 2, 3, … without a gap (each names the one
+    /// before as a parent). The genesis (sequence 0) is the context itself.
+    by_author: BTreeMap<AuthorKey, Vec<TxId>>,
+    /// The genesis's author.
+    founder: AuthorKey,
     orphans: BTreeMap<TxId, Orphan>,
     /// Missing parent → the orphans waiting for it.
     waiting_on: BTreeMap<TxId, BTreeSet<TxId>>,
@@ -203,7 +210,8 @@ impl Dag {
             genesis: membership.clone(),
             nodes: BTreeMap::new(),
             heads: BTreeSet::from([id]),
-            by_author_seq: BTreeMap::from([((author, 0), id)]),
+            by_author: BTreeMap::new(),
+            founder: author,
             orphans: BTreeMap::new(),
             waiting_on: BTreeMap::new(),
             equivocations: Vec::new(),
@@ -211,11 +219,11 @@ impl Dag {
         };
         dag.nodes.insert(
             id,
-            Node {
+            Box::new(Node {
                 tx: genesis,
                 depth: 0,
                 membership,
-            },
+            }),
         );
         Ok(dag)
     }
@@ -285,10 +293,19 @@ impl Dag {
 
     /// The last sequence number `author` has applied here, with its transaction.
     pub fn last_seq(&self, author: &AuthorKey) -> Option<(u64, TxId)> {
-        self.by_author_seq
-            .range((*author, 0)..=(*author, u64::MAX))
-            .next_back()
-            .map(|((_, seq), id)| (*seq, *id))
+        match self.by_author.get(author).and_then(|ids| ids.last()) {
+            Some(id) => Some((self.by_author[author].len() as u64, *id)),
+            None => (*author == self.founder).then_some((0, self.context)),
+        }
+    }
+
+    /// The transaction `author` wrote with sequence number `seq`, if it is here.
+    fn at_seq(&self, author: &AuthorKey, seq: u64) -> Option<TxId> {
+        if seq == 0 {
+            return (*author == self.founder).then_some(self.context);
+        }
+        let index = usize::try_from(seq - 1).ok()?;
+        self.by_author.get(author)?.get(index).copied()
     }
 
     /// Membership at the heads: who may write on top of what this peer holds.
@@ -426,8 +443,7 @@ impl Dag {
         }
         let author = tx.tx.author;
         let seq = tx.tx.seq;
-        if let Some(other) = self.by_author_seq.get(&(author, seq)) {
-            let other = *other;
+        if let Some(other) = self.at_seq(&author, seq) {
             if self.equivocations.len() < MAX_EVIDENCE {
                 self.equivocations.push((other, tx));
             }
@@ -442,8 +458,8 @@ impl Dag {
             Some(_) => {}
         }
         if seq > 1 {
-            let previous = self.by_author_seq.get(&(author, seq - 1));
-            if !previous.is_some_and(|p| tx.tx.parents.contains(p)) {
+            let previous = self.at_seq(&author, seq - 1);
+            if !previous.is_some_and(|p| tx.tx.parents.contains(&p)) {
                 return reject(Rejection::BrokenAuthorChain { seq });
             }
         }
@@ -466,15 +482,21 @@ impl Dag {
             self.heads.remove(parent);
         }
         self.heads.insert(id);
-        self.by_author_seq.insert((author, seq), id);
+        let chain = self.by_author.entry(author).or_default();
+        debug_assert_eq!(
+            chain.len() as u64 + 1,
+            seq,
+            "sequence numbers run without a gap"
+        );
+        chain.push(id);
         self.applied.push(id);
         self.nodes.insert(
             id,
-            Node {
+            Box::new(Node {
                 tx,
                 depth,
                 membership,
-            },
+            }),
         );
         Verdict::Applied(id)
     }
