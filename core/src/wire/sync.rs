@@ -4,9 +4,9 @@
 //! 1. requester → responder: [`SyncHello`] (the context, the requester's membership proof,
 //!    what it shows it knows — heads with skip ancestors — and a byte credit);
 //! 2. responder → requester: [`SyncPlan`] (how many transactions and bytes are coming);
-//! 3. responder → requester: [`SyncBatch`]es in causal order, within the credit, which the
-//!    requester re-grants with [`SyncCredit`] as batches become durable;
-//! 4. both: [`SyncDone`] with their heads; a mismatch is an error, never success.
+//! 3. responder → requester: [`SyncBatch`](super::Message::SyncBatch)es in causal order, within the credit, which the
+//!    requester re-grants with [`SyncCredit`](super::Message::SyncCredit) as batches become durable;
+//! 4. both: [`SyncDone`](super::Message::SyncDone) with their heads; a mismatch is an error, never success.
 //!
 //! When the requester cannot show a frontier (too many heads, or none of what it showed is
 //! known to the responder), step 2 is preceded by rounds of range-based set
@@ -20,10 +20,10 @@ use borsh::{BorshDeserialize, BorshSerialize};
 
 use super::{invalid_data, Error};
 
-/// Transaction ids a [`SyncHello`] or [`SyncDone`] lists at most (64 heads with 24 skip
+/// Transaction ids a [`SyncHello`] or [`SyncDone`](super::Message::SyncDone) lists at most (64 heads with 24 skip
 /// ancestors each, and room to spare).
 pub const MAX_SYNC_IDS: usize = 2048;
-/// Transactions in one [`SyncBatch`] at most.
+/// Transactions in one [`SyncBatch`](super::Message::SyncBatch) at most.
 pub const MAX_BATCH_TXS: usize = 1024;
 /// Bytes of one encoded transaction inside a batch at most (`sync::MAX_TX_BYTES`).
 pub const MAX_BATCH_TX_BYTES: usize = crate::sync::MAX_TX_BYTES;
@@ -143,7 +143,7 @@ pub struct SyncHello {
     pub proof: [u8; 64],
     /// What the requester knows: its heads, each followed by its skip ancestors.
     pub shown: TxIdList,
-    /// Bytes of transactions the responder may send before the next [`SyncCredit`].
+    /// Bytes of transactions the responder may send before the next [`SyncCredit`](super::Message::SyncCredit).
     pub credit: u64,
     /// The requester cannot show a frontier (its DAG is too wide): reconcile the sets of
     /// ids ([`RangeList`]) before planning.

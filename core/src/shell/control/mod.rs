@@ -126,7 +126,7 @@ pub enum Request {
     BlobGet {
         /// The blob id (64 hex digits).
         id: String,
-        /// Providers' addresses, each ending in /p2p/<peer id>; empty: ask the DHT.
+        /// Providers' addresses, each ending in `/p2p/<peer id>`; empty: ask the DHT.
         #[serde(default)]
         from: Vec<String>,
         /// Absolute path of the file to write; none: only download into the store.

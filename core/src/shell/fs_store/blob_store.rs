@@ -107,7 +107,7 @@ impl BlobStore for FsStore {
 
     /// Writes `content` and its outboard under temporary names on the caller's thread
     /// (page cache only); the next batch syncs, names and commits them. The shell imports
-    /// through [`Importer`] instead, which copies on a thread of its own.
+    /// through [`Importer`](crate::shell::Importer) instead, which copies on a thread of its own.
     fn import(&mut self, content: Bytes, outboard: Outboard) -> Result<BlobId, StoreError> {
         self.check_failed()?;
         let id = outboard.id();

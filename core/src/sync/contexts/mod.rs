@@ -1,11 +1,11 @@
-//! Contexts as a child of the node: [`Contexts`] owns every context this node belongs to
+//! Contexts as a child of the node: `Contexts` owns every context this node belongs to
 //! (its DAG, its member key, its topic and the peers seen on it), the catch-up sessions
 //! over `/sinew/sync/1` in both directions, the verification jobs it hands to workers and
 //! what waits for the store to make it durable.
 //!
 //! How a transaction reaches every member:
 //! - **live**: the author applies it, stores it and publishes it on the context's topic
-//!   ([`Contexts::topic`]); members check it on a worker and apply it;
+//!   (`Contexts::topic`); members check it on a worker and apply it;
 //! - **catch-up**: a member whose heads digest (gossiped every
 //!   [`Config::digest_interval`]) differs from a peer's, or that received a transaction
 //!   whose parents it lacks, or that just joined, opens **one** catch-up session for that
