@@ -103,6 +103,7 @@ struct Outcome {
 fn insert_in_order(fx: &Fixture, order: &[usize]) -> Outcome {
     let now = crate::testing::epoch();
     let mut dag = Dag::new(fx.history.genesis.clone()).expect("a valid genesis");
+    let mut log = crate::testing::ContextLog::of(&mut dag);
     let mut rejected = BTreeSet::new();
     for &i in order {
         let (tx, checked) = &fx.all[i];
@@ -116,21 +117,33 @@ fn insert_in_order(fx: &Fixture, order: &[usize]) -> Outcome {
             fx.ids[i],
             "first verdict not about the input"
         );
+        // What the DAG hands its owner to store is exactly what it applied, in order.
+        let taken = dag.take_applied();
+        let applied_now: Vec<TxId> = verdicts
+            .iter()
+            .filter_map(|v| match v {
+                Verdict::Applied(id) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            taken.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            applied_now,
+            "take_applied differs from the Applied verdicts"
+        );
+        for (id, tx) in &taken {
+            assert_eq!(tx.id(), *id);
+            assert!(tx.tx.parents.iter().all(|p| dag.contains(p)));
+        }
         for verdict in &verdicts {
-            match verdict {
-                Verdict::Applied(id) => {
-                    let applied = dag.get(id).expect("an applied transaction is held");
-                    assert!(applied.tx.parents.iter().all(|p| dag.contains(p)));
-                }
-                Verdict::Rejected { id, .. } => {
-                    rejected.insert(*id);
-                }
-                Verdict::Waiting(_) | Verdict::Duplicate(_) => {}
+            if let Verdict::Rejected { id, .. } = verdict {
+                rejected.insert(*id);
             }
         }
+        log.append_taken(taken);
         assert_eq!(dag.applied().len(), dag.len());
     }
-    assert_causal(&dag);
+    assert_causal(&dag, &log);
     let applied: BTreeSet<TxId> = dag.applied().iter().copied().collect();
     assert!(
         applied.is_disjoint(&rejected),
@@ -160,7 +173,7 @@ fn verdict_id(verdict: &Verdict) -> TxId {
 }
 
 /// [`Dag::applied`] names every parent before its child, and each transaction once.
-fn assert_causal(dag: &Dag) {
+fn assert_causal(dag: &Dag, log: &crate::testing::ContextLog) {
     let position: BTreeMap<TxId, usize> = dag
         .applied()
         .iter()
@@ -169,7 +182,7 @@ fn assert_causal(dag: &Dag) {
         .collect();
     assert_eq!(position.len(), dag.applied().len(), "applied twice");
     for (i, id) in dag.applied().iter().enumerate() {
-        let tx = dag.get(id).expect("an applied transaction is held");
+        let tx = log.get(dag, id).expect("an applied transaction is logged");
         for parent in &tx.tx.parents {
             assert!(
                 position.get(parent).is_some_and(|p| *p < i),
@@ -260,6 +273,8 @@ struct Fixture {
     honest_ids: BTreeSet<TxId>,
     /// A DAG holding the genesis and every honest transaction: the responder's.
     full: Dag,
+    /// `full`'s log, as the responder's store holds it.
+    full_log: crate::testing::ContextLog,
     /// What inserting `all` in causal order ends with.
     reference: Outcome,
     /// The requester's member key (the admin's).
@@ -291,12 +306,14 @@ fn fixture() -> &'static Fixture {
                 "the history is honest"
             );
         }
+        let full_log = crate::testing::ContextLog::of(&mut full);
         let mut fx = Fixture {
             history,
             all,
             ids,
             honest_ids,
             full,
+            full_log,
             reference: Outcome {
                 heads: Vec::new(),
                 applied: BTreeSet::new(),

@@ -4,7 +4,7 @@
 use libp2p_identity::PeerId;
 
 use super::{Child, Event, Node, Output, Route};
-use crate::blob::store::BlobStore;
+use crate::blob::store::{BlobStore, StoreError};
 use crate::blob::BlobId;
 use crate::gossip;
 use crate::stream;
@@ -123,37 +123,85 @@ impl<S: BlobStore + ContextStore> Node<S> {
         self.contexts.plaintext(context, tx)
     }
 
+    /// Transaction `id` of `context`, read from the store; `None` if it is not applied
+    /// here.
+    pub fn context_tx(
+        &self,
+        context: &ContextId,
+        id: &TxId,
+    ) -> Result<Option<contexts_area::SignedTx>, StoreError> {
+        let Some(position) = self.contexts.dag(context).and_then(|dag| dag.position(id)) else {
+            return Ok(None);
+        };
+        let bytes = self
+            .blobs
+            .store()
+            .encoded_txs(context, &[u64::from(position)])?;
+        let tx = contexts_area::SignedTx::decode(&bytes[0])
+            .map_err(|e| StoreError::Io(format!("a stored transaction is corrupt: {e}")))?;
+        Ok(Some(tx))
+    }
+
+    /// Up to `limit` transactions of `context` from index `offset` of the order applied
+    /// ([`contexts_area::Dag::applied`]), read from the store. Unknown or not yet received
+    /// contexts give none.
+    pub fn context_txs(
+        &self,
+        context: &ContextId,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<contexts_area::SignedTx>, StoreError> {
+        let Some(dag) = self.contexts.dag(context) else {
+            return Ok(Vec::new());
+        };
+        let limit = limit.min(dag.len().saturating_sub(offset));
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.blobs.store().txs_from(context, offset as u64, limit)
+    }
+
     /// Feeds every transaction of `context` held here to `app`, in `order`, payloads
     /// decrypted (see [`contexts_area::app`]); returns how many. Unknown or not yet
-    /// received contexts give 0.
+    /// received contexts give 0. The transactions are read from the store a slice at a
+    /// time ([`contexts_area::app::REPLAY_SLICE`]), so a long log is never in memory whole.
     pub fn replay_context(
         &self,
         context: &ContextId,
         order: contexts_area::Order,
         app: &mut impl contexts_area::Application,
-    ) -> usize {
+    ) -> Result<usize, StoreError> {
         let Some(dag) = self.contexts.dag(context) else {
-            return 0;
+            return Ok(0);
         };
-        let ids = match order {
-            contexts_area::Order::Causal => dag.applied().to_vec(),
-            contexts_area::Order::Linear => dag.linearized(),
+        let positions: Vec<u64> = match order {
+            contexts_area::Order::Causal => (0..dag.len() as u64).collect(),
+            contexts_area::Order::Linear => dag
+                .linearized()
+                .iter()
+                .filter_map(|id| dag.position(id))
+                .map(u64::from)
+                .collect(),
         };
+        let store = self.blobs.store();
         let mut n = 0;
-        for id in ids {
-            let Some(tx) = dag.get(&id) else { continue };
-            let payload = self.contexts.plaintext(context, tx);
-            app.apply(contexts_area::AppTx {
-                context: *context,
-                id,
-                author: tx.tx.author,
-                seq: tx.tx.seq,
-                tx,
-                payload: payload.as_deref(),
-            });
-            n += 1;
+        for slice in positions.chunks(contexts_area::app::REPLAY_SLICE) {
+            for bytes in store.encoded_txs(context, slice)? {
+                let tx = contexts_area::SignedTx::decode(&bytes)
+                    .map_err(|e| StoreError::Io(format!("a stored transaction is corrupt: {e}")))?;
+                let payload = self.contexts.plaintext(context, &tx);
+                app.apply(contexts_area::AppTx {
+                    context: *context,
+                    id: tx.id(),
+                    author: tx.tx.author,
+                    seq: tx.tx.seq,
+                    tx: &tx,
+                    payload: payload.as_deref(),
+                });
+                n += 1;
+            }
         }
-        n
+        Ok(n)
     }
 
     /// This node's member key in `context`.

@@ -159,12 +159,30 @@ impl ContextStore for NodeStore {
         each!(self, s => s.put_context(context))
     }
 
-    fn append_txs(&mut self, context: &ContextId, txs: &[SignedTx]) -> Result<(), StoreError> {
-        each!(self, s => s.append_txs(context, txs))
+    fn append_txs(
+        &mut self,
+        context: &ContextId,
+        first: u64,
+        txs: std::sync::Arc<Vec<SignedTx>>,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.append_txs(context, first, txs))
     }
 
-    fn txs(&self, context: &ContextId) -> Result<Vec<SignedTx>, StoreError> {
-        each!(self, s => s.txs(context))
+    fn txs_from(
+        &self,
+        context: &ContextId,
+        first: u64,
+        max: usize,
+    ) -> Result<Vec<SignedTx>, StoreError> {
+        each!(self, s => s.txs_from(context, first, max))
+    }
+
+    fn encoded_txs(
+        &self,
+        context: &ContextId,
+        positions: &[u64],
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        each!(self, s => s.encoded_txs(context, positions))
     }
 
     fn remove_context(&mut self, context: &ContextId) -> Result<(), StoreError> {

@@ -12,6 +12,10 @@
 use super::contexts::Event;
 use super::tx::{AuthorKey, ContextId, SignedTx, TxBody, TxId};
 
+/// Transactions [`Node::replay_context`](crate::node::Node::replay_context) reads from
+/// the store at a time.
+pub const REPLAY_SLICE: usize = 1024;
+
 /// What the application implements.
 pub trait Application {
     /// A transaction of a context it belongs to entered its DAG (durably): called once per

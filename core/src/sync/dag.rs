@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::id_index::IdIndex;
 use super::tx::{AuthorKey, Checked, ContextId, Role, SignedTx, TxBody, TxError, TxId, NO_CONTEXT};
 use crate::blob::BlobId;
 
@@ -75,13 +76,16 @@ pub enum Rejection {
     /// The orphan buffer was full ([`MAX_ORPHANS`]) and it was the oldest.
     #[error("the orphan buffer was full")]
     OrphanEvicted,
+    /// The context holds 2^32 - 1 transactions already, as many as a DAG can place.
+    #[error("the context holds as many transactions as a DAG can place")]
+    ContextFull,
 }
 
 impl Rejection {
     /// A short stable name of the reason, for metrics labels: `bad_signature`,
     /// `too_large`, `malformed`, `shape`, `wrong_context`, `unexpected_genesis`,
     /// `not_member`, `not_admin`, `equivocation`, `broken_author_chain`, `orphan_expired`,
-    /// `orphan_evicted`.
+    /// `orphan_evicted`, `context_full`.
     pub fn kind(&self) -> &'static str {
         match self {
             Rejection::Invalid(TxError::BadSignature(_)) => "bad_signature",
@@ -96,6 +100,7 @@ impl Rejection {
             Rejection::BrokenAuthorChain { .. } => "broken_author_chain",
             Rejection::OrphanExpired => "orphan_expired",
             Rejection::OrphanEvicted => "orphan_evicted",
+            Rejection::ContextFull => "context_full",
         }
     }
 }
@@ -148,12 +153,17 @@ impl Membership {
     }
 }
 
-#[derive(Debug)]
-struct Node {
-    tx: SignedTx,
-    depth: u64,
-    /// Membership after this transaction.
-    membership: Arc<Membership>,
+/// What the DAG keeps of an applied transaction (16 bytes; the body is in the store).
+#[derive(Debug, Clone, Copy)]
+struct Meta {
+    /// The longest path from the genesis.
+    depth: u32,
+    /// Membership after this transaction: an index into `Dag::memberships`.
+    membership: u32,
+    /// Its encoded length in bytes.
+    len: u32,
+    /// Its parents are `Dag::parents[previous one's parents_end..parents_end]`.
+    parents_end: u32,
 }
 
 #[derive(Debug)]
@@ -164,19 +174,30 @@ struct Orphan {
 }
 
 /// One context's DAG. See the module docs.
+///
+/// Memory: about 60 bytes per applied transaction — its id, 16 bytes of [`Meta`], its
+/// parents as 4-byte positions, 4 bytes in the id index and 4 in its author's chain. The
+/// transactions themselves are in the node's store, at the same positions
+/// ([`super::store::ContextStore`]); the DAG keeps whole only the genesis and the
+/// admin-only transactions ([`Dag::kept`]), which decide membership and keys.
 #[derive(Debug)]
 pub struct Dag {
     context: ContextId,
-    /// Membership at the genesis.
-    genesis: Arc<Membership>,
-    /// Boxed: a tree node holds 11 entries and is two-thirds full on average under random
-    /// ids; a pointer wastes 8 bytes where an inline `Node` wasted ~90.
-    nodes: BTreeMap<TxId, Box<Node>>,
+    /// Applied ids by position (the order they were applied: [`Dag::applied`]).
+    ids: Vec<TxId>,
+    meta: Vec<Meta>,
+    /// Every transaction's parents, as positions, one after the other.
+    parents: Vec<u32>,
+    index: IdIndex,
+    /// Distinct memberships; the genesis's is the first.
+    memberships: Vec<Arc<Membership>>,
+    /// The genesis and every admin-only transaction, whole, by position.
+    kept: BTreeMap<u32, SignedTx>,
     heads: BTreeSet<TxId>,
-    /// Per author, its transactions by sequence number (`[seq - 1]`): an author's
-    /// sequence numbers here always run 1, 2, 3, … without a gap (each names the one
-    /// before as a parent). The genesis (sequence 0) is the context itself.
-    by_author: BTreeMap<AuthorKey, Vec<TxId>>,
+    /// Per author, the positions of its transactions by sequence number (`[seq - 1]`): an
+    /// author's sequence numbers here always run 1, 2, 3, … without a gap (each names the
+    /// one before as a parent). The genesis (sequence 0) is the context itself.
+    by_author: BTreeMap<AuthorKey, Vec<u32>>,
     /// The genesis's author.
     founder: AuthorKey,
     orphans: BTreeMap<TxId, Orphan>,
@@ -184,7 +205,8 @@ pub struct Dag {
     waiting_on: BTreeMap<TxId, BTreeSet<TxId>>,
     /// Equivocations seen: the transaction applied at the place, and the one refused.
     equivocations: Vec<(TxId, SignedTx)>,
-    applied: Vec<TxId>,
+    /// Applied since the last [`Dag::take_applied`].
+    fresh: Vec<(TxId, SignedTx)>,
 }
 
 impl Dag {
@@ -207,24 +229,27 @@ impl Dag {
         let author = genesis.tx.author;
         let mut dag = Self {
             context: id,
-            genesis: membership.clone(),
-            nodes: BTreeMap::new(),
+            ids: vec![id],
+            meta: vec![Meta {
+                depth: 0,
+                membership: 0,
+                len: encoded_len(&genesis),
+                parents_end: 0,
+            }],
+            parents: Vec::new(),
+            index: IdIndex::default(),
+            memberships: vec![membership],
+            kept: BTreeMap::new(),
             heads: BTreeSet::from([id]),
             by_author: BTreeMap::new(),
             founder: author,
             orphans: BTreeMap::new(),
             waiting_on: BTreeMap::new(),
             equivocations: Vec::new(),
-            applied: vec![id],
+            fresh: Vec::new(),
         };
-        dag.nodes.insert(
-            id,
-            Box::new(Node {
-                tx: genesis,
-                depth: 0,
-                membership,
-            }),
-        );
+        dag.index.insert(&dag.ids, id, 0);
+        dag.kept.insert(0, genesis);
         Ok(dag)
     }
 
@@ -235,22 +260,50 @@ impl Dag {
 
     /// Transactions applied.
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        self.ids.len()
     }
 
     /// Never true: a DAG holds at least its genesis.
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.ids.is_empty()
     }
 
     /// True if `id` is applied.
     pub fn contains(&self, id: &TxId) -> bool {
-        self.nodes.contains_key(id)
+        self.position(id).is_some()
+    }
+
+    /// Where `id` was applied: its index in [`Dag::applied`], and its position in the
+    /// store's log of the context.
+    pub fn position(&self, id: &TxId) -> Option<u32> {
+        self.index.get(&self.ids, id)
     }
 
     /// The longest path from the genesis to `id` (0 for the genesis and for unknown ids).
     pub fn depth(&self, id: &TxId) -> u64 {
-        self.nodes.get(id).map_or(0, |n| n.depth)
+        self.position(id)
+            .map_or(0, |p| u64::from(self.meta[p as usize].depth))
+    }
+
+    /// The encoded length in bytes of the transaction at `position`.
+    pub(crate) fn encoded_len_at(&self, position: u32) -> u64 {
+        u64::from(self.meta[position as usize].len)
+    }
+
+    /// The parents, as positions, of the transaction at `position`.
+    pub(crate) fn parents_at(&self, position: u32) -> &[u32] {
+        let p = position as usize;
+        let start = if p == 0 {
+            0
+        } else {
+            self.meta[p - 1].parents_end as usize
+        };
+        &self.parents[start..self.meta[p].parents_end as usize]
+    }
+
+    /// The depth of the transaction at `position`.
+    pub(crate) fn depth_at(&self, position: u32) -> u32 {
+        self.meta[position as usize].depth
     }
 
     /// The ids in the DAG within `range`, in order (orphans excluded).
@@ -258,19 +311,27 @@ impl Dag {
         &'a self,
         range: &crate::wire::IdRange,
     ) -> impl Iterator<Item = TxId> + 'a {
-        use std::ops::Bound;
-        let upper = match range.upper {
-            Some(u) => Bound::Excluded(TxId(u)),
-            None => Bound::Unbounded,
-        };
-        self.nodes
-            .range((Bound::Included(TxId(range.lower)), upper))
-            .map(|(id, _)| *id)
+        self.index
+            .range(&self.ids, TxId(range.lower), range.upper.map(TxId))
+            .map(|p| self.ids[p as usize])
     }
 
-    /// An applied transaction.
-    pub fn get(&self, id: &TxId) -> Option<&SignedTx> {
-        self.nodes.get(id).map(|n| &n.tx)
+    /// The genesis or an admin-only transaction (membership, application, keys), whole;
+    /// `None` for other transactions, whose bodies only the store holds.
+    pub fn kept(&self, id: &TxId) -> Option<&SignedTx> {
+        self.kept.get(&self.position(id)?)
+    }
+
+    /// Every transaction [`Dag::kept`] holds, in the order applied.
+    pub fn kept_txs(&self) -> impl Iterator<Item = (TxId, &SignedTx)> + '_ {
+        self.kept.iter().map(|(p, tx)| (self.ids[*p as usize], tx))
+    }
+
+    /// The transactions applied since the last call, in the order applied, whole: what the
+    /// owner stores (at the positions [`Dag::len`] had before them) and reports. The DAG
+    /// keeps them until then, so an owner calls this after every insert.
+    pub fn take_applied(&mut self) -> Vec<(TxId, SignedTx)> {
+        std::mem::take(&mut self.fresh)
     }
 
     /// The applied transactions no other applied transaction names as a parent.
@@ -278,23 +339,29 @@ impl Dag {
         &self.heads
     }
 
-    /// Transactions in the order they were applied (parents always first).
+    /// Transactions in the order they were applied (parents always first); an id's index
+    /// here is its [`Dag::position`].
     pub fn applied(&self) -> &[TxId] {
-        &self.applied
+        &self.ids
     }
 
     /// Every applied transaction in one total order, the same on every peer: (depth, id)
     /// ascending.
     pub fn linearized(&self) -> Vec<TxId> {
-        let mut all: Vec<(u64, TxId)> = self.nodes.iter().map(|(id, n)| (n.depth, *id)).collect();
+        let mut all: Vec<(u32, TxId)> = self
+            .ids
+            .iter()
+            .zip(&self.meta)
+            .map(|(id, m)| (m.depth, *id))
+            .collect();
         all.sort();
         all.into_iter().map(|(_, id)| id).collect()
     }
 
     /// The last sequence number `author` has applied here, with its transaction.
     pub fn last_seq(&self, author: &AuthorKey) -> Option<(u64, TxId)> {
-        match self.by_author.get(author).and_then(|ids| ids.last()) {
-            Some(id) => Some((self.by_author[author].len() as u64, *id)),
+        match self.by_author.get(author).and_then(|ps| ps.last()) {
+            Some(p) => Some((self.by_author[author].len() as u64, self.ids[*p as usize])),
             None => (*author == self.founder).then_some((0, self.context)),
         }
     }
@@ -305,13 +372,17 @@ impl Dag {
             return (*author == self.founder).then_some(self.context);
         }
         let index = usize::try_from(seq - 1).ok()?;
-        self.by_author.get(author)?.get(index).copied()
+        let position = *self.by_author.get(author)?.get(index)?;
+        Some(self.ids[position as usize])
     }
 
     /// Membership at the heads: who may write on top of what this peer holds.
     pub fn membership(&self) -> Arc<Membership> {
-        let heads: Vec<TxId> = self.heads.iter().copied().collect();
-        self.membership_after(&heads)
+        let heads: Vec<u32> = self.heads.iter().filter_map(|h| self.position(h)).collect();
+        match self.membership_after(&heads) {
+            Ok(index) => self.memberships[index as usize].clone(),
+            Err(merged) => Arc::new(merged),
+        }
     }
 
     /// Equivocations seen: the transaction applied at the (author, sequence) place and the
@@ -397,7 +468,7 @@ impl Dag {
 
     fn place(&mut self, id: TxId, tx: SignedTx, now: Instant, out: &mut Vec<Verdict>) -> Verdict {
         let reject = |reason| Verdict::Rejected { id, reason };
-        if self.nodes.contains_key(&id) || self.orphans.contains_key(&id) {
+        if self.contains(&id) || self.orphans.contains_key(&id) {
             return Verdict::Duplicate(id);
         }
         if matches!(tx.tx.body, TxBody::Genesis { .. }) {
@@ -406,13 +477,16 @@ impl Dag {
         if tx.tx.context != self.context || tx.tx.context == NO_CONTEXT {
             return reject(Rejection::WrongContext(tx.tx.context));
         }
-        let missing: BTreeSet<TxId> = tx
-            .tx
-            .parents
-            .iter()
-            .filter(|p| !self.nodes.contains_key(p))
-            .copied()
-            .collect();
+        let mut parents = Vec::with_capacity(tx.tx.parents.len());
+        let mut missing = BTreeSet::new();
+        for parent in &tx.tx.parents {
+            match self.position(parent) {
+                Some(p) => parents.push(p),
+                None => {
+                    missing.insert(*parent);
+                }
+            }
+        }
         if !missing.is_empty() {
             if self.orphans.len() >= MAX_ORPHANS {
                 let oldest = self
@@ -449,8 +523,14 @@ impl Dag {
             }
             return reject(Rejection::Equivocation { author, seq, other });
         }
-        let membership = self.membership_after(&tx.tx.parents);
-        match membership.members.get(&author) {
+        let membership = match self.membership_after(&parents) {
+            Ok(index) => index,
+            Err(merged) => {
+                self.memberships.push(Arc::new(merged));
+                (self.memberships.len() - 1) as u32
+            }
+        };
+        match self.memberships[membership as usize].members.get(&author) {
             None => return reject(Rejection::NotMember(author)),
             Some(Role::Writer) if tx.tx.body.is_admin_only() => {
                 return reject(Rejection::NotAdmin(author))
@@ -463,18 +543,16 @@ impl Dag {
                 return reject(Rejection::BrokenAuthorChain { seq });
             }
         }
-        let depth = 1 + tx
-            .tx
-            .parents
-            .iter()
-            .filter_map(|p| self.nodes.get(p))
-            .map(|n| n.depth)
-            .max()
-            .unwrap_or(0);
+        let Ok(position) = u32::try_from(self.ids.len()) else {
+            // 4 billion transactions in one context: refuse more rather than wrap.
+            return reject(Rejection::ContextFull);
+        };
+        let depth = 1 + parents.iter().map(|p| self.depth_at(*p)).max().unwrap_or(0);
         let membership = if tx.tx.body.is_admin_only() {
-            let mut next = (*membership).clone();
+            let mut next = (*self.memberships[membership as usize]).clone();
             next.apply(id, &tx.tx.body);
-            Arc::new(next)
+            self.memberships.push(Arc::new(next));
+            (self.memberships.len() - 1) as u32
         } else {
             membership
         };
@@ -488,48 +566,77 @@ impl Dag {
             seq,
             "sequence numbers run without a gap"
         );
-        chain.push(id);
-        self.applied.push(id);
-        self.nodes.insert(
-            id,
-            Box::new(Node {
-                tx,
-                depth,
-                membership,
-            }),
-        );
+        chain.push(position);
+        self.parents.extend_from_slice(&parents);
+        self.meta.push(Meta {
+            depth,
+            membership,
+            len: encoded_len(&tx),
+            parents_end: self.parents.len() as u32,
+        });
+        self.ids.push(id);
+        self.index.insert(&self.ids, id, position);
+        if tx.tx.body.is_admin_only() {
+            self.kept.insert(position, tx.clone());
+        }
+        self.fresh.push((id, tx));
         Verdict::Applied(id)
     }
 
-    /// Membership after all of `parents` (applied): their membership changes together,
-    /// applied to the genesis members in (depth, id) order.
-    fn membership_after(&self, parents: &[TxId]) -> Arc<Membership> {
-        let states: Vec<&Arc<Membership>> = parents
+    /// Membership after all of `parents` (positions): their membership changes together,
+    /// applied to the genesis members in (depth, id) order. `Ok`: an index into
+    /// `memberships`; `Err`: a membership none of them has.
+    fn membership_after(&self, parents: &[u32]) -> Result<u32, Membership> {
+        let mut states: Vec<u32> = parents
             .iter()
-            .filter_map(|p| self.nodes.get(p))
-            .map(|n| &n.membership)
+            .map(|p| self.meta[*p as usize].membership)
             .collect();
-        let Some(first) = states.first() else {
-            return self.genesis.clone();
+        states.sort_unstable();
+        states.dedup();
+        let Some(&first) = states.first() else {
+            return Ok(0);
         };
-        if states.iter().all(|s| s.changes == first.changes) {
-            return (*first).clone();
+        if states.len() == 1 {
+            return Ok(first);
+        }
+        // One of them already holds every change the others hold: it is the answer.
+        let widest = states
+            .iter()
+            .copied()
+            .max_by_key(|s| self.memberships[*s as usize].changes.len())
+            .expect("not empty");
+        let all_within = states.iter().all(|s| {
+            self.memberships[*s as usize]
+                .changes
+                .is_subset(&self.memberships[widest as usize].changes)
+        });
+        if all_within {
+            return Ok(widest);
         }
         let changes: BTreeSet<TxId> = states
             .iter()
-            .flat_map(|s| s.changes.iter().copied())
+            .flat_map(|s| self.memberships[*s as usize].changes.iter().copied())
             .collect();
-        let mut ordered: Vec<(u64, TxId)> = changes
+        let mut ordered: Vec<(u32, TxId, u32)> = changes
             .iter()
-            .filter_map(|id| self.nodes.get(id).map(|n| (n.depth, *id)))
+            .filter_map(|id| {
+                let p = self.position(id)?;
+                Some((self.depth_at(p), *id, p))
+            })
             .collect();
         ordered.sort();
-        let mut membership = (*self.genesis).clone();
-        for (_, id) in ordered {
-            if let Some(node) = self.nodes.get(&id) {
-                membership.apply(id, &node.tx.tx.body);
+        let mut membership = (*self.memberships[0]).clone();
+        for (_, id, p) in ordered {
+            if let Some(tx) = self.kept.get(&p) {
+                membership.apply(id, &tx.tx.body);
             }
         }
-        Arc::new(membership)
+        Err(membership)
     }
+}
+
+/// The length of `tx` encoded, without encoding it.
+fn encoded_len(tx: &SignedTx) -> u32 {
+    let len = borsh::object_length(tx).unwrap_or(usize::MAX);
+    u32::try_from(len).unwrap_or(u32::MAX)
 }

@@ -6,9 +6,7 @@
 //! an order the requester can apply without waiting.
 //!
 //! The catch-up session over the network (credit, batches, the fallback reconciliation)
-//! is built on these and is not written yet.
-
-use std::collections::{BTreeSet, VecDeque};
+//! is built on these: [`super::session`].
 
 use super::dag::Dag;
 use super::tx::TxId;
@@ -37,13 +35,16 @@ impl Dag {
     /// of them is likely known even if its newest transactions are not.
     pub fn skip_ancestors(&self, head: &TxId) -> Vec<TxId> {
         let mut out = Vec::new();
-        let mut current = *head;
+        let Some(mut current) = self.position(head) else {
+            return out;
+        };
         let mut distance = 0usize;
         let mut next_listed = 1usize;
         while out.len() < MAX_SKIP_ANCESTORS {
             let deepest = self
-                .get(&current)
-                .and_then(|tx| tx.tx.parents.iter().max_by_key(|p| (self.depth(p), **p)))
+                .parents_at(current)
+                .iter()
+                .max_by_key(|p| (self.depth_at(**p), self.applied()[**p as usize]))
                 .copied();
             let Some(parent) = deepest else {
                 break;
@@ -51,7 +52,7 @@ impl Dag {
             current = parent;
             distance += 1;
             if distance == next_listed {
-                out.push(current);
+                out.push(self.applied()[current as usize]);
                 next_listed *= 2;
             }
         }
@@ -73,30 +74,30 @@ impl Dag {
     }
 
     /// Every transaction held here that is not in the causal past of the `shown`
-    /// transactions this DAG knows (unknown ones are ignored), in (depth, id) order: a
+    /// transactions this DAG knows (unknown ones are ignored), in the order applied: a
     /// requester applying them in this order never has to wait for a parent.
     pub fn missing_for(&self, shown: &[TxId]) -> Vec<TxId> {
-        let mut known: BTreeSet<TxId> = BTreeSet::new();
-        let mut queue: VecDeque<TxId> = shown
-            .iter()
-            .filter(|id| self.contains(id))
-            .copied()
-            .collect();
-        while let Some(id) = queue.pop_front() {
-            if !known.insert(id) {
+        self.missing_positions(shown)
+            .into_iter()
+            .map(|p| self.applied()[p as usize])
+            .collect()
+    }
+
+    /// [`Dag::missing_for`] as positions, ascending.
+    pub(crate) fn missing_positions(&self, shown: &[TxId]) -> Vec<u32> {
+        // One bit per transaction: 1/8 byte each, where a set of ids took ~60 bytes.
+        let mut known = vec![0u64; self.len().div_ceil(64)];
+        let mut queue: Vec<u32> = shown.iter().filter_map(|id| self.position(id)).collect();
+        while let Some(p) = queue.pop() {
+            let (word, bit) = (p as usize / 64, 1u64 << (p % 64));
+            if known[word] & bit != 0 {
                 continue;
             }
-            if let Some(tx) = self.get(&id) {
-                queue.extend(tx.tx.parents.iter().filter(|p| !known.contains(p)));
-            }
+            known[word] |= bit;
+            queue.extend(self.parents_at(p));
         }
-        let mut missing: Vec<(u64, TxId)> = self
-            .applied()
-            .iter()
-            .filter(|id| !known.contains(id))
-            .map(|id| (self.depth(id), *id))
-            .collect();
-        missing.sort();
-        missing.into_iter().map(|(_, id)| id).collect()
+        (0..self.len() as u32)
+            .filter(|p| known[*p as usize / 64] & (1u64 << (p % 64)) == 0)
+            .collect()
     }
 }

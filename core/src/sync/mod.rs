@@ -34,6 +34,7 @@ pub mod contexts;
 pub mod crypto;
 pub mod dag;
 pub mod frontier;
+mod id_index;
 pub mod invite;
 pub mod reconcile;
 pub mod session;

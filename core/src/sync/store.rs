@@ -6,6 +6,8 @@
 //! reaches the `written_seq` it had just after the write. The contexts protocol emits
 //! nothing as applied, and grants no catch-up credit, before that.
 
+use std::sync::Arc;
+
 use crate::blob::store::StoreError;
 
 use super::tx::{ContextId, SignedTx};
@@ -38,11 +40,33 @@ pub trait ContextStore {
     fn put_context(&mut self, context: &StoredContext) -> Result<(), StoreError>;
 
     /// Appends transactions applied to `context`, in the order they were applied (each
-    /// after its parents).
-    fn append_txs(&mut self, context: &ContextId, txs: &[SignedTx]) -> Result<(), StoreError>;
+    /// after its parents), at log positions `first`, `first + 1`, …; `first` must be the
+    /// log's length (the node passes the DAG's positions, so the two always agree). The
+    /// transactions are shared, not copied: the node keeps them too, to report them once
+    /// durable, so a store that writes later (on a worker) holds no second copy.
+    fn append_txs(
+        &mut self,
+        context: &ContextId,
+        first: u64,
+        txs: Arc<Vec<SignedTx>>,
+    ) -> Result<(), StoreError>;
 
-    /// The transactions of `context`, in the order they were appended.
-    fn txs(&self, context: &ContextId) -> Result<Vec<SignedTx>, StoreError>;
+    /// Up to `max` transactions of `context` from log position `first`, in order (fewer
+    /// at the end of the log). Writes not durable yet are included.
+    fn txs_from(
+        &self,
+        context: &ContextId,
+        first: u64,
+        max: usize,
+    ) -> Result<Vec<SignedTx>, StoreError>;
+
+    /// The transactions of `context` at log `positions`, encoded as they were appended,
+    /// in the order asked; an error if one is missing. What a catch-up responder sends.
+    fn encoded_txs(
+        &self,
+        context: &ContextId,
+        positions: &[u64],
+    ) -> Result<Vec<Vec<u8>>, StoreError>;
 
     /// Forgets `context` and its transactions.
     fn remove_context(&mut self, context: &ContextId) -> Result<(), StoreError>;

@@ -22,8 +22,10 @@ use std::time::{Duration, Instant};
 
 use libp2p_identity::{Keypair, PeerId};
 
+mod context_log;
 mod world;
 
+pub use context_log::ContextLog;
 pub use world::World;
 
 use crate::node::Config;

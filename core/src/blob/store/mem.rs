@@ -388,24 +388,58 @@ impl ContextStore for MemStore {
         Ok(())
     }
 
-    fn append_txs(&mut self, context: &ContextId, txs: &[SignedTx]) -> Result<(), StoreError> {
+    fn append_txs(
+        &mut self,
+        context: &ContextId,
+        first: u64,
+        txs: std::sync::Arc<Vec<SignedTx>>,
+    ) -> Result<(), StoreError> {
+        let Some((_, log)) = self.contexts.get(context) else {
+            return Err(StoreError::Io(format!("no context {context:?} is stored")));
+        };
+        if first != log.len() as u64 {
+            return Err(StoreError::Io(format!(
+                "an append at position {first} of a log of {} transactions",
+                log.len()
+            )));
+        }
         let bytes = txs.iter().map(|t| t.encode().len() as u64).sum();
         self.wrote(bytes)?;
-        match self.contexts.get_mut(context) {
-            Some((_, log)) => {
-                log.extend_from_slice(txs);
-                Ok(())
-            }
-            None => Err(StoreError::Io(format!("no context {context:?} is stored"))),
+        if let Some((_, log)) = self.contexts.get_mut(context) {
+            log.extend_from_slice(&txs);
         }
+        Ok(())
     }
 
-    fn txs(&self, context: &ContextId) -> Result<Vec<SignedTx>, StoreError> {
-        Ok(self
-            .contexts
-            .get(context)
-            .map(|(_, log)| log.clone())
-            .unwrap_or_default())
+    fn txs_from(
+        &self,
+        context: &ContextId,
+        first: u64,
+        max: usize,
+    ) -> Result<Vec<SignedTx>, StoreError> {
+        let log = self.contexts.get(context).map_or(&[][..], |(_, log)| log);
+        let first = usize::try_from(first).unwrap_or(usize::MAX).min(log.len());
+        Ok(log[first..].iter().take(max).cloned().collect())
+    }
+
+    fn encoded_txs(
+        &self,
+        context: &ContextId,
+        positions: &[u64],
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let log = self.contexts.get(context).map_or(&[][..], |(_, log)| log);
+        positions
+            .iter()
+            .map(|p| {
+                usize::try_from(*p)
+                    .ok()
+                    .and_then(|i| log.get(i))
+                    .map(SignedTx::encode)
+                    .ok_or_else(|| {
+                        StoreError::Io(format!("context {context:?} has no transaction at {p}"))
+                    })
+            })
+            .collect()
     }
 
     fn remove_context(&mut self, context: &ContextId) -> Result<(), StoreError> {

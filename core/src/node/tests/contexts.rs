@@ -420,7 +420,7 @@ fn the_application_blob_named_by_the_plan_and_by_set_app_is_fetched_from_the_mem
 }
 
 fn payload_at(world: &World, i: usize, ctx: &ContextId, id: &TxId) -> Option<Vec<u8>> {
-    let tx = world.node(0).context(ctx)?.get(id)?.clone();
+    let tx = world.node(0).context_tx(ctx, id).unwrap()?;
     world.node(i).context_payload(ctx, &tx)
 }
 
@@ -432,13 +432,7 @@ fn payloads_travel_encrypted_and_every_member_reads_them() {
     let secret = "the launch code is 0000";
     let id = submit(&mut world, 1, &ctx, secret);
     world.drive();
-    let tx = world
-        .node(0)
-        .context(&ctx)
-        .unwrap()
-        .get(&id)
-        .unwrap()
-        .clone();
+    let tx = world.node(0).context_tx(&ctx, &id).unwrap().unwrap();
     assert!(
         matches!(tx.tx.body, TxBody::Encrypted { .. }),
         "{:?}",
@@ -498,7 +492,7 @@ fn a_removed_member_cannot_read_what_is_written_after_its_removal() {
         );
     }
     // What the removed member received of it (by gossip, still subscribed) is ciphertext.
-    if let Some(tx) = world.node(2).context(&ctx).and_then(|d| d.get(&after)) {
+    if let Some(tx) = world.node(2).context_tx(&ctx, &after).unwrap() {
         assert!(matches!(tx.tx.body, TxBody::Encrypted { .. }));
         assert!(world.events_of(2).all(|e| !matches!(
             e,
@@ -595,10 +589,12 @@ fn members_that_diverged_reconcile_and_receive_little_more_than_they_lack() {
     // so they reconcile; node 0 pulls next, when node 1 knows all of its heads.
     assert!(world.node(1).sync_stats().reconcile_rounds > 0);
     for (i, theirs) in [(0, &written[1]), (1, &written[0])] {
-        let dag = world.node(i).context(&ctx).unwrap();
         let lacked: u64 = theirs
             .iter()
-            .map(|id| dag.get(id).unwrap().encode().len() as u64)
+            .map(|id| {
+                let tx = world.node(i).context_tx(&ctx, id).unwrap().unwrap();
+                tx.encode().len() as u64
+            })
             .sum();
         let got = world.node(i).sync_stats().bytes_received - before[i];
         assert!(
@@ -651,13 +647,16 @@ fn an_application_sees_every_transaction_parents_first_and_one_total_order_every
         world
             .node(1)
             .replay_context(&ctx, Order::Causal, &mut causal),
-        32
+        Ok(32)
     );
     assert_eq!(causal.seen, live.seen);
     let linear: Vec<Vec<(TxId, Option<Vec<u8>>)>> = (0..3)
         .map(|i| {
             let mut r = Recorder::default();
-            world.node(i).replay_context(&ctx, Order::Linear, &mut r);
+            world
+                .node(i)
+                .replay_context(&ctx, Order::Linear, &mut r)
+                .unwrap();
             r.seen
         })
         .collect();

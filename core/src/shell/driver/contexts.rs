@@ -49,23 +49,18 @@ impl Driver {
                 let _ = reply.send(self.context_info(context));
             }
             ContextCommand::Log(context, offset, limit, reply) => {
-                let log = match self.node.context(&context) {
-                    Some(dag) => Ok(dag
-                        .applied()
-                        .iter()
-                        .skip(offset)
-                        .take(limit)
-                        .filter_map(|id| {
-                            let tx = dag.get(id)?;
-                            Some(LogEntry {
-                                id: *id,
-                                payload: self.node.context_payload(&context, tx),
-                                tx: tx.clone(),
-                            })
+                let log = match self.node.context_txs(&context, offset, limit) {
+                    Ok(txs) if !txs.is_empty() => Ok(txs
+                        .into_iter()
+                        .map(|tx| LogEntry {
+                            id: tx.id(),
+                            payload: self.node.context_payload(&context, &tx),
+                            tx,
                         })
                         .collect()),
-                    None if self.node.context_member_key(&context).is_some() => Ok(Vec::new()),
-                    None => Err(contexts::Error::UnknownContext(context).into()),
+                    Ok(_) if self.node.context_member_key(&context).is_some() => Ok(Vec::new()),
+                    Ok(_) => Err(contexts::Error::UnknownContext(context).into()),
+                    Err(e) => Err(e.into()),
                 };
                 let _ = reply.send(log);
             }

@@ -52,14 +52,36 @@ pub(super) enum Op {
     Delete { id: BlobId },
     /// A context record (its member key).
     PutContext { id: [u8; 32], secret: [u8; 32] },
-    /// Transactions appended to a context's log from index `first`, encoded.
+    /// Transactions appended to a context's log from index `first` (shared with the node,
+    /// which reports them once durable, and with the store's reads until then); the batch
+    /// encodes them.
     AppendTxs {
         context: [u8; 32],
         first: u64,
-        txs: Vec<Vec<u8>>,
+        txs: Arc<Vec<crate::sync::SignedTx>>,
     },
     /// A context and its log forgotten.
     RemoveContext { id: [u8; 32] },
+}
+
+impl Op {
+    /// A copy of a change of a context's log (sharing the transactions' bytes), for reads
+    /// while its batch is out; `None` for other changes.
+    pub(super) fn log_copy(&self) -> Option<Op> {
+        match self {
+            Op::AppendTxs {
+                context,
+                first,
+                txs,
+            } => Some(Op::AppendTxs {
+                context: *context,
+                first: *first,
+                txs: txs.clone(),
+            }),
+            Op::RemoveContext { id } => Some(Op::RemoveContext { id: *id }),
+            _ => None,
+        }
+    }
 }
 
 /// Makes `ops` durable: syncs, then every change of a name in order, then the directory,
@@ -164,7 +186,7 @@ pub(super) fn run(store: &Path, db: &Database, ops: Vec<Op>) -> Result<(), Store
                 } => {
                     for (i, tx) in txs.iter().enumerate() {
                         let key = (context, first + i as u64);
-                        log.insert(key, tx.as_slice()).map_err(io)?;
+                        log.insert(key, tx.encode().as_slice()).map_err(io)?;
                     }
                 }
                 Op::RemoveContext { id } => {

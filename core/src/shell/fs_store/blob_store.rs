@@ -236,6 +236,7 @@ impl BlobStore for FsStore {
             return None;
         }
         let mut ops = std::mem::take(&mut self.ops);
+        self.out_log = ops.iter().filter_map(batch::Op::log_copy).collect();
         for (id, p) in &mut self.partial {
             if std::mem::take(&mut p.dirty) {
                 ops.push(batch::Op::Ranges {
@@ -254,6 +255,7 @@ impl BlobStore for FsStore {
 
     fn batch_done(&mut self, seq: u64, result: Result<(), StoreError>) -> Result<(), StoreError> {
         self.ledger.done(seq, result)?;
+        self.out_log.clear();
         self.overlay.retain(|_, (change, _)| *change > seq);
         Ok(())
     }

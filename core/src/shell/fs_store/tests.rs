@@ -378,3 +378,100 @@ fn a_store_made_with_the_old_database_name_opens_with_its_blobs() {
     assert!(store.state(&id).unwrap().unwrap().is_complete());
     assert!(!dir.path().join("meta.redb").exists());
 }
+
+fn context_txs(n: usize) -> (crate::sync::ContextId, Vec<crate::sync::SignedTx>) {
+    use crate::sync::{Role, Transaction, TxBody, NO_CONTEXT};
+    let key = libp2p_identity::ed25519::Keypair::generate();
+    let author = crate::sync::AuthorKey::from(&key.public());
+    let genesis = Transaction {
+        context: NO_CONTEXT,
+        author,
+        seq: 0,
+        parents: Vec::new(),
+        body: TxBody::Genesis {
+            members: vec![(author, Role::Admin)],
+            app: None,
+        },
+    }
+    .sign(&key);
+    let ctx = genesis.id();
+    let mut txs = vec![genesis];
+    for seq in 1..n as u64 {
+        let parent = txs.last().unwrap().id();
+        txs.push(
+            Transaction {
+                context: ctx,
+                author,
+                seq,
+                parents: vec![parent],
+                body: TxBody::Payload(seq.to_le_bytes().to_vec()),
+            }
+            .sign(&key),
+        );
+    }
+    (ctx, txs)
+}
+
+#[test]
+fn log_reads_see_committed_out_and_recorded_appends_and_a_removal_hides_them() {
+    use crate::sync::store::{ContextStore, StoredContext};
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = FsStore::open(dir.path()).unwrap();
+    let (ctx, txs) = context_txs(6);
+    let encoded: Vec<Vec<u8>> = txs.iter().map(|t| t.encode()).collect();
+    store
+        .put_context(&StoredContext {
+            id: ctx,
+            secret: [1; 32],
+        })
+        .unwrap();
+    // Positions 0..2 committed, 2..4 in the batch that is out, 4..6 only recorded.
+    store
+        .append_txs(&ctx, 0, Arc::new(txs[..2].to_vec()))
+        .unwrap();
+    let batch = store.take_batch(true).unwrap();
+    let seq = batch.seq();
+    let done = batch.run();
+    store.batch_done(seq, done.result).unwrap();
+    store
+        .append_txs(&ctx, 2, Arc::new(txs[2..4].to_vec()))
+        .unwrap();
+    let out = store.take_batch(true).unwrap();
+    store
+        .append_txs(&ctx, 4, Arc::new(txs[4..].to_vec()))
+        .unwrap();
+    let all: Vec<u64> = (0..6).collect();
+    assert_eq!(store.encoded_txs(&ctx, &all).unwrap(), encoded);
+    assert_eq!(
+        store.encoded_txs(&ctx, &[5, 0, 3]).unwrap(),
+        [encoded[5].clone(), encoded[0].clone(), encoded[3].clone()]
+    );
+    assert_eq!(store.txs_from(&ctx, 1, 3).unwrap(), txs[1..4]);
+    assert_eq!(store.txs_from(&ctx, 4, 100).unwrap(), txs[4..]);
+    let err = store.encoded_txs(&ctx, &[6]).unwrap_err();
+    assert!(err.to_string().contains("no transaction at 6"), "{err}");
+    // An append anywhere but at the end is refused, naming both positions.
+    let err = store
+        .append_txs(&ctx, 7, Arc::new(txs[..1].to_vec()))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("position 7 of a log of 6"),
+        "{err}"
+    );
+    // The batch that was out lands; everything reads the same, and after a reopen.
+    let seq = out.seq();
+    let done = out.run();
+    store.batch_done(seq, done.result).unwrap();
+    assert_eq!(store.encoded_txs(&ctx, &all).unwrap(), encoded);
+    let batch = store.take_batch(true).unwrap();
+    let seq = batch.seq();
+    let done = batch.run();
+    store.batch_done(seq, done.result).unwrap();
+    drop(store);
+    let mut store = FsStore::open(dir.path()).unwrap();
+    assert_eq!(store.txs_from(&ctx, 0, 100).unwrap(), txs);
+    // A removal recorded hides the committed log at once.
+    store.remove_context(&ctx).unwrap();
+    assert!(store.txs_from(&ctx, 0, 100).unwrap().is_empty());
+    assert!(store.encoded_txs(&ctx, &[0]).is_err());
+}

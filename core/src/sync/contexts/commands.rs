@@ -2,6 +2,7 @@
 //! renewed at every membership change), invite, catch up now — and whom to catch up from.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use libp2p_identity::{ed25519, PeerId};
@@ -13,7 +14,7 @@ use crate::stream::StreamId;
 use crate::sync::crypto;
 use crate::sync::dag::{Dag, Verdict};
 use crate::sync::store::ContextStore;
-use crate::sync::tx::{AuthorKey, ContextId, Role, Transaction, TxBody, TxId};
+use crate::sync::tx::{AuthorKey, ContextId, Role, SignedTx, Transaction, TxBody, TxId};
 use crate::sync::MAX_PARENTS;
 
 impl Contexts {
@@ -49,12 +50,14 @@ impl Contexts {
             _ => Error::NotAllowed(id),
         })?;
         store.put_context(&stored(id, &key))?;
-        store.append_txs(&id, std::slice::from_ref(&genesis))?;
+        let txs = Arc::new(vec![genesis]);
+        store.append_txs(&id, 0, txs.clone())?;
         self.durable.push_back((
             store.written_seq(),
             AfterDurable::Applied {
                 context: id,
-                txs: vec![(id, genesis)],
+                ids: vec![id],
+                txs,
             },
         ));
         self.add(id, key, Some(dag), now);
@@ -236,13 +239,22 @@ impl Contexts {
         .sign(&ctx.key);
         let checked = tx.clone().checked()?;
         let id = checked.id();
-        for verdict in dag.insert_checked(checked, now) {
-            if let Verdict::Rejected { .. } = verdict {
-                return Err(Error::NotAllowed(*context));
-            }
+        let verdicts = dag.insert_checked(checked, now);
+        // Ours, and any transaction that waited for it (none, in practice).
+        let applied = dag.take_applied();
+        if verdicts
+            .iter()
+            .any(|v| matches!(v, Verdict::Rejected { id: r, .. } if *r == id))
+        {
+            return Err(Error::NotAllowed(*context));
         }
-        ctx.learn_keys(id, &tx);
-        store.append_txs(context, std::slice::from_ref(&tx))?;
+        let first = (dag.len() - applied.len()) as u64;
+        for (id, tx) in &applied {
+            ctx.learn_keys(*id, tx);
+        }
+        let (ids, txs): (Vec<TxId>, Vec<SignedTx>) = applied.into_iter().unzip();
+        let txs = Arc::new(txs);
+        store.append_txs(context, first, txs.clone())?;
         let data = crate::wire::to_bytes(&crate::wire::Message::SyncTx(
             crate::wire::TxBatch::new(vec![tx.encode()]).expect("one transaction"),
         ))
@@ -255,7 +267,8 @@ impl Contexts {
             store.written_seq(),
             AfterDurable::Applied {
                 context: *context,
-                txs: vec![(id, tx)],
+                ids,
+                txs,
             },
         ));
         Ok(id)

@@ -38,6 +38,7 @@ pub use types::{
 };
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -58,6 +59,10 @@ pub const MAX_CONTEXT_PEERS: usize = 256;
 /// After a catch-up session with a peer fails, that peer is not asked again for this
 /// context for this long (fail-over goes to another member meanwhile).
 pub const RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
+/// Transactions read from the store at a time when a context is loaded.
+const LOAD_SLICE: usize = 4096;
+/// Applied events emitted per drain of the outputs at most (the rest follow at the next).
+const RELEASE_AT_ONCE: usize = 64;
 
 /// What the contexts child hands the node, from [`Contexts::poll_output`].
 #[derive(Debug)]
@@ -133,7 +138,7 @@ impl Context {
             previous = self
                 .dag
                 .as_ref()
-                .and_then(|dag| dag.get(&link.id))
+                .and_then(|dag| dag.kept(&link.id))
                 .and_then(|t| match &t.tx.body {
                     TxBody::Keys { previous, .. } => previous.clone(),
                     _ => None,
@@ -178,9 +183,17 @@ enum Purpose {
 /// What waits for the store's durable sequence to reach a write.
 #[derive(Debug)]
 enum AfterDurable {
+    /// Transactions stored (shared with the store until durable) and their ids.
     Applied {
         context: ContextId,
-        txs: Vec<(TxId, SignedTx)>,
+        ids: Vec<TxId>,
+        txs: Arc<Vec<SignedTx>>,
+    },
+    /// Durable transactions whose events are being emitted, [`RELEASE_AT_ONCE`] at a time.
+    Releasing {
+        context: ContextId,
+        ids: std::vec::IntoIter<TxId>,
+        txs: std::vec::IntoIter<SignedTx>,
     },
     Credit {
         stream: StreamId,
@@ -247,16 +260,38 @@ impl Contexts {
             let secret = ed25519::SecretKey::try_from_bytes(&mut key_bytes)
                 .map_err(|e| StoreError::Io(format!("a stored member key is invalid: {e}")))?;
             let key = ed25519::Keypair::from(secret);
+            // The log in slices, so a long one never sits in memory whole: every
+            // transaction must apply at once, at its own position.
             let mut dag: Option<Dag> = None;
-            for tx in store.txs(&stored.id)? {
-                match &mut dag {
-                    None => dag = Some(Dag::new(tx).map_err(corrupt)?),
-                    Some(dag) => {
-                        let id = tx.id();
-                        for verdict in dag.insert_checked(Checked::assume_checked(id, tx), now) {
-                            if let Verdict::Rejected { reason, .. } = verdict {
-                                return Err(corrupt(reason));
+            let mut position = 0u64;
+            loop {
+                let txs = store.txs_from(&stored.id, position, LOAD_SLICE)?;
+                if txs.is_empty() {
+                    break;
+                }
+                for tx in txs {
+                    position += 1;
+                    match &mut dag {
+                        None => dag = Some(Dag::new(tx).map_err(corrupt)?),
+                        Some(dag) => {
+                            let id = tx.id();
+                            let at = Checked::assume_checked(id, tx);
+                            for verdict in dag.insert_checked(at, now) {
+                                match verdict {
+                                    Verdict::Applied(_) => {}
+                                    Verdict::Rejected { reason, .. } => {
+                                        return Err(corrupt(reason))
+                                    }
+                                    Verdict::Waiting(_) | Verdict::Duplicate(_) => {
+                                        return Err(StoreError::Io(format!(
+                                            "the stored log of context {:?} is out of order at {}",
+                                            stored.id,
+                                            position - 1
+                                        )))
+                                    }
+                                }
                             }
+                            dag.take_applied();
                         }
                     }
                 }
@@ -266,11 +301,7 @@ impl Contexts {
             let keys: Vec<(TxId, SignedTx)> = ctx
                 .dag
                 .iter()
-                .flat_map(|dag| {
-                    dag.applied()
-                        .iter()
-                        .filter_map(|id| Some((*id, dag.get(id)?)))
-                })
+                .flat_map(|dag| dag.kept_txs())
                 .filter(|(_, tx)| matches!(tx.tx.body, TxBody::Keys { .. }))
                 .map(|(id, tx)| (id, tx.clone()))
                 .collect();
@@ -439,13 +470,11 @@ impl Contexts {
                     continue;
                 }
             };
-            for verdict in dag.insert_checked(checked, now) {
+            let verdicts = dag.insert_checked(checked, now);
+            applied.extend(dag.take_applied());
+            for verdict in verdicts {
                 match verdict {
-                    Verdict::Applied(id) => {
-                        if let Some(tx) = dag.get(&id) {
-                            applied.push((id, tx.clone()));
-                        }
-                    }
+                    Verdict::Applied(_) => {}
                     Verdict::Waiting(_) => waiting = true,
                     Verdict::Duplicate(_) => {}
                     Verdict::Rejected { id, reason } => {
@@ -462,21 +491,25 @@ impl Contexts {
         for (id, tx) in &applied {
             ctx.learn_keys(*id, tx);
         }
+        let len = ctx.dag.as_ref().map_or(0, Dag::len);
         for (_, tx) in &applied {
             if let TxBody::SetApp { app } = &tx.tx.body {
                 self.fetch_app(*app, peer, store);
             }
         }
         if !applied.is_empty() {
-            let txs: Vec<SignedTx> = applied.iter().map(|(_, tx)| tx.clone()).collect();
-            if let Err(e) = store.append_txs(context, &txs) {
+            let first = (len - applied.len()) as u64;
+            let (ids, txs): (Vec<TxId>, Vec<SignedTx>) = applied.into_iter().unzip();
+            let txs = Arc::new(txs);
+            if let Err(e) = store.append_txs(context, first, txs.clone()) {
                 return Err(format!("the store failed: {e}"));
             }
             self.durable.push_back((
                 store.written_seq(),
                 AfterDurable::Applied {
                     context: *context,
-                    txs: applied,
+                    ids,
+                    txs,
                 },
             ));
         }
@@ -498,17 +531,34 @@ impl Contexts {
 
     /// Releases what waited for writes the store made durable.
     fn release_durable(&mut self, durable_seq: u64) {
-        while self
-            .durable
-            .front()
-            .is_some_and(|(seq, _)| *seq <= durable_seq)
-        {
-            let (_, what) = self.durable.pop_front().expect("checked");
+        while let Some((seq, what)) = self.durable.pop_front() {
+            if seq > durable_seq {
+                self.durable.push_front((seq, what));
+                return;
+            }
             match what {
-                AfterDurable::Applied { context, txs } => {
-                    self.stats.txs_applied += txs.len() as u64;
+                AfterDurable::Applied { context, ids, txs } => {
+                    self.stats.txs_applied += ids.len() as u64;
+                    // The store let go of them once durable: moved out, not copied.
+                    let txs = Arc::try_unwrap(txs).unwrap_or_else(|shared| (*shared).clone());
+                    self.durable.push_front((
+                        seq,
+                        AfterDurable::Releasing {
+                            context,
+                            ids: ids.into_iter(),
+                            txs: txs.into_iter(),
+                        },
+                    ));
+                }
+                AfterDurable::Releasing {
+                    context,
+                    mut ids,
+                    mut txs,
+                } => {
+                    // A slice of events at a time, so a long release never queues
+                    // thousands of them; what follows waits behind the rest.
                     let ctx = self.contexts.get(&context);
-                    for (id, tx) in txs {
+                    for (id, tx) in ids.by_ref().zip(txs.by_ref()).take(RELEASE_AT_ONCE) {
                         let payload = ctx.and_then(|c| c.plaintext(&tx));
                         self.out.push_back(Output::Event(Event::Applied {
                             context,
@@ -516,6 +566,11 @@ impl Contexts {
                             tx,
                             payload,
                         }));
+                    }
+                    if ids.len() > 0 {
+                        self.durable
+                            .push_front((seq, AfterDurable::Releasing { context, ids, txs }));
+                        return;
                     }
                 }
                 AfterDurable::Credit { stream, bytes } => self.grant(stream, bytes),

@@ -340,7 +340,7 @@ impl Contexts {
                 };
                 match ok {
                     Ok(()) => {
-                        self.pump(stream);
+                        self.pump(stream, store);
                         true
                     }
                     Err(reason) => {
@@ -354,7 +354,7 @@ impl Contexts {
     }
 
     /// Sends what the responder may send now (within the credit); finishes after the heads.
-    fn pump(&mut self, stream: StreamId) {
+    fn pump<S: ContextStore>(&mut self, stream: StreamId, store: &S) {
         loop {
             let Some(Session::In(inbound)) = self.sessions.get_mut(&stream) else {
                 return;
@@ -368,8 +368,13 @@ impl Contexts {
             let Some(dag) = self.contexts.get(context).and_then(|c| c.dag.as_ref()) else {
                 return;
             };
-            let Some(msg) = responder.poll(dag) else {
-                return;
+            let msg = match responder.poll(dag, store) {
+                Ok(Some(msg)) => msg,
+                Ok(None) => return,
+                Err(e) => {
+                    self.end_session(stream, Some((e.to_string(), false)));
+                    return;
+                }
             };
             let last = responder.is_finished();
             if last {

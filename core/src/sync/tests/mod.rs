@@ -496,9 +496,10 @@ fn the_linear_order_respects_causality() {
         dag.insert(t.clone(), t0());
     }
     let order = dag.linearized();
+    let log = crate::testing::ContextLog::of(&mut dag);
     let position = |id: &TxId| order.iter().position(|x| x == id).unwrap();
     for id in &order {
-        for parent in &dag.get(id).unwrap().tx.parents {
+        for parent in &log.get(&dag, id).unwrap().tx.parents {
             assert!(position(parent) < position(id));
         }
     }
@@ -551,11 +552,12 @@ fn a_requester_missing_ten_thousand_transactions_gets_exactly_them_in_an_order_i
     let shown = behind.hello_frontier().expect("a narrow DAG");
     assert!(shown.len() <= behind.heads().len() * (1 + MAX_SKIP_ANCESTORS));
     let missing = full.missing_for(&shown);
+    let log = crate::testing::ContextLog::of(&mut full);
     assert_eq!(missing.len(), 10_000);
     let expected: BTreeSet<TxId> = all[100..].iter().map(SignedTx::id).collect();
     assert_eq!(missing.iter().copied().collect::<BTreeSet<_>>(), expected);
     for id in &missing {
-        let t = full.get(id).unwrap().clone();
+        let t = log.get(&full, id).unwrap().clone();
         assert_eq!(
             behind.insert(t, t0()),
             [Verdict::Applied(*id)],

@@ -29,7 +29,7 @@ impl Link {
 /// beyond what the requester had granted.
 fn run_session(
     behind: &mut Dag,
-    ahead: &Dag,
+    ahead: &mut Dag,
     link: &Link,
     member: &ed25519::Keypair,
 ) -> Result<(Duration, Requester), SessionError> {
@@ -38,11 +38,13 @@ fn run_session(
 
 fn run_session_with_credit(
     behind: &mut Dag,
-    ahead: &Dag,
+    ahead: &mut Dag,
     link: &Link,
     member: &ed25519::Keypair,
     credit: u64,
 ) -> Result<(Duration, Requester), SessionError> {
+    let log = crate::testing::ContextLog::of(ahead);
+    let ahead = &*ahead;
     let (a, b) = (crate::testing::peer_id(2, 0), crate::testing::peer_id(2, 1));
     let (mut requester, hello) = Requester::start_with_credit(behind, member, &a, &b, credit);
     // Arrival time → (to responder?, message); the sequence number keeps order.
@@ -66,7 +68,7 @@ fn run_session_with_credit(
                     .handle(ahead, other)?,
             }
             let r = responder.as_mut().expect("accepted");
-            while let Some(out) = r.poll(ahead) {
+            while let Some(out) = r.poll(ahead, &log)? {
                 seq += 1;
                 let arrival = link.transmit(&mut down_busy, now, size(&out));
                 wire_queue.insert((arrival, seq), (false, out));
@@ -103,13 +105,13 @@ fn diverged(total: usize, shared: usize) -> (Dag, Dag) {
 
 #[test]
 fn ten_thousand_missing_transactions_at_100_ms_rtt_are_caught_up_within_0_6_s() {
-    let (mut behind, ahead) = diverged(10_100, 100);
+    let (mut behind, mut ahead) = diverged(10_100, 100);
     // 100 ms round trip, 100 Mbit/s each way.
     let link = Link {
         latency: Duration::from_millis(50),
         bytes_per_sec: 12.5e6,
     };
-    let (took, requester) = run_session(&mut behind, &ahead, &link, &key(2)).unwrap();
+    let (took, requester) = run_session(&mut behind, &mut ahead, &link, &key(2)).unwrap();
     assert_eq!(requester.received().0, 10_000);
     assert_eq!(requester.planned().map(|p| p.0), Some(10_000));
     assert_eq!(behind.heads_digest(), ahead.heads_digest());
@@ -123,7 +125,7 @@ fn ten_thousand_missing_transactions_at_100_ms_rtt_are_caught_up_within_0_6_s() 
 
 #[test]
 fn a_small_credit_paces_the_responder_and_the_session_still_completes() {
-    let (mut behind, ahead) = diverged(2_050, 50);
+    let (mut behind, mut ahead) = diverged(2_050, 50);
     let link = Link {
         latency: Duration::from_millis(50),
         bytes_per_sec: 12.5e6,
@@ -132,7 +134,7 @@ fn a_small_credit_paces_the_responder_and_the_session_still_completes() {
     // with CreditExceeded), and still everything arrives.
     let credit = 64 << 10;
     let (took, requester) =
-        run_session_with_credit(&mut behind, &ahead, &link, &key(3), credit).unwrap();
+        run_session_with_credit(&mut behind, &mut ahead, &link, &key(3), credit).unwrap();
     let bytes = requester.received().1;
     assert!(
         bytes > 4 * credit,
@@ -155,14 +157,14 @@ fn a_small_credit_paces_the_responder_and_the_session_still_completes() {
 
 #[test]
 fn a_stranger_gets_nothing() {
-    let (mut behind, ahead) = diverged(50, 10);
+    let (mut behind, mut ahead) = diverged(50, 10);
     let link = Link {
         latency: Duration::from_millis(1),
         bytes_per_sec: 1e9,
     };
     let stranger = key(77);
     assert_eq!(
-        run_session(&mut behind, &ahead, &link, &stranger).unwrap_err(),
+        run_session(&mut behind, &mut ahead, &link, &stranger).unwrap_err(),
         SessionError::NotMember
     );
 }
@@ -170,7 +172,7 @@ fn a_stranger_gets_nothing() {
 #[test]
 fn a_responder_sending_beyond_the_credit_or_the_plan_or_forged_transactions_or_missing_heads_fails_the_session(
 ) {
-    let (mut behind, ahead) = diverged(100, 10);
+    let (mut behind, mut ahead) = diverged(100, 10);
     let member = key(2);
     let (a, b) = (crate::testing::peer_id(2, 0), crate::testing::peer_id(2, 1));
     let rng = SeededBatchRng::new;
@@ -191,7 +193,8 @@ fn a_responder_sending_beyond_the_credit_or_the_plan_or_forged_transactions_or_m
     let (mut r, _) = Requester::start(&behind, &member, &a, &b);
     r.handle(&mut behind, plan.clone(), t0(), rng(3)).unwrap();
     let missing = ahead.missing_for(&behind.hello_frontier().unwrap());
-    let mut forged = ahead.get(&missing[0]).unwrap().clone();
+    let log = crate::testing::ContextLog::of(&mut ahead);
+    let mut forged = log.get(&ahead, &missing[0]).unwrap().clone();
     forged.signature[0] ^= 1;
     let batch = wire::TxBatch::new(vec![forged.encode()]).unwrap();
     assert!(matches!(
@@ -203,7 +206,7 @@ fn a_responder_sending_beyond_the_credit_or_the_plan_or_forged_transactions_or_m
     r.handle(&mut behind, plan.clone(), t0(), rng(7)).unwrap();
     let two: Vec<Vec<u8>> = missing[..2]
         .iter()
-        .map(|id| ahead.get(id).unwrap().encode())
+        .map(|id| log.get(&ahead, id).unwrap().encode())
         .collect();
     assert_eq!(
         r.handle(
@@ -265,7 +268,7 @@ fn a_requester_too_wide_for_a_frontier_reconciles_in_a_few_round_trips() {
         latency: Duration::from_millis(50),
         bytes_per_sec: 12.5e6,
     };
-    let (took, requester) = run_session(&mut behind, &ahead, &link, &key(10)).unwrap();
+    let (took, requester) = run_session(&mut behind, &mut ahead, &link, &key(10)).unwrap();
     for id in ahead.applied() {
         assert!(behind.contains(id), "{id:?} still missing");
     }
@@ -304,7 +307,7 @@ fn a_frontier_the_responder_does_not_know_falls_back_to_reconciliation() {
         latency: Duration::from_millis(50),
         bytes_per_sec: 12.5e6,
     };
-    let (_, requester) = run_session(&mut behind, &ahead, &link, &key(2)).unwrap();
+    let (_, requester) = run_session(&mut behind, &mut ahead, &link, &key(2)).unwrap();
     assert!(behind.contains(&pb));
     assert_eq!(behind.len(), 1 + 300 + 1_000);
     let received = requester.received().0;
