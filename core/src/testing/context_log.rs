@@ -42,6 +42,11 @@ impl ContextLog {
         self.txs.extend(taken.into_iter().map(|(_, tx)| tx));
     }
 
+    /// Forgets everything from position `len` on, as a store that lost writes would.
+    pub fn truncate(&mut self, len: usize) {
+        self.txs.truncate(len);
+    }
+
     /// The transaction `id` of the DAG this log follows.
     pub fn get(&self, dag: &Dag, id: &TxId) -> Option<&SignedTx> {
         self.txs.get(dag.position(id)? as usize)

@@ -156,6 +156,30 @@ fn a_small_credit_paces_the_responder_and_the_session_still_completes() {
 }
 
 #[test]
+fn a_responder_whose_store_lacks_a_planned_transaction_fails_with_a_store_error() {
+    let (behind, mut ahead) = diverged(50, 10);
+    let member = key(2);
+    let (a, b) = (crate::testing::peer_id(2, 0), crate::testing::peer_id(2, 1));
+    let (_, hello) = Requester::start(&behind, &member, &a, &b);
+    let Message::SyncHello(hello) = hello else {
+        panic!("a hello first");
+    };
+    // The log stops short of the DAG: the store lost what the plan promises.
+    let mut log = crate::testing::ContextLog::of(&mut ahead);
+    log.truncate(20);
+    let mut r = Responder::accept(&ahead, &hello, &b, &a).unwrap();
+    assert!(matches!(
+        r.poll(&ahead, &log),
+        Ok(Some(Message::SyncPlan(_)))
+    ));
+    let err = r.poll(&ahead, &log).unwrap_err();
+    assert!(
+        matches!(&err, SessionError::Store(m) if m.contains("no transaction at 20")),
+        "{err:?}"
+    );
+}
+
+#[test]
 fn a_stranger_gets_nothing() {
     let (mut behind, mut ahead) = diverged(50, 10);
     let link = Link {
