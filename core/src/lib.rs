@@ -205,6 +205,8 @@
 //! - `test-utils`: `testing::World` and `testing::Pair`.
 //! - `fuzzing`: the fuzz bodies, shared by `cargo fuzz` and the corpus tests.
 
+#![forbid(unsafe_code)]
+
 pub mod blob;
 pub mod dht;
 pub mod discovery;

@@ -30,6 +30,8 @@
 //! [`start`] returns the shell's [`Client`] and [`EventStream`]; see
 //! [`sinew_core::shell`].
 
+#![forbid(unsafe_code)]
+
 pub mod control;
 #[doc(hidden)]
 pub mod fixtures;

@@ -7,4 +7,6 @@
 //! thousands of peers, a `(time, seq)` event queue, partitions, crashes with the store kept,
 //! byzantine peers, TOML scenarios, invariants, replay commands and JSON/SVG reports.
 
+#![forbid(unsafe_code)]
+
 pub use sinew_core::testing::{LinkConfig, World};

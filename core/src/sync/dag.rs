@@ -567,13 +567,16 @@ impl Dag {
             "sequence numbers run without a gap"
         );
         chain.push(position);
+        grow(&mut self.parents, parents.len());
         self.parents.extend_from_slice(&parents);
+        grow(&mut self.meta, 1);
         self.meta.push(Meta {
             depth,
             membership,
             len: encoded_len(&tx),
             parents_end: self.parents.len() as u32,
         });
+        grow(&mut self.ids, 1);
         self.ids.push(id);
         self.index.insert(&self.ids, id, position);
         if tx.tx.body.is_admin_only() {
@@ -640,3 +643,15 @@ fn encoded_len(tx: &SignedTx) -> u32 {
     let len = borsh::object_length(tx).unwrap_or(usize::MAX);
     u32::try_from(len).unwrap_or(u32::MAX)
 }
+
+/// Makes room for `more` elements, growing by an eighth (at least [`GROW_MIN`]) instead of
+/// doubling: the DAG's vectors hold ~60 bytes per transaction for the node's lifetime, and
+/// doubling left up to half of that allocated unused.
+fn grow<T>(v: &mut Vec<T>, more: usize) {
+    if v.capacity() - v.len() < more {
+        v.reserve_exact(more.max(v.len() / 8).max(GROW_MIN));
+    }
+}
+
+/// The smallest step [`grow`] takes, in elements.
+const GROW_MIN: usize = 1024;

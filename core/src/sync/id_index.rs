@@ -48,7 +48,11 @@ impl IdIndex {
     fn merge(&mut self, ids: &[TxId]) {
         let old = self.sorted.len();
         let recent = std::mem::take(&mut self.recent);
-        self.sorted.resize(old + recent.len(), 0);
+        let want = old + recent.len();
+        if self.sorted.capacity() < want {
+            self.sorted.reserve_exact((want - old).max(old / 8));
+        }
+        self.sorted.resize(want, 0);
         let mut from = old; // unmerged old entries: sorted[..from]
         let mut to = self.sorted.len();
         for (id, position) in recent.into_iter().rev() {

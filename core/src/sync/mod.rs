@@ -49,7 +49,9 @@ pub use app::{AppTx, Application, Order};
 pub use dag::{Dag, Membership, Rejection, Verdict, MAX_EVIDENCE, MAX_ORPHANS, ORPHAN_TTL};
 pub use frontier::{MAX_HELLO_HEADS, MAX_SKIP_ANCESTORS};
 pub use invite::{Invite, InviteError, MAX_INVITE_ADDRESSES, MAX_INVITE_LEN};
-pub use session::{Received, Requester, Responder, SessionError, CREDIT, MAX_BATCH_BYTES};
+pub use session::{
+    Received, Requester, Responder, SessionError, CREDIT, MAX_BATCH_BYTES, SEND_BATCH_BYTES,
+};
 pub use tx::{
     AuthorKey, Checked, ContextId, Role, SignedTx, Transaction, TxBody, TxError, TxId,
     MAX_GENESIS_MEMBERS, MAX_PARENTS, MAX_PAYLOAD, MAX_TX_BYTES, NO_CONTEXT, SIGNATURE_DOMAIN,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::*;
-use crate::sync::session::{Requester, Responder, SessionError, CREDIT};
+use crate::sync::session::{Requester, Responder, SessionError, CREDIT, SEND_BATCH_BYTES};
 use crate::wire::{self, Message};
 
 /// A link with `latency` each way and `bytes_per_sec` of bandwidth each way.
@@ -177,6 +177,40 @@ fn a_responder_whose_store_lacks_a_planned_transaction_fails_with_a_store_error(
         matches!(&err, SessionError::Store(m) if m.contains("no transaction at 20")),
         "{err:?}"
     );
+}
+
+/// With credit to spare, a responder fills each batch up to [`SEND_BATCH_BYTES`] and never
+/// beyond: every batch but the last would overflow with its successor's first transaction.
+#[test]
+fn a_responder_fills_each_batch_up_to_send_batch_bytes_and_never_beyond() {
+    let (behind, mut ahead) = diverged(3_000, 10);
+    let member = key(2);
+    let (a, b) = (crate::testing::peer_id(2, 0), crate::testing::peer_id(2, 1));
+    let (_, hello) = Requester::start_with_credit(&behind, &member, &a, &b, 64 << 20);
+    let Message::SyncHello(hello) = hello else {
+        panic!("a hello first");
+    };
+    let log = crate::testing::ContextLog::of(&mut ahead);
+    let mut r = Responder::accept(&ahead, &hello, &b, &a).unwrap();
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    while let Some(message) = r.poll(&ahead, &log).unwrap() {
+        if let Message::SyncBatch(batch) = message {
+            batches.push(batch.txs().iter().map(Vec::len).collect());
+        }
+    }
+    assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 2_990);
+    assert!(batches.len() > 3, "{} batches", batches.len());
+    for (i, batch) in batches.iter().enumerate() {
+        let bytes: usize = batch.iter().sum();
+        assert!(bytes <= SEND_BATCH_BYTES, "batch {i}: {bytes} bytes");
+        if let Some(next) = batches.get(i + 1) {
+            assert!(
+                bytes + next[0] > SEND_BATCH_BYTES,
+                "batch {i} ({bytes} bytes) had room for {} more",
+                next[0]
+            );
+        }
+    }
 }
 
 #[test]

@@ -18,6 +18,7 @@
 //! `<data-dir>/control.sock` (newline-delimited JSON; see the README). Logs go to stderr
 //! through `tracing`, filtered by `RUST_LOG` (default `info` for `sinew node`).
 
+mod allocator;
 mod blob;
 mod context;
 mod control;
@@ -74,6 +75,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts (see the module's docs for why and what it measured).
+    let pinned = allocator::pin_mmap_threshold();
     let cli = Cli::parse();
     let default_level = match &cli.command {
         Command::Node(_) => "info",
@@ -87,6 +90,11 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .init();
+    tracing::debug!(
+        ?pinned,
+        bytes = allocator::MMAP_THRESHOLD,
+        "glibc's mmap threshold"
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
