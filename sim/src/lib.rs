@@ -12,7 +12,7 @@
 //! in virtual time).
 //!
 //! **Modelled** (what lives in libp2p or the operating system):
-//! - the network ([`net`](crate::World) internals): sparse links created by dials, per
+//! - the network (module `net`, see [`KEEP_ALIVE`]): sparse links created by dials, per
 //!   direction latency (mean ± jitter), bandwidth and loss (a retransmission delay on
 //!   streams, which stay reliable and ordered); connections one round trip after a dial;
 //!   NAT (a peer behind one cannot be dialled); partitions into halves, two-way or
@@ -52,7 +52,7 @@ mod world;
 pub use net::KEEP_ALIVE;
 pub use report::{ContextReport, Faults, GossipReport, Percentiles, Report};
 pub use scenario::Scenario;
-pub use workload::PROBE_PERIOD;
+pub use workload::{JOIN_AT, PROBE_PERIOD};
 pub use world::World;
 
 /// Runs `scenario` with `seed` to its end and checks its invariants.

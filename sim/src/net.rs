@@ -7,7 +7,8 @@
 //!   (`busy_until`); a loss delays a stream transmission by `retransmit_ms` (streams are
 //!   TCP- or QUIC-like: reliable and ordered, so deliveries never overtake each other).
 //! - A **connection** comes up one round trip after a dial. Dials to a peer behind a NAT
-//!   fail, as do dials across a partition. Closing one resets its streams and tells both
+//!   fail, as do dials across a partition. A stream opened to a peer without a connection
+//!   dials it first, as libp2p-stream does (every peer's address is known). Closing one resets its streams and tells both
 //!   nodes `Disconnected`; whatever was in flight on it is dropped.
 //! - A **partition** splits the peers in halves. Two-way, the connections across it close
 //!   at once. One-way, traffic from the second half to the first is dropped: gossip is
@@ -116,7 +117,7 @@ impl Net {
         }
     }
 
-    fn can_talk(&self, a: u32, b: u32) -> bool {
+    pub(crate) fn can_talk(&self, a: u32, b: u32) -> bool {
         self.can_send(a, b) && self.can_send(b, a)
     }
 
@@ -370,6 +371,37 @@ impl World {
     }
 
     fn open_stream(
+        &mut self,
+        from: u32,
+        stream: StreamId,
+        peer: sinew_core::PeerId,
+        protocol: ProtocolId,
+    ) {
+        let target = self.index.get(&peer).copied();
+        // libp2p-stream dials a peer it has no connection to; the stream opens once the
+        // connection is up (or fails with the dial).
+        if let Some(to) = target.filter(|&to| to != from && self.net.conn(from, to).is_none()) {
+            if !self.peers[to as usize].nat && self.net.can_talk(from, to) {
+                self.ensure_links(from, to);
+                let rtt = self.net.latency(from, to) + self.net.latency(to, from);
+                self.queue
+                    .push(self.now + rtt, Ev::Connect { a: from, b: to });
+                let open = Ev::OpenStream {
+                    peer: from,
+                    stream,
+                    to,
+                    protocol,
+                };
+                self.queue.push(self.now + rtt, open);
+                return;
+            }
+            self.stats.dial_failures += 1;
+        }
+        self.open_stream_now(from, stream, peer, protocol);
+    }
+
+    /// Opens a stream on the connection `from` has with `peer`, or fails it.
+    pub(crate) fn open_stream_now(
         &mut self,
         from: u32,
         stream: StreamId,

@@ -11,11 +11,15 @@ use crate::gossip::APP_TOPIC;
 use crate::scenario::{Fault, Workload as Spec};
 use crate::world::{member_key, Ev, World, MS};
 
+/// When context members join (the founder founds at 0), ns.
+pub const JOIN_AT: u64 = 500 * MS;
+
 /// How often the convergence probe looks at every member, ns.
 pub const PROBE_PERIOD: u64 = 100 * MS;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Action {
+    Join { peer: u32 },
     Publish { peer: u32, n: u32 },
     Submit { peer: u32, n: u32 },
     Partition { one_way: bool },
@@ -129,12 +133,11 @@ impl World {
             .create_context(member_key(seed, 0), keys, None)
             .expect("founding a context in memory cannot fail");
         self.workload.initial_len = founder.context(&ctx).map_or(0, |d| d.len());
-        let founder_id = self.peers[0].id;
+        // Members join once their connections are up, as an invitation received while
+        // running would have them do (a join before any connection fails its first
+        // catch-up and backs off for `RETRY_BACKOFF`).
         for i in 1..members {
-            self.peers[i as usize]
-                .node
-                .join_context(ctx, member_key(seed, i), [founder_id])
-                .expect("joining a context in memory cannot fail");
+            self.plan(JOIN_AT + u64::from(i) * MS, Action::Join { peer: i });
         }
         self.workload.context = Some(ctx);
         self.workload.members = members;
@@ -143,6 +146,16 @@ impl World {
     /// Action `i` came due.
     pub(crate) fn action(&mut self, i: u32) {
         match self.workload.actions[i as usize] {
+            Action::Join { peer } => {
+                let ctx = self.workload.context.expect("a context workload");
+                let key = member_key(self.seed, peer);
+                let founder = self.peers[0].id;
+                self.peers[peer as usize]
+                    .node
+                    .join_context(ctx, key, [founder])
+                    .expect("joining a context in memory cannot fail");
+                self.drain(peer);
+            }
             Action::Publish { peer, n } => {
                 let data = payload(peer, n, self.workload.payload_bytes);
                 let _ = self.peers[peer as usize].node.publish(APP_TOPIC, data);

@@ -60,6 +60,13 @@ pub(crate) enum Ev {
     Timer { peer: u32 },
     /// `a`'s dial of `b` completed its handshake.
     Connect { a: u32, b: u32 },
+    /// Open a stream the node asked for while its connection was being dialled.
+    OpenStream {
+        peer: u32,
+        stream: StreamId,
+        to: u32,
+        protocol: sinew_core::wire::ProtocolId,
+    },
     /// A connection with one direction cut dies of its keep-alive timeout.
     KeepAlive { conn: ConnTag },
     /// The gossip model.
@@ -299,8 +306,18 @@ impl World {
                 }
             }
             Ev::Connect { a, b } => self.connect(a, b),
+            Ev::OpenStream {
+                peer,
+                stream,
+                to,
+                protocol,
+            } => {
+                let id = self.peers[to as usize].id;
+                self.open_stream_now(peer, stream, id, protocol);
+            }
             Ev::KeepAlive { conn } => {
-                if self.net.is_live(conn) {
+                // Healed meanwhile: the keep-alives got through after all.
+                if self.net.is_live(conn) && !self.net.can_talk(conn.a, conn.b) {
                     self.disconnect(conn.a, conn.b);
                 }
             }
