@@ -315,22 +315,31 @@ impl World {
         }
     }
 
+    /// Counts a workload message `peer`'s application published on `topic` (every other
+    /// subscriber must get it): its row in [`Mesh::app`], or `None` for another topic.
+    /// Also called for a publish a broken node dropped, which then counts as missed.
+    pub(crate) fn app_published(&mut self, peer: u32, topic: &str) -> Option<u32> {
+        if topic != APP_TOPIC {
+            return None;
+        }
+        let t = self.gossip.intern(topic);
+        let subscribed = self.peers[peer as usize].mesh.subscribed(t);
+        let expected = self.gossip.subscribers[t as usize] - u32::from(subscribed);
+        self.gossip.app.push(AppMsg {
+            expected,
+            published: self.now,
+            ..AppMsg::default()
+        });
+        Some(self.gossip.app.len() as u32 - 1)
+    }
+
     fn publish(&mut self, peer: u32, publish: u64, topic: &str, data: Bytes) {
         let t = self.gossip.intern(topic);
         self.expire_messages();
         let n = self.peers.len();
         let state = &self.peers[peer as usize].mesh;
         let subscribed = state.subscribed(t);
-        let app = (topic == APP_TOPIC).then(|| {
-            let expected = self.gossip.subscribers[t as usize] - u32::from(subscribed);
-            let row = AppMsg {
-                expected,
-                published: self.now,
-                ..AppMsg::default()
-            };
-            self.gossip.app.push(row);
-            self.gossip.app.len() as u32 - 1
-        });
+        let app = self.app_published(peer, topic);
         let msg = self.gossip.base + self.gossip.msgs.len() as u32;
         let mut id = self.peers[peer as usize].id.to_bytes();
         id.extend_from_slice(&publish.to_be_bytes());

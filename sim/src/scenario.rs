@@ -55,6 +55,21 @@ pub struct Scenario {
     /// What must hold.
     #[serde(default)]
     pub invariants: Invariants,
+    /// A deliberately broken node, to prove the invariants catch one (the harness's own
+    /// tests; never in a standard scenario).
+    #[serde(default)]
+    pub broken: Option<Broken>,
+}
+
+/// How every node of a run is broken ([`Scenario::broken`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Broken {
+    /// Probability that a node drops a message it should publish (its own gossip
+    /// `Publish` output), decided per publish by a hash of the run's seed, the peer and
+    /// the message id: some seeds lose a message, others do not, and a seed always
+    /// decides the same way.
+    pub forgets_publish: f64,
 }
 
 /// Link defaults. Each direction of a link gets its own latency in
@@ -235,6 +250,11 @@ impl Scenario {
                     "members must be in 2..={} and at most peers",
                     max.min(self.peers)
                 ));
+            }
+        }
+        if let Some(b) = &self.broken {
+            if !(0.0..=1.0).contains(&b.forgets_publish) {
+                return Err("broken.forgets_publish must be in [0, 1]".into());
             }
         }
         if !(0.0..1.0).contains(&self.link.loss) {

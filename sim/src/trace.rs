@@ -34,6 +34,8 @@ pub enum Kind {
     Fault = 12,
     /// Lazy gossip: an IHAVE or IWANT (`detail`: message count).
     Lazy = 13,
+    /// A broken node dropped its own publish (`detail`: the publish id).
+    Forgotten = 14,
 }
 
 /// One traced event.

@@ -389,11 +389,28 @@ impl World {
                     }
                 }
                 Output::Dht(out) => self.dht(peer, out),
+                Output::Gossip(out) if self.forgets(peer, &out) => {}
                 Output::Gossip(out) => self.gossip_output(peer, out),
                 Output::Stream(out) => self.stream_output(peer, out),
                 other => panic!("an output the simulator does not know: {other:?}"),
             }
         }
+    }
+
+    /// Whether the scenario's broken node drops this publish ([`crate::scenario::Broken`]).
+    fn forgets(&mut self, peer: u32, out: &core_gossip::Output) -> bool {
+        let (Some(broken), core_gossip::Output::Publish { id, topic, .. }) =
+            (&self.scenario.broken, out)
+        else {
+            return false;
+        };
+        let draw = seed::child_u64(self.seed, "broken", (u64::from(peer) << 32) ^ id.0);
+        let forgets = (draw as f64 / u64::MAX as f64) < broken.forgets_publish;
+        if forgets {
+            self.trace.record(self.now, peer, Kind::Forgotten, id.0);
+            self.app_published(peer, topic);
+        }
+        forgets
     }
 
     /// What a node tells its application: the statistics and invariants look at it.
