@@ -4,6 +4,8 @@
 //! fails again with the same trace hash. The same scenario without the break passes every
 //! one of those seeds.
 
+#![allow(clippy::unwrap_used)] // a test reports failure by panicking
+
 use std::process::Command;
 
 use sinew_sim::{run, Scenario};
