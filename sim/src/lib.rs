@@ -43,6 +43,7 @@
 pub mod dht;
 pub mod gossip;
 mod net;
+pub mod plot;
 pub mod queue;
 mod report;
 pub mod scenario;

@@ -1,12 +1,15 @@
 //! `sinew-sim`: runs scenario files over ranges of seeds.
 //!
 //! ```text
-//! sinew-sim run <scenario> --seeds A..B [--out DIR]
+//! sinew-sim run <scenario> --seeds A..B [--jobs N] [--out DIR]
 //! ```
 //!
 //! `<scenario>` is a path, or the name of a file in `sim/scenarios/`. Each failing seed
 //! prints one line with the command that replays it; the exit status is non-zero if any
-//! seed failed.
+//! seed failed. `--jobs` runs that many seeds at once on as many threads (each run stays
+//! one-threaded and a pure function of its seed; lines print in seed order). `--out`
+//! writes each seed's JSON report and its convergence plot (`.svg`) beside it, and a
+//! summary.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -30,7 +33,11 @@ enum Command {
         /// Seeds: `A..B` (B excluded) or one seed `N`.
         #[arg(long, default_value = "0..1")]
         seeds: String,
-        /// Write a JSON report per seed, and a summary, into this directory.
+        /// Seeds run at once, each on its own thread.
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+        /// Write a JSON report and an SVG plot per seed, and a summary, into this
+        /// directory.
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -70,6 +77,7 @@ fn main() -> ExitCode {
     let Command::Run {
         scenario,
         seeds,
+        jobs,
         out,
     } = Cli::parse().command;
     let seeds = match parse_seeds(&seeds) {
@@ -101,11 +109,7 @@ fn main() -> ExitCode {
     let mut failed = Vec::new();
     let mut reports: Vec<serde_json::Value> = Vec::new();
     let (mut events, mut wall_total) = (0u64, 0f64);
-    for seed in seeds.clone() {
-        // The wall clock only measures the simulator's speed; it never feeds a run.
-        let wall = sinew_core::testing::epoch();
-        let result = run_checked(&spec, seed);
-        let secs = wall.elapsed().as_secs_f64();
+    for (seed, result, secs) in run_all(&spec, seeds.clone(), jobs) {
         wall_total += secs;
         match result {
             Ok(report) => {
@@ -123,11 +127,7 @@ fn main() -> ExitCode {
                     failed.push(seed);
                 }
                 if let Some(dir) = &out {
-                    let path = dir.join(format!("{}.seed-{seed}.json", spec.name));
-                    let json = serde_json::to_string_pretty(&report).expect("a report serialises");
-                    if let Err(e) = std::fs::write(&path, json) {
-                        eprintln!("cannot write {}: {e}", path.display());
-                    }
+                    write_report(dir, &spec.name, &report);
                 }
                 let mut value = serde_json::to_value(&report).expect("a report serialises");
                 value["wall_s"] = serde_json::json!(secs);
@@ -166,6 +166,63 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// Runs every seed of `seeds` on `jobs` threads; the results in seed order, each with the
+/// wall-clock seconds it took.
+fn run_all(
+    spec: &Scenario,
+    seeds: std::ops::Range<u64>,
+    jobs: usize,
+) -> Vec<(u64, Result<Report, String>, f64)> {
+    let next = std::sync::atomic::AtomicU64::new(seeds.start);
+    let mut results: Vec<_> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..jobs.max(1))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let seed = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if seed >= seeds.end {
+                            return mine;
+                        }
+                        // The wall clock only measures the simulator's speed; it never
+                        // feeds a run.
+                        let wall = sinew_core::testing::epoch();
+                        let result = run_checked(spec, seed);
+                        mine.push((seed, result, wall.elapsed().as_secs_f64()));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a run's panic is caught inside it"))
+            .collect()
+    });
+    results.sort_by_key(|(seed, _, _)| *seed);
+    results
+}
+
+/// Writes `<name>.seed-N.json` and `<name>.seed-N.svg` into `dir`.
+fn write_report(dir: &Path, name: &str, report: &Report) {
+    let base = format!("{name}.seed-{}", report.seed);
+    let json = serde_json::to_string_pretty(report).expect("a report serialises");
+    let title = format!(
+        "{name}, seed {}: {} peers, trace {}",
+        report.seed,
+        report.peers,
+        &report.trace_hash[..16]
+    );
+    let plot = sinew_sim::plot::svg(&title, &report.curves);
+    for (path, text) in [
+        (dir.join(format!("{base}.json")), json),
+        (dir.join(format!("{base}.svg")), plot),
+    ] {
+        if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("cannot write {}: {e}", path.display());
+        }
     }
 }
 

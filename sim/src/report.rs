@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use sinew_core::sync::TxId;
 
+use crate::plot::Curve;
 use crate::world::{World, MS};
 
 /// Counters of a run (see [`Report`] for what they mean).
@@ -192,6 +193,9 @@ pub struct Report {
     pub gossip: Option<GossipReport>,
     /// The context workload.
     pub context: Option<ContextReport>,
+    /// Convergence over time: deliveries (topic workload) and members holding every
+    /// transaction (context workload); drawn by [`crate::plot::svg`].
+    pub curves: Vec<Curve>,
     /// Invariants broken; empty for a run that passed.
     pub failures: Vec<String>,
     /// The last traced events, for a failed run.
@@ -259,6 +263,23 @@ impl World {
                 ));
             }
         }
+        let mut curves = Vec::new();
+        if let Some(g) = &gossip {
+            curves.push(Curve::of(
+                "workload messages delivered (of every subscriber's copy)",
+                "ms since the publish",
+                self.latencies_ms(),
+                g.expected,
+            ));
+        }
+        if let Some(c) = &context {
+            curves.push(Curve::of(
+                "members holding every transaction with the founder's heads",
+                "s since the last write or heal",
+                self.convergence_times(),
+                u64::from(c.members),
+            ));
+        }
         let failed = !self.stats.failures.is_empty();
         Report {
             scenario: self.scenario.name.clone(),
@@ -281,6 +302,7 @@ impl World {
             misbehaved: self.stats.misbehaved,
             gossip,
             context,
+            curves,
             failures: self.stats.failures.clone(),
             trace_tail: if failed {
                 self.trace_tail(64)
@@ -307,13 +329,7 @@ impl World {
             missed,
             duplicates,
             duplicates_per_delivery: duplicates as f64 / delivered.max(1) as f64,
-            latency_ms: Percentiles::of(
-                self.stats
-                    .latencies
-                    .iter()
-                    .map(|&l| l as f64 / MS as f64)
-                    .collect(),
-            ),
+            latency_ms: Percentiles::of(self.latencies_ms()),
             latency_link_delays: Percentiles::of(
                 self.stats
                     .latencies
@@ -337,6 +353,25 @@ impl World {
         }
     }
 
+    /// Delivery latencies of workload messages, ms.
+    fn latencies_ms(&self) -> Vec<f64> {
+        self.stats
+            .latencies
+            .iter()
+            .map(|&l| l as f64 / MS as f64)
+            .collect()
+    }
+
+    /// When each member came to hold everything, s after the last write or heal.
+    fn convergence_times(&self) -> Vec<f64> {
+        let w = &self.workload;
+        w.converged_at
+            .iter()
+            .flatten()
+            .map(|&t| t.saturating_sub(w.last_change) as f64 / 1e9)
+            .collect()
+    }
+
     fn context_report(&self) -> ContextReport {
         let ctx = self.workload.context.expect("a context run");
         let w = &self.workload;
@@ -348,19 +383,13 @@ impl World {
                 dag.is_some_and(|d| d.len() == expected_len && Some(d.heads_digest()) == founder)
             })
             .count() as u32;
-        let times = w
-            .converged_at
-            .iter()
-            .flatten()
-            .map(|&t| t.saturating_sub(w.last_change) as f64 / 1e9)
-            .collect();
         ContextReport {
             members: w.members,
             writes: w.writes_ok,
             writes_refused: w.writes_refused,
             expected_len,
             converged,
-            convergence_s: Percentiles::of(times),
+            convergence_s: Percentiles::of(self.convergence_times()),
             bound_s: self.scenario.invariants.converge_within_s,
             applied: self.stats.applied,
             rejected: self.stats.rejected,
