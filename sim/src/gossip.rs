@@ -137,11 +137,16 @@ pub(crate) struct Mesh {
     topics: Vec<String>,
     topic_index: BTreeMap<String, u32>,
     subscribers: Vec<u32>,
+    /// Per topic, one bit per peer: subscribed? (The hot paths ask this of peers they
+    /// do not otherwise touch; a bit set stays in cache where each peer's state would not.)
+    subscribed: Vec<Vec<u64>>,
     /// Live messages, oldest first; `msgs[0]` has id `base`.
     msgs: VecDeque<Msg>,
     base: u32,
     by_publish: BTreeMap<(u32, u64), u32>,
     pub(crate) app: Vec<AppMsg>,
+    /// A buffer reused by every forward (no allocation per delivery).
+    scratch: Vec<u32>,
 }
 
 impl Mesh {
@@ -151,10 +156,12 @@ impl Mesh {
             topics: Vec::new(),
             topic_index: BTreeMap::new(),
             subscribers: Vec::new(),
+            subscribed: Vec::new(),
             msgs: VecDeque::new(),
             base: 0,
             by_publish: BTreeMap::new(),
             app: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -166,7 +173,28 @@ impl Mesh {
         self.topics.push(topic.to_string());
         self.topic_index.insert(topic.to_string(), t);
         self.subscribers.push(0);
+        self.subscribed.push(Vec::new());
         t
+    }
+
+    /// Is `peer` subscribed to `topic`?
+    fn is_subscribed(&self, peer: u32, topic: u32) -> bool {
+        self.subscribed[topic as usize]
+            .get(peer as usize / 64)
+            .is_some_and(|w| w & (1 << (peer % 64)) != 0)
+    }
+
+    fn set_subscribed(&mut self, peer: u32, topic: u32, on: bool) {
+        let bits = &mut self.subscribed[topic as usize];
+        let word = peer as usize / 64;
+        if bits.len() <= word {
+            bits.resize(word + 1, 0);
+        }
+        if on {
+            bits[word] |= 1 << (peer % 64);
+        } else {
+            bits[word] &= !(1 << (peer % 64));
+        }
     }
 
     fn msg(&self, msg: u32) -> Option<&Msg> {
@@ -202,6 +230,7 @@ impl World {
             return;
         }
         self.gossip.subscribers[t as usize] += 1;
+        self.gossip.set_subscribed(peer, t, true);
         self.peers[peer as usize].mesh.topics.push((t, Vec::new()));
         self.tell_subscription(peer, t, true);
         // Joining grafts up to D peers at once, as gossipsub's join does.
@@ -225,6 +254,7 @@ impl World {
         };
         let (_, mesh) = state.topics.remove(pos);
         self.gossip.subscribers[t as usize] -= 1;
+        self.gossip.set_subscribed(peer, t, false);
         for other in mesh {
             if let Some(m) = self.peers[other as usize].mesh.mesh_mut(t) {
                 m.retain(|&p| p != peer);
@@ -286,7 +316,7 @@ impl World {
             .conns
             .iter()
             .copied()
-            .filter(|&j| self.peers[j as usize].mesh.subscribed(t) && self.net.can_send(peer, j))
+            .filter(|&j| self.gossip.is_subscribed(j, t) && self.net.can_send(peer, j))
             .collect()
     }
 
@@ -467,8 +497,7 @@ impl World {
                     .into_iter()
                     .filter(|&m| {
                         self.gossip.msg(m).is_some_and(|msg| {
-                            !seen(&msg.seen, to)
-                                && self.peers[to as usize].mesh.subscribed(msg.topic)
+                            !seen(&msg.seen, to) && self.gossip.is_subscribed(to, msg.topic)
                         })
                     })
                     .collect();
@@ -504,14 +533,14 @@ impl World {
     }
 
     fn arrive(&mut self, to: u32, from: u32, msg: u32, hops: u16) {
-        let Some(m) = self.gossip.msg_mut(msg) else {
+        let Some(topic) = self.gossip.msg(msg).map(|m| m.topic) else {
             self.stats.gossip_expired += 1;
             return;
         };
-        let topic = m.topic;
-        if !self.peers[to as usize].mesh.subscribed(topic) {
+        if !self.gossip.is_subscribed(to, topic) {
             return;
         }
+        let m = self.gossip.msg_mut(msg).expect("looked up above");
         if seen(&m.seen, to) {
             self.stats.gossip_duplicates += 1;
             if let Some(row) = m.app {
@@ -541,17 +570,19 @@ impl World {
             .record(self.now, to, Kind::GossipFirst, u64::from(msg));
         self.remember(to, msg);
         self.handle(to, Input::Gossip(GossipInput::Message(message)));
-        let mesh = self.peers[to as usize]
-            .mesh
-            .mesh_mut(topic)
-            .map(|m| m.clone())
-            .unwrap_or_default();
+        // The mesh is copied into a reused buffer (forwarding cannot borrow it).
+        let mut mesh = std::mem::take(&mut self.gossip.scratch);
+        mesh.clear();
+        if let Some(m) = self.peers[to as usize].mesh.mesh_mut(topic) {
+            mesh.extend_from_slice(m);
+        }
         let next = if hops == 0 { 1 } else { hops.saturating_add(1) };
-        for j in mesh {
+        for &j in &mesh {
             if j != from && j != source {
                 self.push_message(to, j, msg, next);
             }
         }
+        self.gossip.scratch = mesh;
     }
 
     fn heartbeat(&mut self, peer: u32) {
