@@ -145,6 +145,9 @@ pub(crate) struct Mesh {
     base: u32,
     by_publish: BTreeMap<(u32, u64), u32>,
     pub(crate) app: Vec<AppMsg>,
+    /// Each peer's side of the mesh, by peer index: dense (64 bytes a peer) rather than
+    /// inside each peer's large record, as every delivery reads one.
+    pub(crate) peers: Vec<PeerState>,
     /// A buffer reused by every forward (no allocation per delivery).
     scratch: Vec<u32>,
 }
@@ -161,6 +164,7 @@ impl Mesh {
             base: 0,
             by_publish: BTreeMap::new(),
             app: Vec::new(),
+            peers: (0..scenario.peers).map(|_| PeerState::default()).collect(),
             scratch: Vec::new(),
         }
     }
@@ -226,17 +230,19 @@ impl World {
 
     fn subscribe(&mut self, peer: u32, topic: &str) {
         let t = self.gossip.intern(topic);
-        if self.peers[peer as usize].mesh.subscribed(t) {
+        if self.gossip.peers[peer as usize].subscribed(t) {
             return;
         }
         self.gossip.subscribers[t as usize] += 1;
         self.gossip.set_subscribed(peer, t, true);
-        self.peers[peer as usize].mesh.topics.push((t, Vec::new()));
+        self.gossip.peers[peer as usize]
+            .topics
+            .push((t, Vec::new()));
         self.tell_subscription(peer, t, true);
         // Joining grafts up to D peers at once, as gossipsub's join does.
         self.fill_mesh(peer, t);
-        if !self.peers[peer as usize].mesh.heartbeat {
-            self.peers[peer as usize].mesh.heartbeat = true;
+        if !self.gossip.peers[peer as usize].heartbeat {
+            self.gossip.peers[peer as usize].heartbeat = true;
             let period = self.gossip.cfg.heartbeat_ms * MS;
             let phase = self.rng.random_range(0..period.max(1));
             self.queue
@@ -248,7 +254,7 @@ impl World {
         let Some(&t) = self.gossip.topic_index.get(topic) else {
             return;
         };
-        let state = &mut self.peers[peer as usize].mesh;
+        let state = &mut self.gossip.peers[peer as usize];
         let Some(pos) = state.topics.iter().position(|(x, _)| *x == t) else {
             return;
         };
@@ -256,7 +262,7 @@ impl World {
         self.gossip.subscribers[t as usize] -= 1;
         self.gossip.set_subscribed(peer, t, false);
         for other in mesh {
-            if let Some(m) = self.peers[other as usize].mesh.mesh_mut(t) {
+            if let Some(m) = self.gossip.peers[other as usize].mesh_mut(t) {
                 m.retain(|&p| p != peer);
             }
         }
@@ -287,8 +293,7 @@ impl World {
         for (x, y) in [(a, b), (b, a)] {
             let id = self.peers[x as usize].id;
             let at = self.now + self.net.latency(x, y);
-            let topics: Vec<u32> = self.peers[x as usize]
-                .mesh
+            let topics: Vec<u32> = self.gossip.peers[x as usize]
                 .topics
                 .iter()
                 .map(|(t, _)| *t)
@@ -304,7 +309,7 @@ impl World {
     /// `a` and `b` lost their connection: neither is in the other's mesh any more.
     pub(crate) fn mesh_disconnected(&mut self, a: u32, b: u32) {
         for (x, y) in [(a, b), (b, a)] {
-            for (_, mesh) in &mut self.peers[x as usize].mesh.topics {
+            for (_, mesh) in &mut self.gossip.peers[x as usize].topics {
                 mesh.retain(|&p| p != y);
             }
         }
@@ -326,8 +331,7 @@ impl World {
         let mut candidates = self.candidates(peer, t);
         candidates.shuffle(&mut self.rng);
         for j in candidates {
-            let mesh = self.peers[peer as usize]
-                .mesh
+            let mesh = self.gossip.peers[peer as usize]
                 .mesh_mut(t)
                 .expect("subscribed");
             if mesh.len() >= d {
@@ -337,7 +341,7 @@ impl World {
                 continue;
             }
             mesh.push(j);
-            if let Some(theirs) = self.peers[j as usize].mesh.mesh_mut(t) {
+            if let Some(theirs) = self.gossip.peers[j as usize].mesh_mut(t) {
                 if !theirs.contains(&peer) {
                     theirs.push(peer);
                 }
@@ -349,7 +353,7 @@ impl World {
         let t = self.gossip.intern(topic);
         self.expire_messages();
         let n = self.peers.len();
-        let state = &self.peers[peer as usize].mesh;
+        let state = &self.gossip.peers[peer as usize];
         let subscribed = state.subscribed(t);
         let app = (topic == APP_TOPIC).then(|| {
             let expected = self.gossip.subscribers[t as usize] - u32::from(subscribed);
@@ -379,7 +383,7 @@ impl World {
         self.stats.gossip_published += 1;
         self.remember(peer, msg);
         let targets = if subscribed && !self.gossip.cfg.flood_publish {
-            let state = &mut self.peers[peer as usize].mesh;
+            let state = &mut self.gossip.peers[peer as usize];
             state.mesh_mut(t).map(|m| m.clone()).unwrap_or_default()
         } else {
             let mut all = self.candidates(peer, t);
@@ -410,7 +414,7 @@ impl World {
     }
 
     fn remember(&mut self, peer: u32, msg: u32) {
-        let cache = &mut self.peers[peer as usize].mesh.mcache;
+        let cache = &mut self.gossip.peers[peer as usize].mcache;
         if cache.is_empty() {
             cache.push_front(Vec::new());
         }
@@ -517,8 +521,7 @@ impl World {
                 }
                 let history = self.gossip.cfg.history_length;
                 for m in msgs {
-                    let cached = self.peers[to as usize]
-                        .mesh
+                    let cached = self.gossip.peers[to as usize]
                         .mcache
                         .iter()
                         .take(history)
@@ -573,7 +576,7 @@ impl World {
         // The mesh is copied into a reused buffer (forwarding cannot borrow it).
         let mut mesh = std::mem::take(&mut self.gossip.scratch);
         mesh.clear();
-        if let Some(m) = self.peers[to as usize].mesh.mesh_mut(topic) {
+        if let Some(m) = self.gossip.peers[to as usize].mesh_mut(topic) {
             mesh.extend_from_slice(m);
         }
         let next = if hops == 0 { 1 } else { hops.saturating_add(1) };
@@ -588,44 +591,39 @@ impl World {
     fn heartbeat(&mut self, peer: u32) {
         self.trace.record(self.now, peer, Kind::Heartbeat, 0);
         let cfg = self.gossip.cfg.clone();
-        let topics: Vec<u32> = self.peers[peer as usize]
-            .mesh
+        let topics: Vec<u32> = self.gossip.peers[peer as usize]
             .topics
             .iter()
             .map(|(t, _)| *t)
             .collect();
         if topics.is_empty() {
-            self.peers[peer as usize].mesh.heartbeat = false;
+            self.gossip.peers[peer as usize].heartbeat = false;
             return;
         }
         for t in topics {
-            let len = self.peers[peer as usize]
-                .mesh
+            let len = self.gossip.peers[peer as usize]
                 .mesh_mut(t)
                 .map_or(0, |m| m.len());
             if len < cfg.d_lo {
                 self.fill_mesh(peer, t);
             } else if len > cfg.d_hi {
                 let mut mesh = std::mem::take(
-                    self.peers[peer as usize]
-                        .mesh
+                    self.gossip.peers[peer as usize]
                         .mesh_mut(t)
                         .expect("subscribed"),
                 );
                 mesh.shuffle(&mut self.rng);
                 for pruned in mesh.split_off(cfg.d) {
-                    if let Some(theirs) = self.peers[pruned as usize].mesh.mesh_mut(t) {
+                    if let Some(theirs) = self.gossip.peers[pruned as usize].mesh_mut(t) {
                         theirs.retain(|&p| p != peer);
                     }
                 }
-                *self.peers[peer as usize]
-                    .mesh
+                *self.gossip.peers[peer as usize]
                     .mesh_mut(t)
                     .expect("subscribed") = mesh;
             }
             // Lazy gossip: the recent ids of this topic to some peers outside the mesh.
-            let ids: Vec<u32> = self.peers[peer as usize]
-                .mesh
+            let ids: Vec<u32> = self.gossip.peers[peer as usize]
                 .mcache
                 .iter()
                 .take(cfg.history_gossip)
@@ -634,8 +632,7 @@ impl World {
                 .filter(|&m| self.gossip.msg(m).is_some_and(|msg| msg.topic == t))
                 .collect();
             if !ids.is_empty() {
-                let mesh = self.peers[peer as usize]
-                    .mesh
+                let mesh = self.gossip.peers[peer as usize]
                     .mesh_mut(t)
                     .map(|m| m.clone())
                     .unwrap_or_default();
@@ -652,7 +649,7 @@ impl World {
                 }
             }
         }
-        let cache = &mut self.peers[peer as usize].mesh.mcache;
+        let cache = &mut self.gossip.peers[peer as usize].mcache;
         cache.push_front(Vec::new());
         cache.truncate(cfg.history_length);
         let next = self.now + cfg.heartbeat_ms * MS;

@@ -105,9 +105,16 @@ impl Net {
         &self.links[self.link(from, to).expect("a link under every connection")]
     }
 
-    /// The id of the open connection between `a < b`, 0 if none.
-    fn conn_id(&self, a: u32, b: u32) -> u64 {
-        self.link(a, b).map_or(0, |i| self.links[i].conn)
+    /// The open connection between `a < b`, if any.
+    fn conn_tag(&self, a: u32, b: u32) -> Option<ConnTag> {
+        let link = self.link(a, b)?;
+        let id = self.links[link].conn;
+        (id != 0).then_some(ConnTag {
+            a,
+            b,
+            id,
+            link: link as u32,
+        })
     }
 
     fn set_conn(&mut self, a: u32, b: u32, id: Option<u64>) {
@@ -124,16 +131,15 @@ impl Net {
         }
     }
 
-    /// True if connection `conn` is still open.
+    /// True if connection `conn` is still open (one look at its link: this runs for
+    /// every event that travelled on a connection).
     pub(crate) fn is_live(&self, conn: ConnTag) -> bool {
-        self.conn_id(conn.a, conn.b) == conn.id
+        self.links[conn.link as usize].conn == conn.id
     }
 
     /// The open connection between `a` and `b`.
     pub(crate) fn conn(&self, a: u32, b: u32) -> Option<ConnTag> {
-        let (a, b) = (a.min(b), a.max(b));
-        let id = self.conn_id(a, b);
-        (id != 0).then_some(ConnTag { a, b, id })
+        self.conn_tag(a.min(b), a.max(b))
     }
 
     /// Connections open.
@@ -281,7 +287,7 @@ impl World {
         let id = self.net.next_conn;
         let (lo, hi) = (a.min(b), a.max(b));
         self.net.set_conn(lo, hi, Some(id));
-        let tag = ConnTag { a: lo, b: hi, id };
+        let tag = self.net.conn_tag(lo, hi).expect("just opened");
         self.peers[a as usize].conns.push(b);
         self.peers[b as usize].conns.push(a);
         self.stats.connects += 1;
@@ -354,7 +360,8 @@ impl World {
         for (a, b, id) in crossing {
             self.net.severed.push((a, b));
             if one_way {
-                let conn = ConnTag { a, b, id };
+                let conn = self.net.conn_tag(a, b).expect("open");
+                debug_assert_eq!(conn.id, id);
                 self.queue
                     .push(self.now + KEEP_ALIVE, Ev::KeepAlive { conn });
             } else {

@@ -36,6 +36,8 @@ pub(crate) struct ConnTag {
     pub(crate) a: u32,
     pub(crate) b: u32,
     pub(crate) id: u64,
+    /// The index of the link `a → b` in the network model (where `id` is checked).
+    pub(crate) link: u32,
 }
 
 /// Something scheduled. Kept small (64 bytes): a node's input (about 250 bytes) waits in
@@ -95,8 +97,6 @@ pub(crate) struct Peer {
     pub(crate) next_inbound: u64,
     /// Bytes it put on links (stream data and gossip).
     pub(crate) bytes_sent: u64,
-    /// Its side of the gossip mesh.
-    pub(crate) mesh: gossip::PeerState,
     /// Its member key, if the workload made it a context member.
     pub(crate) member_key: Option<ed25519::Keypair>,
 }
@@ -175,7 +175,6 @@ impl World {
                     conns: Vec::new(),
                     next_inbound: 0,
                     bytes_sent: 0,
-                    mesh: gossip::PeerState::default(),
                     member_key: None,
                 }
             })
