@@ -41,8 +41,9 @@ struct Link {
     busy_until: u64,
     /// The latest delivery scheduled, so deliveries stay in order.
     last_delivery: u64,
-    /// On the link from the lower index to the higher: the id of the open connection
-    /// between the two, 0 if none (the fast path of [`Net::is_live`] and [`Net::conn`]).
+    /// The id of the open connection between its two ends, 0 if none, on both links of
+    /// the pair (the fast path of [`Net::is_live`] and [`Net::conn`]: a sender reads the
+    /// link it sends on anyway).
     conn: u64,
 }
 
@@ -105,13 +106,13 @@ impl Net {
         &self.links[self.link(from, to).expect("a link under every connection")]
     }
 
-    /// The open connection between `a < b`, if any.
+    /// The open connection between `a` and `b`, if any, named by the link `a → b`.
     fn conn_tag(&self, a: u32, b: u32) -> Option<ConnTag> {
         let link = self.link(a, b)?;
         let id = self.links[link].conn;
         (id != 0).then_some(ConnTag {
-            a,
-            b,
+            a: a.min(b),
+            b: a.max(b),
             id,
             link: link as u32,
         })
@@ -126,8 +127,10 @@ impl Net {
                 self.conns.remove(&(a, b));
             }
         }
-        if let Some(i) = self.link(a, b) {
-            self.links[i].conn = id.unwrap_or(0);
+        for (x, y) in [(a, b), (b, a)] {
+            if let Some(i) = self.link(x, y) {
+                self.links[i].conn = id.unwrap_or(0);
+            }
         }
     }
 
@@ -139,7 +142,7 @@ impl Net {
 
     /// The open connection between `a` and `b`.
     pub(crate) fn conn(&self, a: u32, b: u32) -> Option<ConnTag> {
-        self.conn_tag(a.min(b), a.max(b))
+        self.conn_tag(a, b)
     }
 
     /// Connections open.

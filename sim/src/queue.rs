@@ -5,12 +5,14 @@
 //! A simulation schedules almost everything a little ahead of now (a link delay, a
 //! heartbeat), so the queue is a timing wheel in front of a heap: time is cut into
 //! buckets of [`BUCKET_NS`] (about a millisecond) and the next [`SLOTS`] buckets each
-//! hold an unsorted vector of events; only the current bucket is a (small) binary heap,
-//! and events further ahead than the wheel wait in a second heap. A push is O(1) for
-//! the wheel, a pop O(log k) for the k events of one bucket, against O(log n) over
-//! every pending event with cache misses for a single heap. The order is exactly
-//! `(time, seq)` whatever the structure: the heaps order by it, and a bucket becomes
-//! current only when every earlier one is empty.
+//! hold an unsorted vector of events. The current bucket is sorted once when it comes
+//! up; what is pushed into it afterwards (an input due now) waits in a small heap beside
+//! it, and events further ahead than the wheel wait in a third heap. A push is O(1) for
+//! the wheel, a pop O(1) after one sort of the k events of a bucket, against O(log n)
+//! sifts over every pending event with cache misses for a single heap. The order is
+//! exactly `(time, seq)` whatever the structure: a pop takes the lesser of the sorted
+//! bucket's next and the small heap's, and a bucket becomes current only when every
+//! earlier one is empty.
 //!
 //! Events are stored beside their keys, in the bucket they fall in: a bucket is written
 //! and read in order, where a slab of events reused in any order missed the cache on
@@ -61,12 +63,14 @@ impl<T> Ord for Entry<T> {
 /// A `(time, seq)`-ordered queue of `T`. Times are virtual nanoseconds since the start.
 #[derive(Debug)]
 pub struct Queue<T> {
-    /// Events of the current bucket and of any earlier time.
-    current: BinaryHeap<Reverse<Entry<T>>>,
+    /// The current bucket's events, sorted latest first (the next is the last).
+    sorted: Vec<Entry<T>>,
+    /// Events pushed into the current bucket (or earlier) after it was sorted.
+    late: BinaryHeap<Reverse<Entry<T>>>,
     /// The current bucket's number (time >> BUCKET_SHIFT).
     bucket: u64,
     /// Events of buckets `bucket + 1 ..= bucket + SLOTS - 1`, at `bucket % SLOTS`.
-    wheel: Vec<Vec<Reverse<Entry<T>>>>,
+    wheel: Vec<Vec<Entry<T>>>,
     /// Events on the wheel.
     on_wheel: usize,
     /// Events beyond the wheel.
@@ -78,7 +82,8 @@ pub struct Queue<T> {
 impl<T> Default for Queue<T> {
     fn default() -> Self {
         Self {
-            current: BinaryHeap::new(),
+            sorted: Vec::new(),
+            late: BinaryHeap::new(),
             bucket: 0,
             wheel: (0..SLOTS).map(|_| Vec::new()).collect(),
             on_wheel: 0,
@@ -100,9 +105,9 @@ impl<T> Queue<T> {
         };
         let bucket = at >> BUCKET_SHIFT;
         if bucket <= self.bucket {
-            self.current.push(Reverse(entry));
+            self.late.push(Reverse(entry));
         } else if bucket - self.bucket < SLOTS as u64 {
-            self.wheel[bucket as usize % SLOTS].push(Reverse(entry));
+            self.wheel[bucket as usize % SLOTS].push(entry);
             self.on_wheel += 1;
         } else {
             self.far.push(Reverse(entry));
@@ -111,7 +116,7 @@ impl<T> Queue<T> {
 
     /// Makes the earliest bucket holding anything current, if the current one is empty.
     fn advance(&mut self) {
-        if !self.current.is_empty() {
+        if !self.sorted.is_empty() || !self.late.is_empty() {
             return;
         }
         let far = self.far.peek().map(|Reverse(e)| e.at >> BUCKET_SHIFT);
@@ -131,43 +136,60 @@ impl<T> Queue<T> {
             return;
         };
         self.bucket = next;
-        // The bucket's vector becomes the heap (heapified in place) and the empty heap's
-        // vector takes its place on the wheel, unless a burst made it large: each slot
-        // would otherwise keep the largest burst it ever held, SLOTS times over.
+        // The bucket's vector is sorted in place and becomes the current one; the empty
+        // current vector takes its place on the wheel, unless a burst made it large: each
+        // slot would otherwise keep the largest burst it ever held, SLOTS times over.
         let slot = &mut self.wheel[next as usize % SLOTS];
         self.on_wheel -= slot.len();
-        let bucket = BinaryHeap::from(std::mem::take(slot));
-        let spare = std::mem::replace(&mut self.current, bucket).into_vec();
-        if spare.capacity() <= KEPT_CAPACITY {
-            *slot = spare;
-        }
+        let mut bucket = std::mem::take(slot);
         while self
             .far
             .peek()
             .is_some_and(|Reverse(e)| e.at >> BUCKET_SHIFT == next)
         {
-            let entry = self.far.pop().expect("peeked");
-            self.current.push(entry);
+            let Reverse(entry) = self.far.pop().expect("peeked");
+            bucket.push(entry);
+        }
+        bucket.sort_unstable_by(|x, y| y.cmp(x));
+        let spare = std::mem::replace(&mut self.sorted, bucket);
+        if spare.capacity() <= KEPT_CAPACITY {
+            self.wheel[next as usize % SLOTS] = spare;
+        }
+    }
+
+    /// True if the next event is the sorted bucket's rather than a late one's.
+    fn next_is_sorted(&self) -> bool {
+        match (self.sorted.last(), self.late.peek()) {
+            (Some(s), Some(Reverse(l))) => s < l,
+            (s, _) => s.is_some(),
         }
     }
 
     /// The time of the next event.
     pub fn peek_time(&mut self) -> Option<u64> {
         self.advance();
-        self.current.peek().map(|Reverse(e)| e.at)
+        if self.next_is_sorted() {
+            self.sorted.last().map(|e| e.at)
+        } else {
+            self.late.peek().map(|Reverse(e)| e.at)
+        }
     }
 
     /// Takes the next event and its time.
     pub fn pop(&mut self) -> Option<(u64, T)> {
         self.advance();
-        let Reverse(entry) = self.current.pop()?;
+        let entry = if self.next_is_sorted() {
+            self.sorted.pop()?
+        } else {
+            self.late.pop()?.0
+        };
         self.popped += 1;
         Some((entry.at, entry.event))
     }
 
     /// Events pending.
     pub fn len(&self) -> usize {
-        self.current.len() + self.on_wheel + self.far.len()
+        self.sorted.len() + self.late.len() + self.on_wheel + self.far.len()
     }
 
     /// True if nothing is pending.

@@ -36,7 +36,8 @@ pub(crate) struct ConnTag {
     pub(crate) a: u32,
     pub(crate) b: u32,
     pub(crate) id: u64,
-    /// The index of the link `a → b` in the network model (where `id` is checked).
+    /// The index of a link between `a` and `b` in the network model (where `id` is
+    /// checked; either direction holds it).
     pub(crate) link: u32,
 }
 
