@@ -140,4 +140,26 @@ mod tests {
         assert_ne!(a.hash(), b.hash());
         assert_eq!(b.events(), 11);
     }
+
+    /// Batching the hasher's input changes nothing: the hash is BLAKE3 of every event's
+    /// 21 bytes in order, whether a batch is full, partly full or just flushed.
+    #[test]
+    fn the_hash_is_blake3_of_every_encoded_event() {
+        for n in [0u64, 1, 47, 48, 49, 96, 200] {
+            let mut trace = Trace::new(0);
+            let mut bytes = Vec::new();
+            for i in 0..n {
+                trace.record(i * 7, i as u32, Kind::Input, i ^ 0xabcd);
+                bytes.extend_from_slice(&(i * 7).to_le_bytes());
+                bytes.extend_from_slice(&(i as u32).to_le_bytes());
+                bytes.push(Kind::Input as u8);
+                bytes.extend_from_slice(&(i ^ 0xabcd).to_le_bytes());
+            }
+            assert_eq!(
+                trace.hash(),
+                blake3::hash(&bytes).to_hex().to_string(),
+                "{n} events"
+            );
+        }
+    }
 }
