@@ -137,11 +137,19 @@ pub(crate) struct Mesh {
     topics: Vec<String>,
     topic_index: BTreeMap<String, u32>,
     subscribers: Vec<u32>,
+    /// Per topic, one bit per peer: subscribed? (The hot paths ask this of peers they
+    /// do not otherwise touch; a bit set stays in cache where each peer's state would not.)
+    subscribed: Vec<Vec<u64>>,
     /// Live messages, oldest first; `msgs[0]` has id `base`.
     msgs: VecDeque<Msg>,
     base: u32,
     by_publish: BTreeMap<(u32, u64), u32>,
     pub(crate) app: Vec<AppMsg>,
+    /// Each peer's side of the mesh, by peer index: dense (64 bytes a peer) rather than
+    /// inside each peer's large record, as every delivery reads one.
+    pub(crate) peers: Vec<PeerState>,
+    /// A buffer reused by every forward (no allocation per delivery).
+    scratch: Vec<u32>,
 }
 
 impl Mesh {
@@ -151,10 +159,13 @@ impl Mesh {
             topics: Vec::new(),
             topic_index: BTreeMap::new(),
             subscribers: Vec::new(),
+            subscribed: Vec::new(),
             msgs: VecDeque::new(),
             base: 0,
             by_publish: BTreeMap::new(),
             app: Vec::new(),
+            peers: (0..scenario.peers).map(|_| PeerState::default()).collect(),
+            scratch: Vec::new(),
         }
     }
 
@@ -166,7 +177,28 @@ impl Mesh {
         self.topics.push(topic.to_string());
         self.topic_index.insert(topic.to_string(), t);
         self.subscribers.push(0);
+        self.subscribed.push(Vec::new());
         t
+    }
+
+    /// Is `peer` subscribed to `topic`?
+    fn is_subscribed(&self, peer: u32, topic: u32) -> bool {
+        self.subscribed[topic as usize]
+            .get(peer as usize / 64)
+            .is_some_and(|w| w & (1 << (peer % 64)) != 0)
+    }
+
+    fn set_subscribed(&mut self, peer: u32, topic: u32, on: bool) {
+        let bits = &mut self.subscribed[topic as usize];
+        let word = peer as usize / 64;
+        if bits.len() <= word {
+            bits.resize(word + 1, 0);
+        }
+        if on {
+            bits[word] |= 1 << (peer % 64);
+        } else {
+            bits[word] &= !(1 << (peer % 64));
+        }
     }
 
     fn msg(&self, msg: u32) -> Option<&Msg> {
@@ -198,16 +230,19 @@ impl World {
 
     fn subscribe(&mut self, peer: u32, topic: &str) {
         let t = self.gossip.intern(topic);
-        if self.peers[peer as usize].mesh.subscribed(t) {
+        if self.gossip.peers[peer as usize].subscribed(t) {
             return;
         }
         self.gossip.subscribers[t as usize] += 1;
-        self.peers[peer as usize].mesh.topics.push((t, Vec::new()));
+        self.gossip.set_subscribed(peer, t, true);
+        self.gossip.peers[peer as usize]
+            .topics
+            .push((t, Vec::new()));
         self.tell_subscription(peer, t, true);
         // Joining grafts up to D peers at once, as gossipsub's join does.
         self.fill_mesh(peer, t);
-        if !self.peers[peer as usize].mesh.heartbeat {
-            self.peers[peer as usize].mesh.heartbeat = true;
+        if !self.gossip.peers[peer as usize].heartbeat {
+            self.gossip.peers[peer as usize].heartbeat = true;
             let period = self.gossip.cfg.heartbeat_ms * MS;
             let phase = self.rng.random_range(0..period.max(1));
             self.queue
@@ -219,14 +254,15 @@ impl World {
         let Some(&t) = self.gossip.topic_index.get(topic) else {
             return;
         };
-        let state = &mut self.peers[peer as usize].mesh;
+        let state = &mut self.gossip.peers[peer as usize];
         let Some(pos) = state.topics.iter().position(|(x, _)| *x == t) else {
             return;
         };
         let (_, mesh) = state.topics.remove(pos);
         self.gossip.subscribers[t as usize] -= 1;
+        self.gossip.set_subscribed(peer, t, false);
         for other in mesh {
-            if let Some(m) = self.peers[other as usize].mesh.mesh_mut(t) {
+            if let Some(m) = self.gossip.peers[other as usize].mesh_mut(t) {
                 m.retain(|&p| p != peer);
             }
         }
@@ -257,8 +293,7 @@ impl World {
         for (x, y) in [(a, b), (b, a)] {
             let id = self.peers[x as usize].id;
             let at = self.now + self.net.latency(x, y);
-            let topics: Vec<u32> = self.peers[x as usize]
-                .mesh
+            let topics: Vec<u32> = self.gossip.peers[x as usize]
                 .topics
                 .iter()
                 .map(|(t, _)| *t)
@@ -274,7 +309,7 @@ impl World {
     /// `a` and `b` lost their connection: neither is in the other's mesh any more.
     pub(crate) fn mesh_disconnected(&mut self, a: u32, b: u32) {
         for (x, y) in [(a, b), (b, a)] {
-            for (_, mesh) in &mut self.peers[x as usize].mesh.topics {
+            for (_, mesh) in &mut self.gossip.peers[x as usize].topics {
                 mesh.retain(|&p| p != y);
             }
         }
@@ -286,7 +321,7 @@ impl World {
             .conns
             .iter()
             .copied()
-            .filter(|&j| self.peers[j as usize].mesh.subscribed(t) && self.net.can_send(peer, j))
+            .filter(|&j| self.gossip.is_subscribed(j, t) && self.net.can_send(peer, j))
             .collect()
     }
 
@@ -296,8 +331,7 @@ impl World {
         let mut candidates = self.candidates(peer, t);
         candidates.shuffle(&mut self.rng);
         for j in candidates {
-            let mesh = self.peers[peer as usize]
-                .mesh
+            let mesh = self.gossip.peers[peer as usize]
                 .mesh_mut(t)
                 .expect("subscribed");
             if mesh.len() >= d {
@@ -307,7 +341,7 @@ impl World {
                 continue;
             }
             mesh.push(j);
-            if let Some(theirs) = self.peers[j as usize].mesh.mesh_mut(t) {
+            if let Some(theirs) = self.gossip.peers[j as usize].mesh_mut(t) {
                 if !theirs.contains(&peer) {
                     theirs.push(peer);
                 }
@@ -323,7 +357,7 @@ impl World {
             return None;
         }
         let t = self.gossip.intern(topic);
-        let subscribed = self.peers[peer as usize].mesh.subscribed(t);
+        let subscribed = self.gossip.peers[peer as usize].subscribed(t);
         let expected = self.gossip.subscribers[t as usize] - u32::from(subscribed);
         self.gossip.app.push(AppMsg {
             expected,
@@ -337,7 +371,7 @@ impl World {
         let t = self.gossip.intern(topic);
         self.expire_messages();
         let n = self.peers.len();
-        let state = &self.peers[peer as usize].mesh;
+        let state = &self.gossip.peers[peer as usize];
         let subscribed = state.subscribed(t);
         let app = self.app_published(peer, topic);
         let msg = self.gossip.base + self.gossip.msgs.len() as u32;
@@ -358,7 +392,7 @@ impl World {
         self.stats.gossip_published += 1;
         self.remember(peer, msg);
         let targets = if subscribed && !self.gossip.cfg.flood_publish {
-            let state = &mut self.peers[peer as usize].mesh;
+            let state = &mut self.gossip.peers[peer as usize];
             state.mesh_mut(t).map(|m| m.clone()).unwrap_or_default()
         } else {
             let mut all = self.candidates(peer, t);
@@ -389,7 +423,7 @@ impl World {
     }
 
     fn remember(&mut self, peer: u32, msg: u32) {
-        let cache = &mut self.peers[peer as usize].mesh.mcache;
+        let cache = &mut self.gossip.peers[peer as usize].mcache;
         if cache.is_empty() {
             cache.push_front(Vec::new());
         }
@@ -476,8 +510,7 @@ impl World {
                     .into_iter()
                     .filter(|&m| {
                         self.gossip.msg(m).is_some_and(|msg| {
-                            !seen(&msg.seen, to)
-                                && self.peers[to as usize].mesh.subscribed(msg.topic)
+                            !seen(&msg.seen, to) && self.gossip.is_subscribed(to, msg.topic)
                         })
                     })
                     .collect();
@@ -497,8 +530,7 @@ impl World {
                 }
                 let history = self.gossip.cfg.history_length;
                 for m in msgs {
-                    let cached = self.peers[to as usize]
-                        .mesh
+                    let cached = self.gossip.peers[to as usize]
                         .mcache
                         .iter()
                         .take(history)
@@ -513,14 +545,14 @@ impl World {
     }
 
     fn arrive(&mut self, to: u32, from: u32, msg: u32, hops: u16) {
-        let Some(m) = self.gossip.msg_mut(msg) else {
+        let Some(topic) = self.gossip.msg(msg).map(|m| m.topic) else {
             self.stats.gossip_expired += 1;
             return;
         };
-        let topic = m.topic;
-        if !self.peers[to as usize].mesh.subscribed(topic) {
+        if !self.gossip.is_subscribed(to, topic) {
             return;
         }
+        let m = self.gossip.msg_mut(msg).expect("looked up above");
         if seen(&m.seen, to) {
             self.stats.gossip_duplicates += 1;
             if let Some(row) = m.app {
@@ -550,60 +582,57 @@ impl World {
             .record(self.now, to, Kind::GossipFirst, u64::from(msg));
         self.remember(to, msg);
         self.handle(to, Input::Gossip(GossipInput::Message(message)));
-        let mesh = self.peers[to as usize]
-            .mesh
-            .mesh_mut(topic)
-            .map(|m| m.clone())
-            .unwrap_or_default();
+        // The mesh is copied into a reused buffer (forwarding cannot borrow it).
+        let mut mesh = std::mem::take(&mut self.gossip.scratch);
+        mesh.clear();
+        if let Some(m) = self.gossip.peers[to as usize].mesh_mut(topic) {
+            mesh.extend_from_slice(m);
+        }
         let next = if hops == 0 { 1 } else { hops.saturating_add(1) };
-        for j in mesh {
+        for &j in &mesh {
             if j != from && j != source {
                 self.push_message(to, j, msg, next);
             }
         }
+        self.gossip.scratch = mesh;
     }
 
     fn heartbeat(&mut self, peer: u32) {
         self.trace.record(self.now, peer, Kind::Heartbeat, 0);
         let cfg = self.gossip.cfg.clone();
-        let topics: Vec<u32> = self.peers[peer as usize]
-            .mesh
+        let topics: Vec<u32> = self.gossip.peers[peer as usize]
             .topics
             .iter()
             .map(|(t, _)| *t)
             .collect();
         if topics.is_empty() {
-            self.peers[peer as usize].mesh.heartbeat = false;
+            self.gossip.peers[peer as usize].heartbeat = false;
             return;
         }
         for t in topics {
-            let len = self.peers[peer as usize]
-                .mesh
+            let len = self.gossip.peers[peer as usize]
                 .mesh_mut(t)
                 .map_or(0, |m| m.len());
             if len < cfg.d_lo {
                 self.fill_mesh(peer, t);
             } else if len > cfg.d_hi {
                 let mut mesh = std::mem::take(
-                    self.peers[peer as usize]
-                        .mesh
+                    self.gossip.peers[peer as usize]
                         .mesh_mut(t)
                         .expect("subscribed"),
                 );
                 mesh.shuffle(&mut self.rng);
                 for pruned in mesh.split_off(cfg.d) {
-                    if let Some(theirs) = self.peers[pruned as usize].mesh.mesh_mut(t) {
+                    if let Some(theirs) = self.gossip.peers[pruned as usize].mesh_mut(t) {
                         theirs.retain(|&p| p != peer);
                     }
                 }
-                *self.peers[peer as usize]
-                    .mesh
+                *self.gossip.peers[peer as usize]
                     .mesh_mut(t)
                     .expect("subscribed") = mesh;
             }
             // Lazy gossip: the recent ids of this topic to some peers outside the mesh.
-            let ids: Vec<u32> = self.peers[peer as usize]
-                .mesh
+            let ids: Vec<u32> = self.gossip.peers[peer as usize]
                 .mcache
                 .iter()
                 .take(cfg.history_gossip)
@@ -612,8 +641,7 @@ impl World {
                 .filter(|&m| self.gossip.msg(m).is_some_and(|msg| msg.topic == t))
                 .collect();
             if !ids.is_empty() {
-                let mesh = self.peers[peer as usize]
-                    .mesh
+                let mesh = self.gossip.peers[peer as usize]
                     .mesh_mut(t)
                     .map(|m| m.clone())
                     .unwrap_or_default();
@@ -630,7 +658,7 @@ impl World {
                 }
             }
         }
-        let cache = &mut self.peers[peer as usize].mesh.mcache;
+        let cache = &mut self.gossip.peers[peer as usize].mcache;
         cache.push_front(Vec::new());
         cache.truncate(cfg.history_length);
         let next = self.now + cfg.heartbeat_ms * MS;

@@ -41,6 +41,10 @@ struct Link {
     busy_until: u64,
     /// The latest delivery scheduled, so deliveries stay in order.
     last_delivery: u64,
+    /// The id of the open connection between its two ends, 0 if none, on both links of
+    /// the pair (the fast path of [`Net::is_live`] and [`Net::conn`]: a sender reads the
+    /// link it sends on anyway).
+    conn: u64,
 }
 
 #[derive(Debug)]
@@ -62,7 +66,11 @@ struct Partition {
 #[derive(Debug)]
 pub(crate) struct Net {
     defaults: scenario::Link,
-    links: BTreeMap<(u32, u32), Link>,
+    /// Every link; `adjacent[from]` lists `(to, index)` of the links out of `from` (a
+    /// peer has a few, so a scan beats a map of every pair, which missed the cache).
+    links: Vec<Link>,
+    adjacent: Vec<Vec<(u32, u32)>>,
+    /// Open connections by pair (for a partition's scan in order), mirrored in the links.
     conns: BTreeMap<(u32, u32), u64>,
     next_conn: u64,
     /// (peer, raw stream id) → its end.
@@ -76,7 +84,8 @@ impl Net {
     pub(crate) fn new(scenario: &Scenario) -> Self {
         Self {
             defaults: scenario.link.clone(),
-            links: BTreeMap::new(),
+            links: Vec::new(),
+            adjacent: (0..scenario.peers).map(|_| Vec::new()).collect(),
             conns: BTreeMap::new(),
             next_conn: 0,
             streams: BTreeMap::new(),
@@ -85,15 +94,55 @@ impl Net {
         }
     }
 
-    /// True if connection `conn` is still open.
+    /// The index of the link `from → to`, if they ever dialled.
+    fn link(&self, from: u32, to: u32) -> Option<usize> {
+        self.adjacent[from as usize]
+            .iter()
+            .find(|(t, _)| *t == to)
+            .map(|&(_, i)| i as usize)
+    }
+
+    fn link_ref(&self, from: u32, to: u32) -> &Link {
+        &self.links[self.link(from, to).expect("a link under every connection")]
+    }
+
+    /// The open connection between `a` and `b`, if any, named by the link `a → b`.
+    fn conn_tag(&self, a: u32, b: u32) -> Option<ConnTag> {
+        let link = self.link(a, b)?;
+        let id = self.links[link].conn;
+        (id != 0).then_some(ConnTag {
+            a: a.min(b),
+            b: a.max(b),
+            id,
+            link: link as u32,
+        })
+    }
+
+    fn set_conn(&mut self, a: u32, b: u32, id: Option<u64>) {
+        match id {
+            Some(id) => {
+                self.conns.insert((a, b), id);
+            }
+            None => {
+                self.conns.remove(&(a, b));
+            }
+        }
+        for (x, y) in [(a, b), (b, a)] {
+            if let Some(i) = self.link(x, y) {
+                self.links[i].conn = id.unwrap_or(0);
+            }
+        }
+    }
+
+    /// True if connection `conn` is still open (one look at its link: this runs for
+    /// every event that travelled on a connection).
     pub(crate) fn is_live(&self, conn: ConnTag) -> bool {
-        self.conns.get(&(conn.a, conn.b)) == Some(&conn.id)
+        self.links[conn.link as usize].conn == conn.id
     }
 
     /// The open connection between `a` and `b`.
     pub(crate) fn conn(&self, a: u32, b: u32) -> Option<ConnTag> {
-        let (a, b) = (a.min(b), a.max(b));
-        self.conns.get(&(a, b)).map(|&id| ConnTag { a, b, id })
+        self.conn_tag(a, b)
     }
 
     /// Connections open.
@@ -123,7 +172,7 @@ impl Net {
 
     /// The one-way delay from `from` to `to` (the link must exist).
     pub(crate) fn latency(&self, from: u32, to: u32) -> u64 {
-        self.links[&(from, to)].latency
+        self.link_ref(from, to).latency
     }
 
     pub(crate) fn forget_stream(&mut self, peer: u32, stream: StreamId) {
@@ -143,7 +192,7 @@ impl Net {
 impl World {
     fn ensure_links(&mut self, a: u32, b: u32) {
         for (x, y) in [(a, b), (b, a)] {
-            if self.net.links.contains_key(&(x, y)) {
+            if self.net.link(x, y).is_some() {
                 continue;
             }
             let d = &self.net.defaults;
@@ -160,8 +209,11 @@ impl World {
                 retransmit: (d.retransmit_ms * MS as f64) as u64,
                 busy_until: 0,
                 last_delivery: 0,
+                conn: 0,
             };
-            self.net.links.insert((x, y), link);
+            let index = u32::try_from(self.net.links.len()).expect("fewer than 2^32 links");
+            self.net.links.push(link);
+            self.net.adjacent[x as usize].push((y, index));
         }
     }
 
@@ -176,14 +228,14 @@ impl World {
         reliable: bool,
     ) -> Option<u64> {
         self.peers[from as usize].bytes_sent += len as u64;
-        let loss = self.net.links[&(from, to)].loss;
+        let i = self
+            .net
+            .link(from, to)
+            .expect("a link under every connection");
+        let loss = self.net.links[i].loss;
         let lost = loss > 0.0 && self.rng.random_bool(loss);
         let now = self.now;
-        let link = self
-            .net
-            .links
-            .get_mut(&(from, to))
-            .expect("a link under every connection");
+        let link = &mut self.net.links[i];
         let start = link.busy_until.max(now);
         let tx = if link.bandwidth > 0 {
             (len as u128 * 1_000_000_000 / u128::from(link.bandwidth)) as u64
@@ -237,8 +289,8 @@ impl World {
         self.net.next_conn += 1;
         let id = self.net.next_conn;
         let (lo, hi) = (a.min(b), a.max(b));
-        self.net.conns.insert((lo, hi), id);
-        let tag = ConnTag { a: lo, b: hi, id };
+        self.net.set_conn(lo, hi, Some(id));
+        let tag = self.net.conn_tag(lo, hi).expect("just opened");
         self.peers[a as usize].conns.push(b);
         self.peers[b as usize].conns.push(a);
         self.stats.connects += 1;
@@ -266,9 +318,10 @@ impl World {
     /// it, and what was in flight on it is dropped.
     pub(crate) fn disconnect(&mut self, a: u32, b: u32) {
         let (lo, hi) = (a.min(b), a.max(b));
-        if self.net.conns.remove(&(lo, hi)).is_none() {
+        if self.net.conn(lo, hi).is_none() {
             return;
         }
+        self.net.set_conn(lo, hi, None);
         self.peers[a as usize].conns.retain(|&p| p != b);
         self.peers[b as usize].conns.retain(|&p| p != a);
         for (x, y) in [(a, b), (b, a)] {
@@ -310,7 +363,8 @@ impl World {
         for (a, b, id) in crossing {
             self.net.severed.push((a, b));
             if one_way {
-                let conn = ConnTag { a, b, id };
+                let conn = self.net.conn_tag(a, b).expect("open");
+                debug_assert_eq!(conn.id, id);
                 self.queue
                     .push(self.now + KEEP_ALIVE, Ev::KeepAlive { conn });
             } else {
@@ -470,7 +524,7 @@ impl World {
             });
             self.schedule_input(at, to, input, Some(conn));
         }
-        let flushed_at = self.net.links[&(from, to)].busy_until.max(self.now);
+        let flushed_at = self.net.link_ref(from, to).busy_until.max(self.now);
         self.queue.push(
             flushed_at,
             Ev::Flushed {

@@ -345,9 +345,10 @@ impl World {
             ihave: self.stats.ihaves,
             iwant: self.stats.iwants,
             mesh_degree: Percentiles::of(
-                self.peers
+                self.gossip
+                    .peers
                     .iter()
-                    .map(|p| p.mesh.mesh_size() as f64)
+                    .map(|p| p.mesh_size() as f64)
                     .collect(),
             ),
         }

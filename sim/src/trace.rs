@@ -57,8 +57,14 @@ pub struct Trace {
     ring: VecDeque<Entry>,
     capacity: usize,
     hasher: blake3::Hasher,
+    /// Encoded events not hashed yet: BLAKE3 takes them in batches of [`BATCH`] bytes,
+    /// far cheaper than 21 bytes at a time, and the hash of the same bytes is the same.
+    pending: Vec<u8>,
     events: u64,
 }
+
+/// Bytes of encoded events hashed at once (48 events).
+const BATCH: usize = 21 * 48;
 
 impl Trace {
     /// A trace that keeps the last `capacity` entries.
@@ -67,6 +73,7 @@ impl Trace {
             ring: VecDeque::with_capacity(capacity.min(1 << 16)),
             capacity,
             hasher: blake3::Hasher::new(),
+            pending: Vec::with_capacity(BATCH),
             events: 0,
         }
     }
@@ -78,7 +85,11 @@ impl Trace {
         bytes[8..12].copy_from_slice(&peer.to_le_bytes());
         bytes[12] = kind as u8;
         bytes[13..].copy_from_slice(&detail.to_le_bytes());
-        self.hasher.update(&bytes);
+        self.pending.extend_from_slice(&bytes);
+        if self.pending.len() >= BATCH {
+            self.hasher.update(&self.pending);
+            self.pending.clear();
+        }
         self.events += 1;
         if self.capacity == 0 {
             return;
@@ -101,7 +112,9 @@ impl Trace {
 
     /// The hash of every event so far, in hex.
     pub fn hash(&self) -> String {
-        self.hasher.finalize().to_hex().to_string()
+        let mut hasher = self.hasher.clone();
+        hasher.update(&self.pending);
+        hasher.finalize().to_hex().to_string()
     }
 
     /// The last events, oldest first.
@@ -128,5 +141,27 @@ mod tests {
         b.record(10, 0, Kind::Timer, 10);
         assert_ne!(a.hash(), b.hash());
         assert_eq!(b.events(), 11);
+    }
+
+    /// Batching the hasher's input changes nothing: the hash is BLAKE3 of every event's
+    /// 21 bytes in order, whether a batch is full, partly full or just flushed.
+    #[test]
+    fn the_hash_is_blake3_of_every_encoded_event() {
+        for n in [0u64, 1, 47, 48, 49, 96, 200] {
+            let mut trace = Trace::new(0);
+            let mut bytes = Vec::new();
+            for i in 0..n {
+                trace.record(i * 7, i as u32, Kind::Input, i ^ 0xabcd);
+                bytes.extend_from_slice(&(i * 7).to_le_bytes());
+                bytes.extend_from_slice(&(i as u32).to_le_bytes());
+                bytes.push(Kind::Input as u8);
+                bytes.extend_from_slice(&(i ^ 0xabcd).to_le_bytes());
+            }
+            assert_eq!(
+                trace.hash(),
+                blake3::hash(&bytes).to_hex().to_string(),
+                "{n} events"
+            );
+        }
     }
 }

@@ -19,7 +19,7 @@ use sinew_core::{gossip as core_gossip, peer as core_peer, stream, sync};
 
 use crate::gossip::{self, Mesh};
 use crate::net::Net;
-use crate::queue::Queue;
+use crate::queue::{Queue, Slab};
 use crate::report::Stats;
 use crate::scenario::Scenario;
 use crate::seed;
@@ -36,18 +36,21 @@ pub(crate) struct ConnTag {
     pub(crate) a: u32,
     pub(crate) b: u32,
     pub(crate) id: u64,
+    /// The index of a link between `a` and `b` in the network model (where `id` is
+    /// checked; either direction holds it).
+    pub(crate) link: u32,
 }
 
-/// Something scheduled.
-// Events sit in the queue's slab and are never moved by the heap; boxing the node's input
-// would cost an allocation per delivery.
-#[allow(clippy::large_enum_variant)]
+/// Something scheduled. Kept small (64 bytes): a node's input (about 250 bytes) waits in
+/// [`World::inputs`] and the event names its slot, so the far more numerous gossip
+/// events do not pay for its size on every push and pop.
 #[derive(Debug)]
 pub(crate) enum Ev {
-    /// Hand `input` to `peer` (dropped if `conn` closed meanwhile).
+    /// Hand input `input` (a slot of [`World::inputs`]) to `peer` (dropped if `conn`
+    /// closed meanwhile).
     Input {
         peer: u32,
-        input: Input,
+        input: u32,
         conn: Option<ConnTag>,
     },
     /// Everything sent on `stream` up to send number `tag` is on the wire.
@@ -95,8 +98,6 @@ pub(crate) struct Peer {
     pub(crate) next_inbound: u64,
     /// Bytes it put on links (stream data and gossip).
     pub(crate) bytes_sent: u64,
-    /// Its side of the gossip mesh.
-    pub(crate) mesh: gossip::PeerState,
     /// Its member key, if the workload made it a context member.
     pub(crate) member_key: Option<ed25519::Keypair>,
 }
@@ -113,6 +114,8 @@ pub struct World {
     /// The peer index: peer id → index.
     pub(crate) index: BTreeMap<PeerId, u32>,
     pub(crate) queue: Queue<Ev>,
+    /// Inputs scheduled for nodes, named by their events.
+    pub(crate) inputs: Slab<Input>,
     pub(crate) net: Net,
     pub(crate) gossip: Mesh,
     pub(crate) providers: BTreeMap<sinew_core::dht::Key, Vec<u32>>,
@@ -173,7 +176,6 @@ impl World {
                     conns: Vec::new(),
                     next_inbound: 0,
                     bytes_sent: 0,
-                    mesh: gossip::PeerState::default(),
                     member_key: None,
                 }
             })
@@ -186,6 +188,7 @@ impl World {
             peers,
             index,
             queue: Queue::default(),
+            inputs: Slab::default(),
             net: Net::new(scenario),
             gossip: Mesh::new(scenario),
             providers: BTreeMap::new(),
@@ -216,6 +219,12 @@ impl World {
     /// Events processed so far.
     pub fn events(&self) -> u64 {
         self.trace.events()
+    }
+
+    /// Events taken off the queue so far (besides the traced events, these count
+    /// deliveries dropped on a closed connection and timers that only re-armed).
+    pub fn queue_pops(&self) -> u64 {
+        self.queue.popped()
     }
 
     /// The hash of every event so far (hex): equal for equal seeds.
@@ -274,6 +283,7 @@ impl World {
     fn dispatch(&mut self, ev: Ev) {
         match ev {
             Ev::Input { peer, input, conn } => {
+                let input = self.inputs.remove(input);
                 if conn.is_some_and(|c| !self.net.is_live(c)) {
                     return; // the connection it travelled on closed
                 }
@@ -345,6 +355,7 @@ impl World {
         input: Input,
         conn: Option<ConnTag>,
     ) {
+        let input = self.inputs.insert(input);
         self.queue.push(at, Ev::Input { peer, input, conn });
     }
 
