@@ -40,7 +40,9 @@
 
 #![forbid(unsafe_code)]
 
+mod byzantine;
 pub mod dht;
+mod faults;
 pub mod gossip;
 mod net;
 pub mod queue;

@@ -70,6 +70,8 @@ pub(crate) struct Net {
     partition: Option<Partition>,
     /// Pairs the partition disconnected, reconnected by the heal.
     severed: Vec<(u32, u32)>,
+    /// Peers down (crashed or offline): nothing gets to or from them.
+    pub(crate) down: std::collections::BTreeSet<u32>,
 }
 
 impl Net {
@@ -82,6 +84,7 @@ impl Net {
             streams: BTreeMap::new(),
             partition: None,
             severed: Vec::new(),
+            down: std::collections::BTreeSet::new(),
         }
     }
 
@@ -101,6 +104,12 @@ impl Net {
         self.conns.len()
     }
 
+    /// The open connection number `k` modulo how many are open, as its pair.
+    pub(crate) fn nth_conn(&self, k: u64) -> Option<(u32, u32)> {
+        let n = self.conns.len() as u64;
+        (n > 0).then(|| *self.conns.keys().nth((k % n) as usize).expect("k % n < n"))
+    }
+
     /// Links created (each direction counts).
     pub(crate) fn links(&self) -> usize {
         self.links.len()
@@ -108,6 +117,9 @@ impl Net {
 
     /// Can `from` get anything to `to` (no partition in the way)?
     pub(crate) fn can_send(&self, from: u32, to: u32) -> bool {
+        if !self.down.is_empty() && (self.down.contains(&from) || self.down.contains(&to)) {
+            return false;
+        }
         match self.partition {
             None => true,
             Some(p) => {
