@@ -313,7 +313,17 @@ impl World {
         let Some(Some(store)) = self.faults.peers[peer as usize].down.take() else {
             unreachable!("checked above");
         };
-        self.faults.peers[peer as usize].durable = Vec::new();
+        // Everything the store holds was durable before the crash.
+        let durable = store
+            .contexts()
+            .expect("a memory store reads")
+            .into_iter()
+            .map(|c| {
+                let len = store.txs_from(&c.id, 0, usize::MAX).map_or(0, |t| t.len());
+                (c, len as u64)
+            })
+            .collect();
+        self.faults.peers[peer as usize].durable = durable;
         self.stats.faults.restarts += 1;
         self.trace.record(self.now, peer, Kind::Fault, 4);
         let skew = self.faults.skew(peer);

@@ -267,8 +267,9 @@ impl World {
         if let Some(c) = &context {
             let honest = c.members - c.byzantine;
             if c.converged < honest {
+                let behind = self.members_behind();
                 self.stats.fail(format!(
-                    "LIVENESS: {} of {honest} honest members hold every transaction ({}) with the founder's heads at the end",
+                    "LIVENESS: {} of {honest} honest members hold every transaction ({}) with the founder's heads at the end; behind (peer, transactions held): {behind:?}",
                     c.converged, c.expected_len
                 ));
             }
@@ -371,6 +372,24 @@ impl World {
                     .collect(),
             ),
         }
+    }
+
+    /// Honest members without the founder's heads at the end, and how many transactions
+    /// each holds (`None`: not even the context).
+    fn members_behind(&self) -> Vec<(u32, Option<usize>)> {
+        let Some(ctx) = self.workload.context else {
+            return Vec::new();
+        };
+        let founder = self.peers[0].node.context(&ctx).map(|d| d.heads_digest());
+        (0..self.honest_members())
+            .filter_map(|i| {
+                let dag = self.peers[i as usize].node.context(&ctx);
+                let done = dag.is_some_and(|d| {
+                    d.len() == self.expected_len() && Some(d.heads_digest()) == founder
+                });
+                (!done).then(|| (i, dag.map(|d| d.len())))
+            })
+            .collect()
     }
 
     fn context_report(&self) -> ContextReport {

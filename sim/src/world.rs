@@ -270,6 +270,19 @@ impl World {
         &self.peers[i].node
     }
 
+    /// Ids of the transactions byzantine peers crafted so far (forged, non-member,
+    /// equivocating), oldest id order.
+    pub fn crafted(&self) -> Vec<sinew_core::sync::TxId> {
+        self.byz.crafted.keys().copied().collect()
+    }
+
+    /// Treats `id` as applied by `peer`'s node, as an `Applied` event would be: the
+    /// safety invariant's check. For the harness's own tests (a node that applied a
+    /// crafted transaction must fail the run with a clear message).
+    pub fn note_applied(&mut self, peer: u32, id: &sinew_core::sync::TxId) {
+        self.check_applied(peer, id);
+    }
+
     pub(crate) fn instant(&self, at: u64) -> Instant {
         self.start + Duration::from_nanos(at)
     }
