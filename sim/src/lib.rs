@@ -49,6 +49,7 @@ pub mod queue;
 mod report;
 pub mod scenario;
 pub mod seed;
+mod swarm;
 pub mod trace;
 mod workload;
 mod world;
@@ -56,6 +57,7 @@ mod world;
 pub use net::KEEP_ALIVE;
 pub use report::{ContextReport, Faults, GossipReport, Percentiles, Report};
 pub use scenario::Scenario;
+pub use swarm::BlobReport;
 pub use workload::{JOIN_AT, PROBE_PERIOD};
 pub use world::World;
 

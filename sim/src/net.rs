@@ -463,6 +463,9 @@ impl World {
     }
 
     fn send(&mut self, from: u32, stream: StreamId, data: Bytes) {
+        if self.swarm.stalls(from) {
+            return; // a stalling provider holds its streams open and sends nothing
+        }
         let Some(end) = self.net.streams.get_mut(&(from, stream.raw())) else {
             return; // the stream is gone: the bytes go nowhere, as on a reset socket
         };

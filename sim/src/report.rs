@@ -93,7 +93,7 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    fn of(mut values: Vec<f64>) -> Self {
+    pub(crate) fn of(mut values: Vec<f64>) -> Self {
         if values.is_empty() {
             return Self::default();
         }
@@ -222,6 +222,8 @@ pub struct Report {
     pub gossip: Option<GossipReport>,
     /// The context workload.
     pub context: Option<ContextReport>,
+    /// The blob swarm.
+    pub blob: Option<crate::swarm::BlobReport>,
     /// Invariants broken; empty for a run that passed.
     pub failures: Vec<String>,
     /// The last traced events, for a failed run.
@@ -263,6 +265,7 @@ impl World {
             }
         }
         self.check_byzantine();
+        let blob = self.swarm_report();
         let context = self.workload.context.map(|_| self.context_report());
         if let Some(c) = &context {
             let honest = c.members - c.byzantine;
@@ -318,6 +321,7 @@ impl World {
             misbehaved: self.stats.misbehaved,
             gossip,
             context,
+            blob,
             failures: self.stats.failures.clone(),
             trace_tail: if failed {
                 self.trace_tail(64)

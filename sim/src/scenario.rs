@@ -189,6 +189,30 @@ pub enum Workload {
         #[serde(default = "defaults::message_bytes")]
         payload_bytes: usize,
     },
+    /// A blob swarm: peers `[0, providers)` hold a blob of `size_bytes` and announce it;
+    /// of them, the last `liars` serve a corrupt copy (every 64 KiB a flipped byte, no
+    /// self-check) and the `stallers` before them accept requests and never send (their
+    /// streams stay open). Every other peer asks for the blob, by its id alone (providers
+    /// through the DHT), at `start_s` plus up to `spread_ms`; every one must end with a
+    /// byte-identical copy within the convergence bound.
+    Blob {
+        /// Peers holding the blob at the start.
+        providers: u32,
+        /// Of them, lying ones.
+        #[serde(default)]
+        liars: u32,
+        /// Of them, stalling ones.
+        #[serde(default)]
+        stallers: u32,
+        /// The blob's size.
+        size_bytes: usize,
+        /// When fetchers ask, s.
+        #[serde(default = "defaults::start_s")]
+        start_s: f64,
+        /// Fetchers ask within this long after `start_s`, ms.
+        #[serde(default)]
+        spread_ms: f64,
+    },
 }
 
 /// A fault injected at a set time.
@@ -352,8 +376,19 @@ impl Scenario {
         }
         let members = match self.workload {
             Workload::Context { members, .. } => members,
-            Workload::Topic { .. } => 0,
+            Workload::Topic { .. } | Workload::Blob { .. } => 0,
         };
+        if let Workload::Blob {
+            providers,
+            liars,
+            stallers,
+            ..
+        } = self.workload
+        {
+            if liars + stallers >= providers || providers >= self.peers {
+                return Err("a blob swarm needs an honest provider and a fetcher".into());
+            }
+        }
         if self.byzantine.peers > 0 && self.byzantine.peers * 3 >= members {
             return Err("byzantine peers must be fewer than a third of the members".into());
         }

@@ -30,6 +30,7 @@ pub(crate) enum Action {
     Back { peer: u32 },
     Cut,
     Byzantine { round: u32 },
+    Fetch { peer: u32 },
 }
 
 /// The workload's state.
@@ -106,6 +107,7 @@ impl World {
                 self.workload.converged_at = vec![None; members as usize];
                 self.queue.push(PROBE_PERIOD, Ev::Probe);
             }
+            Spec::Blob { .. } => self.setup_swarm(),
         }
         self.setup_faults();
         self.setup_byzantine();
@@ -144,8 +146,10 @@ impl World {
     /// Action `i` came due.
     pub(crate) fn action(&mut self, i: u32) {
         let action = self.workload.actions[i as usize];
-        if let Action::Join { peer } | Action::Publish { peer, .. } | Action::Submit { peer, .. } =
-            action
+        if let Action::Join { peer }
+        | Action::Publish { peer, .. }
+        | Action::Submit { peer, .. }
+        | Action::Fetch { peer } = action
         {
             if self.faults.is_down(peer) {
                 // A peer that is down does nothing.
@@ -200,6 +204,7 @@ impl World {
             Action::Back { peer } => self.back(peer),
             Action::Cut => self.cut(),
             Action::Byzantine { round } => self.attack(round),
+            Action::Fetch { peer } => self.fetch(peer),
         }
     }
 
@@ -207,6 +212,9 @@ impl World {
     /// is on: a member holding as many as were written holds all of them (a DAG of the
     /// same transactions has the same heads), so it converged.
     pub(crate) fn probe(&mut self) {
+        if self.probe_swarm() {
+            return;
+        }
         let Some(ctx) = self.workload.context else {
             return;
         };

@@ -127,6 +127,8 @@ pub struct World {
     pub(crate) faults: crate::faults::State,
     /// Byzantine peers.
     pub(crate) byz: crate::byzantine::State,
+    /// The blob swarm.
+    pub(crate) swarm: crate::swarm::State,
 }
 
 impl World {
@@ -150,9 +152,10 @@ impl World {
         let faults = crate::faults::State::new(n, max_skew, &mut seed::child_rng(seed, "skew", 0));
         let members = match scenario.workload {
             crate::scenario::Workload::Context { members, .. } => members,
-            crate::scenario::Workload::Topic { .. } => 0,
+            crate::scenario::Workload::Topic { .. } | crate::scenario::Workload::Blob { .. } => 0,
         };
-        let byz = crate::byzantine::State::new(seed, members, scenario.byzantine.peers);
+        let mut byz = crate::byzantine::State::new(seed, members, scenario.byzantine.peers);
+        crate::swarm::mark_byzantine(scenario, &mut byz);
         let peers = (0..n)
             .map(|i| {
                 let peer_seed = seed::child_u64(seed, "peer", u64::from(i));
@@ -160,6 +163,7 @@ impl World {
                     seed: peer_seed,
                     ..Config::default()
                 };
+                crate::swarm::configure(scenario, i, &mut config);
                 let mut dial_rng = seed::child_rng(seed, "dials", u64::from(i));
                 let mut targets: Vec<u32> = Vec::new();
                 if founder_dial && i != 0 {
@@ -213,6 +217,7 @@ impl World {
             rng,
             faults,
             byz,
+            swarm: crate::swarm::State::default(),
         };
         world.setup_workload();
         for i in 0..n {
