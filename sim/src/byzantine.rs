@@ -1,7 +1,8 @@
 //! Byzantine peers: a minority of context members whose real nodes behave, beside which
-//! the simulator publishes crafted messages on the context's topic as from them, through
-//! the gossip mesh model (so they reach honest nodes as any publish would):
+//! the simulator sends crafted traffic as from them.
 //!
+//! On the context's topic, through the gossip mesh model (so it reaches honest nodes as
+//! any publish would):
 //! - **forged**: a transaction naming an honest member as its author, signed with the
 //!   byzantine member's key (a bad signature);
 //! - **non-member**: a well-signed transaction by a key that is no member;
@@ -12,22 +13,32 @@
 //! - **lying heads**: a heads digest naming heads that do not exist, with a count far
 //!   above what the sender holds (honest nodes catch up from it and find nothing).
 //!
+//! On an inbound stream to a random honest member (handed to its node directly, as from
+//! the byzantine peer; what it answers goes nowhere): garbage and an oversized frame
+//! header on `/sinew/sync/1`, garbage on the blob protocol, a stream held open and never
+//! written, bytes trickled one every 500 ms.
+//!
 //! The ids of the forged, non-member and equivocating transactions are kept: the safety
 //! invariant is that no honest node applies one or holds one at the end, and that honest
-//! nodes report the peer that sent bad signatures as misbehaving.
+//! nodes report the peer that sent bad signatures as misbehaving. With
+//! `invariants.max_open_streams`, honest nodes must have dropped the crafted streams by
+//! the end.
 //!
-//! Not done yet: crafted catch-up streams (`/sinew/sync/1`) and blob streams (garbage or
-//! oversized frames, false plan and blob sizes, corrupt chunks, trickled bytes, streams
-//! held open).
+//! Not done: a byzantine *responder* in a catch-up session (a plan whose sizes lie,
+//! batches beyond the plan), which needs the byzantine peer to answer a real requester's
+//! stream; the blob swarm's liars and stallers (`swarm`) cover corrupt chunks and
+//! stalled blob streams.
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use sinew_core::node::Input;
+use sinew_core::stream::{self, StreamId};
 use sinew_core::sync::store::ContextStore;
 use sinew_core::sync::{AuthorKey, ContextId, SignedTx, Transaction, TxBody, TxId};
-use sinew_core::wire::{self, Message, TxBatch};
+use sinew_core::wire::{self, Message, ProtocolId, TxBatch};
 
 use crate::workload::Action;
 use crate::world::{member_key, World, MS};
@@ -41,14 +52,34 @@ pub(crate) enum Attack {
     Replay,
     Garbage,
     LyingHeads,
+    /// Streams to one honest member: random bytes on `/sinew/sync/1`.
+    SyncGarbage,
+    /// A frame header announcing more than any frame may hold, on `/sinew/sync/1`.
+    SyncOversized,
+    /// Random bytes on the blob protocol.
+    BlobGarbage,
+    /// A sync stream opened and never written to.
+    HoldOpen,
+    /// A sync stream fed one byte every [`TRICKLE_GAP`].
+    Trickle,
 }
+
+/// Between two trickled bytes, ns.
+const TRICKLE_GAP: u64 = 500 * MS;
+/// Bytes trickled on one stream.
+const TRICKLE_BYTES: u64 = 40;
 
 // Harmless-looking first: honest nodes disconnect a peer once it is caught, so what
 // follows a caught attack reaches fewer of them.
-const ATTACKS: [Attack; 6] = [
+const ATTACKS: [Attack; 11] = [
     Attack::Replay,
     Attack::Garbage,
     Attack::LyingHeads,
+    Attack::HoldOpen,
+    Attack::Trickle,
+    Attack::SyncGarbage,
+    Attack::SyncOversized,
+    Attack::BlobGarbage,
     Attack::Equivocation,
     Attack::NonMember,
     Attack::Forged,
@@ -70,6 +101,8 @@ pub(crate) struct State {
     pub(crate) forged_by: BTreeMap<u32, u64>,
     /// Misbehaviour reports honest peers made about each byzantine peer.
     pub(crate) reported: BTreeMap<u32, u64>,
+    /// Honest members crafted streams were opened to.
+    pub(crate) streams: Vec<u32>,
     rng: ChaCha8Rng,
 }
 
@@ -82,6 +115,7 @@ impl State {
             crafted: BTreeMap::new(),
             forged_by: BTreeMap::new(),
             reported: BTreeMap::new(),
+            streams: Vec::new(),
             rng: crate::seed::child_rng(seed, "byzantine", 0),
         }
     }
@@ -131,6 +165,16 @@ impl World {
         let own_key = member_key(self.seed, peer);
         let own = AuthorKey::from(&own_key.public());
         let payload = |what: &str| TxBody::Payload(format!("{what} {round}").into_bytes());
+        if matches!(
+            attack,
+            Attack::SyncGarbage
+                | Attack::SyncOversized
+                | Attack::BlobGarbage
+                | Attack::HoldOpen
+                | Attack::Trickle
+        ) {
+            return self.stream_attack(peer, attack);
+        }
         let mut crafted = None;
         let data = match attack {
             Attack::Forged => {
@@ -202,6 +246,7 @@ impl World {
                 };
                 wire::to_bytes(&msg).expect("a digest encodes")
             }
+            _ => unreachable!("stream attacks return above"),
         };
         if let Some(id) = crafted {
             self.byz.crafted.insert(id, (peer, attack));
@@ -227,6 +272,68 @@ impl World {
         for address in &bootstrap {
             self.dial(peer, address);
         }
+    }
+
+    /// A stream attack from `peer` on a random honest member: the honest node sees an
+    /// inbound stream from `peer` and the crafted bytes; what it answers goes nowhere
+    /// (the stream has no end in the network model).
+    fn stream_attack(&mut self, peer: u32, attack: Attack) {
+        let target = self.byz.rng.random_range(0..self.byz.honest);
+        if self.faults.is_down(target) {
+            return;
+        }
+        let protocol = if attack == Attack::BlobGarbage {
+            ProtocolId::BLOB
+        } else {
+            ProtocolId::SYNC
+        };
+        let stream = StreamId::inbound(self.peers[target as usize].next_inbound);
+        self.peers[target as usize].next_inbound += 1;
+        let latency = (self.scenario.link.latency_ms * MS as f64) as u64;
+        let at = self.now + latency;
+        let from = self.peers[peer as usize].id;
+        let opened = Input::Stream(stream::Input::Opened {
+            stream,
+            peer: from,
+            protocol,
+        });
+        self.schedule_input(at, target, opened, None);
+        let data = |bytes: Vec<u8>| {
+            Input::Stream(stream::Input::Data {
+                stream,
+                data: Bytes::from(bytes),
+            })
+        };
+        match attack {
+            Attack::SyncGarbage | Attack::BlobGarbage => {
+                let len = self.byz.rng.random_range(1..2048);
+                let bytes: Vec<u8> = (0..len).map(|_| self.byz.rng.random()).collect();
+                self.schedule_input(at, target, data(bytes), None);
+            }
+            Attack::SyncOversized => {
+                let mut bytes = u32::MAX.to_be_bytes().to_vec();
+                bytes.extend((0..1024).map(|_| self.byz.rng.random::<u8>()));
+                self.schedule_input(at, target, data(bytes), None);
+            }
+            Attack::Trickle => {
+                // The first bytes of a frame header announcing a small frame, then more.
+                for k in 0..TRICKLE_BYTES {
+                    let byte = if k < 3 { 0 } else { 64 };
+                    let input = data(vec![byte]);
+                    self.schedule_input(at + k * TRICKLE_GAP, target, input, None);
+                }
+            }
+            _ => {} // HoldOpen: nothing more
+        }
+        self.byz.streams.push(target);
+        *self
+            .stats
+            .faults
+            .byzantine
+            .entry(format!("{attack:?}"))
+            .or_default() += 1;
+        self.trace
+            .record(self.now, peer, crate::trace::Kind::Fault, 8 + attack as u64);
     }
 
     /// A transaction `peer` applied: the safety invariant.
@@ -255,6 +362,18 @@ impl World {
                         "SAFETY: honest peer {i} holds transaction {id:?}, crafted by byzantine peer {by} ({attack:?})"
                     ));
                 }
+            }
+        }
+        // Crafted streams must not pile up: by the end every honest node has dropped the
+        // ones it was sent (held open, trickled, garbage).
+        let max = self.scenario.invariants.max_open_streams;
+        for i in 0..self.byz.honest.min(self.workload.members) {
+            let open = self.peers[i as usize].node.open_streams();
+            if max.is_some_and(|max| open > max) {
+                failures.push(format!(
+                    "MEMORY: honest peer {i} still routes {open} streams at the end (at most {})",
+                    max.unwrap_or(0)
+                ));
             }
         }
         for (by, forged) in &self.byz.forged_by {

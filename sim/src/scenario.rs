@@ -334,6 +334,9 @@ pub struct Invariants {
     /// Every member has the same heads this long after the last heal and the last
     /// write, s.
     pub converge_within_s: f64,
+    /// Most streams an honest member's node may still route at the end (crafted
+    /// streams held open or trickled must have been dropped); none if absent.
+    pub max_open_streams: Option<usize>,
 }
 
 impl Default for Invariants {
@@ -342,6 +345,7 @@ impl Default for Invariants {
             max_missed: 0,
             max_duplicates_per_delivery: None,
             converge_within_s: 30.0,
+            max_open_streams: None,
         }
     }
 }

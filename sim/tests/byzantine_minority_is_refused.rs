@@ -26,7 +26,19 @@ fn crafted_transactions_are_refused_and_their_senders_reported() {
         );
         let f = &report.faults;
         assert!(f.byzantine_reported > 0, "seed {seed}: nobody reported");
-        for attack in ["Forged", "NonMember", "Equivocation", "Replay", "Garbage"] {
+        for attack in [
+            "Forged",
+            "NonMember",
+            "Equivocation",
+            "Replay",
+            "Garbage",
+            "LyingHeads",
+            "SyncGarbage",
+            "SyncOversized",
+            "BlobGarbage",
+            "HoldOpen",
+            "Trickle",
+        ] {
             assert!(
                 f.byzantine.get(attack).is_some_and(|n| *n > 0),
                 "{attack}: {f:?}"
@@ -50,6 +62,25 @@ fn an_honest_node_applying_a_crafted_transaction_fails_the_safety_invariant() {
             .iter()
             .any(|f| f.starts_with("SAFETY: peer 2 applied transaction")
                 && f.contains("crafted by byzantine peer")),
+        "{:?}",
+        report.failures
+    );
+}
+
+/// Streams held open by byzantine peers stay routed until the session idle timeout: a
+/// run that ends 2 s after they were opened fails the memory invariant, naming the
+/// peers; the scenario itself ends long after, when every one was dropped.
+#[test]
+fn streams_held_open_at_the_end_fail_the_memory_invariant() {
+    let mut spec = scenario();
+    spec.duration_s = 12.0;
+    spec.byzantine.rounds = 12; // up to the streams held open, at ~10 s
+    let report = run(&spec, 0);
+    assert!(
+        report
+            .failures
+            .iter()
+            .any(|f| f.starts_with("MEMORY: honest peer") && f.contains("still routes")),
         "{:?}",
         report.failures
     );
