@@ -331,8 +331,6 @@ impl World {
         let p = &mut self.peers[peer as usize];
         let config = p.node.config().clone();
         p.node = Node::new(p.id, config, store, now);
-        // Its first batch makes everything the new store holds durable again.
-        self.faults.peers[peer as usize].down = Some(None);
         self.come_up(peer);
     }
 
@@ -370,8 +368,9 @@ impl World {
             .push(self.now + rtt, crate::world::Ev::Connect { a, b });
     }
 
-    /// When the gossip copies sent now from `from` to `to` arrive: the one `at` the
-    /// link gives, delayed by a random reordering, and maybe a duplicate.
+    /// When a gossip copy the link delivers `at` arrives: delayed by up to
+    /// `link.reorder_ms` at random, and maybe duplicated (the second copy delayed the
+    /// same way).
     pub(crate) fn gossip_arrivals(&mut self, at: u64) -> [Option<u64>; 2] {
         let link = &self.scenario.link;
         if link.reorder_ms <= 0.0 && link.duplicate <= 0.0 {
