@@ -367,7 +367,7 @@ impl World {
         Some(self.gossip.app.len() as u32 - 1)
     }
 
-    fn publish(&mut self, peer: u32, publish: u64, topic: &str, data: Bytes) {
+    pub(crate) fn publish(&mut self, peer: u32, publish: u64, topic: &str, data: Bytes) {
         let t = self.gossip.intern(topic);
         self.expire_messages();
         let n = self.peers.len();
@@ -442,14 +442,16 @@ impl World {
         let len = self.gossip.msg(msg).map_or(0, |m| m.data.len()) + MESSAGE_OVERHEAD;
         self.stats.gossip_sent += 1;
         if let Some(at) = self.transmit(from, to, len, false) {
-            let ev = Ev::Arrive {
-                to,
-                from,
-                msg,
-                hops,
-                conn,
-            };
-            self.queue.push(at, WorldEv::Gossip(ev));
+            for at in self.gossip_arrivals(at).into_iter().flatten() {
+                let ev = Ev::Arrive {
+                    to,
+                    from,
+                    msg,
+                    hops,
+                    conn,
+                };
+                self.queue.push(at, WorldEv::Gossip(ev));
+            }
         }
     }
 

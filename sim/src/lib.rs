@@ -22,6 +22,33 @@
 //!   and duplicates, lazy IHAVE/IWANT gossip (see [`gossip`]);
 //! - Kademlia: a provider table with a fixed lookup delay (see [`dht`]).
 //!
+//! # Faults
+//!
+//! Scheduled in the scenario (`[[faults]]`) or drawn from the seed (`[chaos]`):
+//! - partitions into halves, two-way or one-way, and their heal;
+//! - **crash and restart**: with `persist_ms > 0` stores defer durability; a crash keeps
+//!   what the acknowledged persist batches covered and loses the rest (a batch in flight
+//!   too), and a new `Node` starts on that store (contexts' logs are rolled back; blobs
+//!   are not);
+//! - **churn**: a peer goes offline (connections closed, its node frozen) and comes back;
+//! - **connection cuts**: a random open connection closes, and the pair redials;
+//! - **clock skew**: each node is handed `now` plus its own offset (`max_skew_ms`);
+//! - **gossip duplication and reordering** (`link.duplicate`, `link.reorder_ms`);
+//! - **byzantine members** (`[byzantine]`): crafted transactions, garbage and lying
+//!   digests on the topic, garbage, oversized, held and trickled streams;
+//! - **lying and stalling blob providers** in the blob swarm workload.
+//!
+//! # Invariants
+//!
+//! Every failure message starts with what broke: `LIVENESS` (an honest member without
+//! the founder's heads, or converging later than `converge_within_s` after the last
+//! write, heal or return; a blob fetcher without a copy or later than the bound),
+//! `SAFETY` (an honest node applied or holds a transaction a byzantine peer crafted; a
+//! fetcher's copy differs), `MEMORY` (an honest node still routes more streams than
+//! `max_open_streams` at the end). Besides: honest peers reported as misbehaving,
+//! rejections of anything not crafted, writes refused, forgers and lying providers
+//! nobody reported, and any panic.
+//!
 //! # The world at scale
 //!
 //! One `(time, seq)` priority queue ([`queue`]) holds every pending event; the clock
@@ -61,7 +88,9 @@
 
 #![forbid(unsafe_code)]
 
+mod byzantine;
 pub mod dht;
+mod faults;
 pub mod gossip;
 mod net;
 pub mod plot;
@@ -69,6 +98,7 @@ pub mod queue;
 mod report;
 pub mod scenario;
 pub mod seed;
+mod swarm;
 pub mod trace;
 mod workload;
 mod world;
@@ -76,6 +106,7 @@ mod world;
 pub use net::KEEP_ALIVE;
 pub use report::{ContextReport, Faults, GossipReport, Percentiles, Report};
 pub use scenario::Scenario;
+pub use swarm::BlobReport;
 pub use workload::{JOIN_AT, PROBE_PERIOD};
 pub use world::World;
 

@@ -78,6 +78,8 @@ pub(crate) struct Net {
     partition: Option<Partition>,
     /// Pairs the partition disconnected, reconnected by the heal.
     severed: Vec<(u32, u32)>,
+    /// Peers down (crashed or offline): nothing gets to or from them.
+    pub(crate) down: std::collections::BTreeSet<u32>,
 }
 
 impl Net {
@@ -91,6 +93,7 @@ impl Net {
             streams: BTreeMap::new(),
             partition: None,
             severed: Vec::new(),
+            down: std::collections::BTreeSet::new(),
         }
     }
 
@@ -150,6 +153,12 @@ impl Net {
         self.conns.len()
     }
 
+    /// The open connection number `k` modulo how many are open, as its pair.
+    pub(crate) fn nth_conn(&self, k: u64) -> Option<(u32, u32)> {
+        let n = self.conns.len() as u64;
+        (n > 0).then(|| *self.conns.keys().nth((k % n) as usize).expect("k % n < n"))
+    }
+
     /// Links created (each direction counts).
     pub(crate) fn links(&self) -> usize {
         self.links.len()
@@ -157,6 +166,9 @@ impl Net {
 
     /// Can `from` get anything to `to` (no partition in the way)?
     pub(crate) fn can_send(&self, from: u32, to: u32) -> bool {
+        if !self.down.is_empty() && (self.down.contains(&from) || self.down.contains(&to)) {
+            return false;
+        }
         match self.partition {
             None => true,
             Some(p) => {
@@ -505,6 +517,9 @@ impl World {
     }
 
     fn send(&mut self, from: u32, stream: StreamId, data: Bytes) {
+        if self.swarm.stalls(from) {
+            return; // a stalling provider holds its streams open and sends nothing
+        }
         let Some(end) = self.net.streams.get_mut(&(from, stream.raw())) else {
             return; // the stream is gone: the bytes go nowhere, as on a reset socket
         };

@@ -35,6 +35,8 @@ pub(crate) struct Stats {
     pub(crate) sessions_synced: u64,
     pub(crate) sessions_failed: u64,
     pub(crate) misbehaved: u64,
+    /// Rejections of transactions byzantine peers crafted.
+    pub(crate) rejected_crafted: u64,
     pub(crate) faults: Faults,
     /// Invariants broken during the run.
     pub(crate) failures: Vec<String>,
@@ -56,6 +58,26 @@ pub struct Faults {
     pub partitions: u64,
     /// Partitions healed.
     pub heals: u64,
+    /// Crashes (a process died; its store kept what was durable).
+    pub crashes: u64,
+    /// Restarts after a crash.
+    pub restarts: u64,
+    /// Transactions crashes lost from stores (not durable yet).
+    pub txs_lost: u64,
+    /// Peers that went offline (churn).
+    pub offline: u64,
+    /// Peers that came back.
+    pub back: u64,
+    /// Connections cut.
+    pub cuts: u64,
+    /// Gossip copies delayed at random (reordered).
+    pub gossip_reordered: u64,
+    /// Gossip copies duplicated.
+    pub gossip_duplicated: u64,
+    /// Crafted messages byzantine peers sent, by attack.
+    pub byzantine: std::collections::BTreeMap<String, u64>,
+    /// Misbehaviour reports honest peers made about byzantine peers.
+    pub byzantine_reported: u64,
 }
 
 /// Percentiles of a sample.
@@ -72,7 +94,7 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    fn of(mut values: Vec<f64>) -> Self {
+    pub(crate) fn of(mut values: Vec<f64>) -> Self {
         if values.is_empty() {
             return Self::default();
         }
@@ -130,10 +152,16 @@ pub struct GossipReport {
 pub struct ContextReport {
     /// Members.
     pub members: u32,
+    /// Of which byzantine (their convergence is not required).
+    pub byzantine: u32,
     /// Transactions written (accepted by the writer's node).
     pub writes: u64,
     /// Writes the node refused (not synced yet, not allowed).
     pub writes_refused: u64,
+    /// Writes not made because their writer was down.
+    pub writes_skipped: u64,
+    /// Writes a crash lost before any other peer held them.
+    pub writes_lost: usize,
     /// Transactions every member must hold at the end.
     pub expected_len: usize,
     /// Members holding all of them at the end with the same heads as the founder.
@@ -146,6 +174,8 @@ pub struct ContextReport {
     pub applied: u64,
     /// `Rejected` events, and by reason.
     pub rejected: u64,
+    /// Of which of transactions byzantine peers crafted.
+    pub rejected_crafted: u64,
     /// Rejections by reason.
     pub rejections: BTreeMap<String, u64>,
     /// Catch-up sessions that ended well, and that failed.
@@ -196,6 +226,8 @@ pub struct Report {
     /// Convergence over time: deliveries (topic workload) and members holding every
     /// transaction (context workload); drawn by [`crate::plot::svg`].
     pub curves: Vec<Curve>,
+    /// The blob swarm.
+    pub blob: Option<crate::swarm::BlobReport>,
     /// Invariants broken; empty for a run that passed.
     pub failures: Vec<String>,
     /// The last traced events, for a failed run.
@@ -236,18 +268,22 @@ impl World {
                 }
             }
         }
+        self.check_byzantine();
+        let blob = self.swarm_report();
         let context = self.workload.context.map(|_| self.context_report());
         if let Some(c) = &context {
-            if c.converged < c.members {
+            let honest = c.members - c.byzantine;
+            if c.converged < honest {
+                let behind = self.members_behind();
                 self.stats.fail(format!(
-                    "{} of {} members hold every transaction with the founder's heads at the end",
-                    c.converged, c.members
+                    "LIVENESS: {} of {honest} honest members hold every transaction ({}) with the founder's heads at the end; behind (peer, transactions held): {behind:?}",
+                    c.converged, c.expected_len
                 ));
             }
-            if c.convergence_s.n < c.members as usize || c.convergence_s.max > c.bound_s {
+            if c.convergence_s.n < honest as usize || c.convergence_s.max > c.bound_s {
                 self.stats.fail(format!(
-                    "{} of {} members converged, the slowest in {:.3} s (bound {} s)",
-                    c.convergence_s.n, c.members, c.convergence_s.max, c.bound_s
+                    "LIVENESS: {} of {honest} honest members converged, the slowest in {:.3} s (bound {} s)",
+                    c.convergence_s.n, c.convergence_s.max, c.bound_s
                 ));
             }
             if c.writes_refused > 0 {
@@ -256,10 +292,11 @@ impl World {
                     c.writes_refused
                 ));
             }
-            if c.rejected > 0 {
+            if c.rejected > c.rejected_crafted {
                 self.stats.fail(format!(
-                    "{} transactions rejected in an honest run",
-                    c.rejected
+                    "{} transactions no byzantine peer crafted were rejected ({:?})",
+                    c.rejected - c.rejected_crafted,
+                    c.rejections
                 ));
             }
         }
@@ -297,12 +334,16 @@ impl World {
             bytes_per_peer: Percentiles::of(
                 self.peers.iter().map(|p| p.bytes_sent as f64).collect(),
             ),
-            faults: self.stats.faults.clone(),
+            faults: Faults {
+                byzantine_reported: self.byz.reported.values().sum(),
+                ..self.stats.faults.clone()
+            },
             dht_lookups: self.stats.dht_lookups,
             misbehaved: self.stats.misbehaved,
             gossip,
             context,
             curves,
+            blob,
             failures: self.stats.failures.clone(),
             trace_tail: if failed {
                 self.trace_tail(64)
@@ -373,12 +414,30 @@ impl World {
             .collect()
     }
 
+    /// Honest members without the founder's heads at the end, and how many transactions
+    /// each holds (`None`: not even the context).
+    fn members_behind(&self) -> Vec<(u32, Option<usize>)> {
+        let Some(ctx) = self.workload.context else {
+            return Vec::new();
+        };
+        let founder = self.peers[0].node.context(&ctx).map(|d| d.heads_digest());
+        (0..self.honest_members())
+            .filter_map(|i| {
+                let dag = self.peers[i as usize].node.context(&ctx);
+                let done = dag.is_some_and(|d| {
+                    d.len() == self.expected_len() && Some(d.heads_digest()) == founder
+                });
+                (!done).then(|| (i, dag.map(|d| d.len())))
+            })
+            .collect()
+    }
+
     fn context_report(&self) -> ContextReport {
         let ctx = self.workload.context.expect("a context run");
         let w = &self.workload;
         let expected_len = self.expected_len();
         let founder = self.peers[0].node.context(&ctx).map(|d| d.heads_digest());
-        let converged = (0..w.members as usize)
+        let converged = (0..self.honest_members() as usize)
             .filter(|&i| {
                 let dag = self.peers[i].node.context(&ctx);
                 dag.is_some_and(|d| d.len() == expected_len && Some(d.heads_digest()) == founder)
@@ -386,14 +445,18 @@ impl World {
             .count() as u32;
         ContextReport {
             members: w.members,
+            byzantine: w.members - self.honest_members(),
             writes: w.writes_ok,
             writes_refused: w.writes_refused,
+            writes_skipped: w.writes_skipped,
+            writes_lost: self.faults.lost_writes.len(),
             expected_len,
             converged,
             convergence_s: Percentiles::of(self.convergence_times()),
             bound_s: self.scenario.invariants.converge_within_s,
             applied: self.stats.applied,
             rejected: self.stats.rejected,
+            rejected_crafted: self.stats.rejected_crafted,
             rejections: self.stats.rejections.clone(),
             sessions_synced: self.stats.sessions_synced,
             sessions_failed: self.stats.sessions_failed,

@@ -52,6 +52,20 @@ pub struct Scenario {
     /// Faults injected at set times.
     #[serde(default)]
     pub faults: Vec<Fault>,
+    /// Faults drawn from the seed.
+    #[serde(default)]
+    pub chaos: Chaos,
+    /// Byzantine peers and what they send.
+    #[serde(default)]
+    pub byzantine: Byzantine,
+    /// A store's write is durable this long after the node hands out its persist batch,
+    /// ms; a crash loses what is not. With 0 every write is durable at once.
+    #[serde(default)]
+    pub persist_ms: f64,
+    /// Each peer's clock is off by an offset drawn in `[0, max_skew_ms]` (the `now` its
+    /// node is handed), ms.
+    #[serde(default)]
+    pub max_skew_ms: f64,
     /// What must hold.
     #[serde(default)]
     pub invariants: Invariants,
@@ -88,6 +102,12 @@ pub struct Link {
     pub loss: f64,
     /// The delay a loss adds to a stream transmission, ms.
     pub retransmit_ms: f64,
+    /// Probability that a gossip copy is delivered twice (the second copy
+    /// `reorder_ms` later at most).
+    pub duplicate: f64,
+    /// Gossip copies are delayed by up to this much more, at random, so that they
+    /// overtake each other (reordering), ms. Streams stay ordered.
+    pub reorder_ms: f64,
 }
 
 impl Default for Link {
@@ -98,6 +118,8 @@ impl Default for Link {
             bandwidth_bps: 0,
             loss: 0.0,
             retransmit_ms: 200.0,
+            duplicate: 0.0,
+            reorder_ms: 0.0,
         }
     }
 }
@@ -182,6 +204,30 @@ pub enum Workload {
         #[serde(default = "defaults::message_bytes")]
         payload_bytes: usize,
     },
+    /// A blob swarm: peers `[0, providers)` hold a blob of `size_bytes` and announce it;
+    /// of them, the last `liars` serve a corrupt copy (every 64 KiB a flipped byte, no
+    /// self-check) and the `stallers` before them accept requests and never send (their
+    /// streams stay open). Every other peer asks for the blob, by its id alone (providers
+    /// through the DHT), at `start_s` plus up to `spread_ms`; every one must end with a
+    /// byte-identical copy within the convergence bound.
+    Blob {
+        /// Peers holding the blob at the start.
+        providers: u32,
+        /// Of them, lying ones.
+        #[serde(default)]
+        liars: u32,
+        /// Of them, stalling ones.
+        #[serde(default)]
+        stallers: u32,
+        /// The blob's size.
+        size_bytes: usize,
+        /// When fetchers ask, s.
+        #[serde(default = "defaults::start_s")]
+        start_s: f64,
+        /// Fetchers ask within this long after `start_s`, ms.
+        #[serde(default)]
+        spread_ms: f64,
+    },
 }
 
 /// A fault injected at a set time.
@@ -199,6 +245,97 @@ pub enum Fault {
         #[serde(default)]
         one_way: bool,
     },
+    /// Peer `peer`'s process dies at `at_s` and a new one starts on its store at
+    /// `restart_s`: what the store acknowledged is kept, the rest is lost.
+    Crash {
+        /// The peer.
+        peer: u32,
+        /// When it crashes, s.
+        at_s: f64,
+        /// When it restarts, s.
+        restart_s: f64,
+    },
+    /// Churn: peer `peer` goes away at `at_s` (its connections close, its node is frozen
+    /// as a sleeping laptop's) and comes back at `back_s`.
+    Offline {
+        /// The peer.
+        peer: u32,
+        /// When it leaves, s.
+        at_s: f64,
+        /// When it comes back, s.
+        back_s: f64,
+    },
+    /// From `at_s` to `until_s`, every `every_ms` a random open connection is cut (its
+    /// streams reset, what was in flight lost); the pair redials a round trip later.
+    Cuts {
+        /// First cut, s.
+        at_s: f64,
+        /// No cut after this, s.
+        until_s: f64,
+        /// Between two cuts, ms.
+        every_ms: f64,
+    },
+}
+
+/// Faults drawn from the seed: which peers and when. Context members only (never the
+/// founder, peer 0, nor a byzantine peer); each fault lasts `down_min_ms..=down_max_ms`
+/// and starts in `[from_s, until_s]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Chaos {
+    /// Crashes and restarts (see [`Fault::Crash`]).
+    pub crashes: u32,
+    /// Peers going offline and coming back (see [`Fault::Offline`]).
+    pub offline: u32,
+    /// Earliest start, s.
+    pub from_s: f64,
+    /// Latest start, s.
+    pub until_s: f64,
+    /// Shortest time down, ms.
+    pub down_min_ms: f64,
+    /// Longest time down, ms.
+    pub down_max_ms: f64,
+}
+
+impl Default for Chaos {
+    fn default() -> Self {
+        Self {
+            crashes: 0,
+            offline: 0,
+            from_s: 0.0,
+            until_s: 0.0,
+            down_min_ms: 500.0,
+            down_max_ms: 3000.0,
+        }
+    }
+}
+
+/// Byzantine peers: the last `peers` context members. Their nodes are real and behave;
+/// beside them the simulator publishes, as from them, `rounds` crafted messages on the
+/// context's topic, `interval_ms` apart from `from_s` on, cycling through the attacks
+/// (see `byzantine`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Byzantine {
+    /// How many members are byzantine.
+    pub peers: u32,
+    /// Crafted messages in all.
+    pub rounds: u32,
+    /// First one, s.
+    pub from_s: f64,
+    /// Between two, ms.
+    pub interval_ms: f64,
+}
+
+impl Default for Byzantine {
+    fn default() -> Self {
+        Self {
+            peers: 0,
+            rounds: 0,
+            from_s: 5.0,
+            interval_ms: 200.0,
+        }
+    }
 }
 
 /// What a run must show.
@@ -212,6 +349,9 @@ pub struct Invariants {
     /// Every member has the same heads this long after the last heal and the last
     /// write, s.
     pub converge_within_s: f64,
+    /// Most streams an honest member's node may still route at the end (crafted
+    /// streams held open or trickled must have been dropped); none if absent.
+    pub max_open_streams: Option<usize>,
 }
 
 impl Default for Invariants {
@@ -220,6 +360,7 @@ impl Default for Invariants {
             max_missed: 0,
             max_duplicates_per_delivery: None,
             converge_within_s: 30.0,
+            max_open_streams: None,
         }
     }
 }
@@ -256,6 +397,57 @@ impl Scenario {
             if !(0.0..=1.0).contains(&b.forgets_publish) {
                 return Err("broken.forgets_publish must be in [0, 1]".into());
             }
+        }
+        let members = match self.workload {
+            Workload::Context { members, .. } => members,
+            Workload::Topic { .. } | Workload::Blob { .. } => 0,
+        };
+        if let Workload::Blob {
+            providers,
+            liars,
+            stallers,
+            ..
+        } = self.workload
+        {
+            if liars + stallers >= providers || providers >= self.peers {
+                return Err("a blob swarm needs an honest provider and a fetcher".into());
+            }
+        }
+        if self.byzantine.peers > 0 && self.byzantine.peers * 3 >= members {
+            return Err("byzantine peers must be fewer than a third of the members".into());
+        }
+        let chaos = &self.chaos;
+        if (chaos.crashes > 0 || chaos.offline > 0)
+            && (members < 2 + self.byzantine.peers
+                || chaos.until_s < chaos.from_s
+                || chaos.down_max_ms < chaos.down_min_ms
+                || chaos.down_min_ms <= 0.0)
+        {
+            return Err(
+                "chaos needs honest members besides the founder, from_s <= until_s \
+                 and 0 < down_min_ms <= down_max_ms"
+                    .into(),
+            );
+        }
+        for fault in &self.faults {
+            let (peer, at, back) = match *fault {
+                Fault::Crash {
+                    peer,
+                    at_s,
+                    restart_s,
+                } => (peer, at_s, restart_s),
+                Fault::Offline { peer, at_s, back_s } => (peer, at_s, back_s),
+                _ => continue,
+            };
+            if peer >= self.peers || back <= at {
+                return Err(format!(
+                    "a crash or offline fault needs a peer below {} and an end after its start",
+                    self.peers
+                ));
+            }
+        }
+        if !(0.0..1.0).contains(&self.link.duplicate) || self.link.reorder_ms < 0.0 {
+            return Err("link.duplicate must be in [0, 1) and link.reorder_ms >= 0".into());
         }
         if !(0.0..1.0).contains(&self.link.loss) {
             return Err("link.loss must be in [0, 1)".into());

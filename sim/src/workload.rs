@@ -8,7 +8,7 @@ use bytes::Bytes;
 use sinew_core::sync::{AuthorKey, ContextId, Role};
 
 use crate::gossip::APP_TOPIC;
-use crate::scenario::{Fault, Workload as Spec};
+use crate::scenario::Workload as Spec;
 use crate::world::{member_key, Ev, World, MS};
 
 /// When context members join (the founder founds at 0), ns.
@@ -24,6 +24,13 @@ pub(crate) enum Action {
     Submit { peer: u32, n: u32 },
     Partition { one_way: bool },
     Heal,
+    Crash { peer: u32 },
+    Restart { peer: u32 },
+    Offline { peer: u32 },
+    Back { peer: u32 },
+    Cut,
+    Byzantine { round: u32 },
+    Fetch { peer: u32 },
 }
 
 /// The workload's state.
@@ -38,6 +45,8 @@ pub(crate) struct Workload {
     pub(crate) writes_planned: u64,
     pub(crate) writes_ok: u64,
     pub(crate) writes_refused: u64,
+    /// Writes not made because their writer was down.
+    pub(crate) writes_skipped: u64,
     /// The latest write or heal: convergence is measured from it.
     pub(crate) last_change: u64,
     /// When each member first held every transaction written (after the last change).
@@ -98,22 +107,13 @@ impl World {
                 self.workload.converged_at = vec![None; members as usize];
                 self.queue.push(PROBE_PERIOD, Ev::Probe);
             }
+            Spec::Blob { .. } => self.setup_swarm(),
         }
-        for fault in self.scenario.faults.clone() {
-            match fault {
-                Fault::Partition {
-                    at_s,
-                    heal_s,
-                    one_way,
-                } => {
-                    self.plan(secs(at_s), Action::Partition { one_way });
-                    self.plan(secs(heal_s), Action::Heal);
-                }
-            }
-        }
+        self.setup_faults();
+        self.setup_byzantine();
     }
 
-    fn plan(&mut self, at: u64, action: Action) {
+    pub(crate) fn plan(&mut self, at: u64, action: Action) {
         let i = self.workload.actions.len() as u32;
         self.workload.actions.push(action);
         self.queue.push(at, Ev::Action(i));
@@ -145,7 +145,21 @@ impl World {
 
     /// Action `i` came due.
     pub(crate) fn action(&mut self, i: u32) {
-        match self.workload.actions[i as usize] {
+        let action = self.workload.actions[i as usize];
+        if let Action::Join { peer }
+        | Action::Publish { peer, .. }
+        | Action::Submit { peer, .. }
+        | Action::Fetch { peer } = action
+        {
+            if self.faults.is_down(peer) {
+                // A peer that is down does nothing.
+                if matches!(action, Action::Submit { .. }) {
+                    self.workload.writes_skipped += 1;
+                }
+                return;
+            }
+        }
+        match action {
             Action::Join { peer } => {
                 let ctx = self.workload.context.expect("a context workload");
                 let key = member_key(self.seed, peer);
@@ -184,6 +198,13 @@ impl World {
                 self.workload.converged_at.fill(None);
                 self.heal();
             }
+            Action::Crash { peer } => self.crash(peer),
+            Action::Restart { peer } => self.restart(peer),
+            Action::Offline { peer } => self.offline(peer),
+            Action::Back { peer } => self.back(peer),
+            Action::Cut => self.cut(),
+            Action::Byzantine { round } => self.attack(round),
+            Action::Fetch { peer } => self.fetch(peer),
         }
     }
 
@@ -191,14 +212,19 @@ impl World {
     /// is on: a member holding as many as were written holds all of them (a DAG of the
     /// same transactions has the same heads), so it converged.
     pub(crate) fn probe(&mut self) {
+        if self.probe_swarm() {
+            return;
+        }
         let Some(ctx) = self.workload.context else {
             return;
         };
         let w = &self.workload;
-        let done = w.writes_ok + w.writes_refused == w.writes_planned && !w.partitioned;
+        let done = w.writes_ok + w.writes_refused + w.writes_skipped == w.writes_planned
+            && !w.partitioned
+            && !self.faults.any_down();
         if done {
             let expected = self.expected_len();
-            for i in 0..self.workload.members as usize {
+            for i in 0..self.honest_members() as usize {
                 if self.workload.converged_at[i].is_none()
                     && self.peers[i]
                         .node
@@ -214,7 +240,12 @@ impl World {
 
     /// Transactions every member must end with.
     pub(crate) fn expected_len(&self) -> usize {
-        self.workload.initial_len + self.workload.writes_ok as usize
+        self.workload.initial_len + self.workload.writes_ok as usize - self.faults.lost_writes.len()
+    }
+
+    /// Members that are not byzantine: `[0, honest_members())`.
+    pub(crate) fn honest_members(&self) -> u32 {
+        self.workload.members.min(self.byz.honest)
     }
 }
 

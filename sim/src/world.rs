@@ -74,6 +74,8 @@ pub(crate) enum Ev {
     KeepAlive { conn: ConnTag },
     /// The gossip model.
     Gossip(gossip::Ev),
+    /// A fault (a persist batch coming back).
+    Fault(crate::faults::Ev),
     /// A workload or fault action.
     Action(u32),
     /// The periodic convergence probe.
@@ -124,6 +126,12 @@ pub struct World {
     pub(crate) stats: Stats,
     /// Randomness of the world itself (link draws, loss, mesh choices).
     pub(crate) rng: ChaCha8Rng,
+    /// Crashes, churn, clock skew.
+    pub(crate) faults: crate::faults::State,
+    /// Byzantine peers.
+    pub(crate) byz: crate::byzantine::State,
+    /// The blob swarm.
+    pub(crate) swarm: crate::swarm::State,
 }
 
 impl World {
@@ -143,6 +151,14 @@ impl World {
             .map(|_| scenario.nat_fraction > 0.0 && rng.random_bool(scenario.nat_fraction))
             .collect();
         let founder_dial = matches!(scenario.workload, crate::scenario::Workload::Context { .. });
+        let max_skew = (scenario.max_skew_ms * MS as f64) as u64;
+        let faults = crate::faults::State::new(n, max_skew, &mut seed::child_rng(seed, "skew", 0));
+        let members = match scenario.workload {
+            crate::scenario::Workload::Context { members, .. } => members,
+            crate::scenario::Workload::Topic { .. } | crate::scenario::Workload::Blob { .. } => 0,
+        };
+        let mut byz = crate::byzantine::State::new(seed, members, scenario.byzantine.peers);
+        crate::swarm::mark_byzantine(scenario, &mut byz);
         let peers = (0..n)
             .map(|i| {
                 let peer_seed = seed::child_u64(seed, "peer", u64::from(i));
@@ -150,6 +166,7 @@ impl World {
                     seed: peer_seed,
                     ..Config::default()
                 };
+                crate::swarm::configure(scenario, i, &mut config);
                 let mut dial_rng = seed::child_rng(seed, "dials", u64::from(i));
                 let mut targets: Vec<u32> = Vec::new();
                 if founder_dial && i != 0 {
@@ -167,7 +184,12 @@ impl World {
                     .map(|&j| address(j, ids[j as usize]))
                     .collect();
                 Peer {
-                    node: Node::new(ids[i as usize], config, MemStore::new(), start),
+                    node: Node::new(
+                        ids[i as usize],
+                        config,
+                        crate::faults::new_store(scenario.persist_ms),
+                        start + Duration::from_nanos(faults.skew(i)),
+                    ),
                     id: ids[i as usize],
                     seed: peer_seed,
                     nat: nat[i as usize],
@@ -196,6 +218,9 @@ impl World {
             trace: Trace::new(scenario.trace_capacity),
             stats: Stats::default(),
             rng,
+            faults,
+            byz,
+            swarm: crate::swarm::State::default(),
         };
         world.setup_workload();
         for i in 0..n {
@@ -257,6 +282,19 @@ impl World {
     /// Peer `i`'s node.
     pub fn node(&self, i: usize) -> &Node<MemStore> {
         &self.peers[i].node
+    }
+
+    /// Ids of the transactions byzantine peers crafted so far (forged, non-member,
+    /// equivocating), oldest id order.
+    pub fn crafted(&self) -> Vec<sinew_core::sync::TxId> {
+        self.byz.crafted.keys().copied().collect()
+    }
+
+    /// Treats `id` as applied by `peer`'s node, as an `Applied` event would be: the
+    /// safety invariant's check. For the harness's own tests (a node that applied a
+    /// crafted transaction must fail the run with a clear message).
+    pub fn note_applied(&mut self, peer: u32, id: &sinew_core::sync::TxId) {
+        self.check_applied(peer, id);
     }
 
     pub(crate) fn instant(&self, at: u64) -> Instant {
@@ -332,6 +370,7 @@ impl World {
                 }
             }
             Ev::Gossip(ev) => self.gossip_event(ev),
+            Ev::Fault(ev) => self.fault_event(ev),
             Ev::Action(i) => {
                 self.trace.record(self.now, 0, Kind::Action, u64::from(i));
                 self.action(i);
@@ -342,7 +381,10 @@ impl World {
 
     /// Hands `input` to `peer`'s node now and drains it.
     pub(crate) fn handle(&mut self, peer: u32, input: Input) {
-        let now = self.instant(self.now);
+        if self.faults.is_down(peer) {
+            return; // crashed or offline: nothing reaches it
+        }
+        let now = self.instant(self.now + self.faults.skew(peer));
         self.peers[peer as usize].node.handle_input(now, input);
         self.drain(peer);
     }
@@ -377,17 +419,15 @@ impl World {
             match out {
                 Output::Timeout(at) => {
                     let at = u64::try_from(at.saturating_duration_since(self.start).as_nanos())
-                        .expect("virtual time fits 584 years");
+                        .expect("virtual time fits 584 years")
+                        .saturating_sub(self.faults.skew(peer));
                     self.peers[peer as usize].deadline = Some(at.max(self.now));
                     self.arm_timer(peer);
                     return;
                 }
                 Output::Event(event) => self.on_event(peer, event),
-                Output::Persist(batch) => {
-                    // Memory: the work is done now; its verdict comes back at once.
-                    let done = batch.run();
-                    self.schedule_input(self.now, peer, Input::Persisted(done), None);
-                }
+                // Memory: the work is done now; its verdict comes back `persist_ms` later.
+                Output::Persist(batch) => self.persist(peer, batch),
                 Output::Verify(job) => {
                     let rng = sync::SeededBatchRng::new(self.peers[peer as usize].seed ^ job.id());
                     let verified = job.run(rng);
@@ -432,6 +472,8 @@ impl World {
                 self.trace
                     .record(self.now, peer, Kind::Applied, short(&id.0));
                 self.stats.applied += 1;
+                self.faults.lost_writes.remove(&id);
+                self.check_applied(peer, &id);
                 if self.stats.rejected_ids.contains(&(peer, id)) {
                     self.stats
                         .fail(format!("peer {peer} applied {id:?}, which it had rejected"));
@@ -441,6 +483,9 @@ impl World {
                 self.trace
                     .record(self.now, peer, Kind::Rejected, short(&id.0));
                 self.stats.rejected += 1;
+                if self.byz.crafted.contains_key(&id) {
+                    self.stats.rejected_crafted += 1;
+                }
                 self.stats.rejected_ids.insert((peer, id));
                 *self
                     .stats
@@ -456,8 +501,12 @@ impl World {
                 peer: other,
                 reason,
             }) => {
-                self.stats.misbehaved += 1;
                 let other = self.index.get(&other).copied();
+                if let Some(b) = other.filter(|&b| self.byz.is_byzantine(b)) {
+                    *self.byz.reported.entry(b).or_default() += 1;
+                    return;
+                }
+                self.stats.misbehaved += 1;
                 self.stats.fail(format!(
                     "peer {peer} says honest peer {other:?} misbehaved: {reason}"
                 ));

@@ -171,3 +171,43 @@ fn a_download_deleted_before_its_batch_comes_back_is_reported_cancelled_not_down
     assert_eq!(failure(&world, 1, &id), Some(DownloadFailure::Cancelled));
     assert!(world.blob(1, &id).is_none());
 }
+
+/// Found by the simulator's crash-restart scenario: a write published before it was
+/// durable could be lost by a crash while its members held it, and the restarted node
+/// signed another transaction with the same sequence number (an equivocation of an honest
+/// node). A write is published only once its batch is acknowledged.
+#[test]
+fn a_write_is_published_only_once_its_batch_is_acknowledged() {
+    let now = crate::testing::epoch();
+    let key = |n: u8| {
+        libp2p_identity::ed25519::Keypair::from(
+            libp2p_identity::ed25519::SecretKey::try_from_bytes([n; 32]).expect("32 bytes"),
+        )
+    };
+    let store = crate::blob::store::MemStore::new().defer_durability();
+    let mut node = Node::new(peer_id(0, 1), Config::default(), store, now);
+    let ctx = node.create_context(key(1), Vec::new(), None).unwrap();
+    // Drains the node; acknowledges its batches if `ack`. Returns (publishes, batch out).
+    let drain = |node: &mut Node<crate::blob::store::MemStore>, ack: bool| {
+        let (mut publishes, mut out) = (0, None);
+        loop {
+            match node.poll_output() {
+                Output::Timeout(_) => return (publishes, out),
+                Output::Gossip(crate::gossip::Output::Publish { .. }) => publishes += 1,
+                Output::Persist(batch) if ack => {
+                    node.handle_input(now, Input::Persisted(batch.run()));
+                }
+                Output::Persist(batch) => out = Some(batch),
+                _ => {}
+            }
+        }
+    };
+    drain(&mut node, true);
+    node.submit_payload(&ctx, b"one".to_vec()).unwrap();
+    let (publishes, batch) = drain(&mut node, false);
+    assert_eq!(publishes, 0, "published before it was durable");
+    let batch = batch.expect("the write's batch is out");
+    node.handle_input(now, Input::Persisted(batch.run()));
+    let (publishes, _) = drain(&mut node, true);
+    assert_eq!(publishes, 1, "published once durable");
+}

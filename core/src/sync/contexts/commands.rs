@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use libp2p_identity::{ed25519, PeerId};
 
-use super::{stored, AfterDurable, Contexts, Error, Output, MAX_CONTEXTS, MAX_CONTEXT_PEERS};
+use super::{stored, AfterDurable, Contexts, Error, MAX_CONTEXTS, MAX_CONTEXT_PEERS};
 use crate::blob::store::BlobStore;
 use crate::blob::BlobId;
 use crate::stream::StreamId;
@@ -259,10 +259,16 @@ impl Contexts {
             crate::wire::TxBatch::new(vec![tx.encode()]).expect("one transaction"),
         ))
         .expect("a transaction fits a message");
-        self.out.push_back(Output::Publish {
-            topic: ctx.topic.clone(),
-            data,
-        });
+        // Published only once durable: a crash before that loses the write everywhere,
+        // so the restarted node cannot sign another transaction with its sequence number
+        // (an equivocation of its own, which every member would refuse).
+        self.durable.push_back((
+            store.written_seq(),
+            AfterDurable::Publish {
+                topic: ctx.topic.clone(),
+                data,
+            },
+        ));
         self.durable.push_back((
             store.written_seq(),
             AfterDurable::Applied {

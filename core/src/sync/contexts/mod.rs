@@ -195,6 +195,11 @@ enum AfterDurable {
         ids: std::vec::IntoIter<TxId>,
         txs: std::vec::IntoIter<SignedTx>,
     },
+    /// A transaction of ours to publish on its context's topic.
+    Publish {
+        topic: String,
+        data: Bytes,
+    },
     Credit {
         stream: StreamId,
         bytes: u64,
@@ -572,6 +577,9 @@ impl Contexts {
                             .push_front((seq, AfterDurable::Releasing { context, ids, txs }));
                         return;
                     }
+                }
+                AfterDurable::Publish { topic, data } => {
+                    self.out.push_back(Output::Publish { topic, data })
                 }
                 AfterDurable::Credit { stream, bytes } => self.grant(stream, bytes),
                 AfterDurable::Synced { stream } => self.synced(stream),

@@ -1,0 +1,211 @@
+//! The blob swarm workload: a blob held by a few providers, some of which lie (serve a
+//! corrupt copy without checking it) or stall (accept requests and never send), fetched
+//! by every other peer by its id alone (the providers come from the DHT model). The
+//! invariant: every fetcher ends with a byte-identical copy within the bound, and every
+//! liar is reported as misbehaving by some fetcher.
+
+use bytes::Bytes;
+use rand::{Rng, RngCore};
+use sinew_core::blob::BlobId;
+use sinew_core::node::Config;
+
+use crate::byzantine;
+use crate::report::Percentiles;
+use crate::scenario::{Scenario, Workload};
+use crate::workload::{Action, PROBE_PERIOD};
+use crate::world::{Ev, World, MS};
+
+/// Where a liar's copy is corrupt: one byte in every this many.
+const CORRUPT_EVERY: u64 = 64 * 1024;
+
+/// The swarm's state.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    /// Stalling providers: `[stallers.0, stallers.1)`.
+    stallers: (u32, u32),
+    blob: Option<(BlobId, Bytes)>,
+    /// Fetchers: when each asked and when it first held the whole blob.
+    fetchers: Vec<(u32, u64, Option<u64>)>,
+}
+
+impl State {
+    /// True if `peer` is a stalling provider.
+    pub(crate) fn stalls(&self, peer: u32) -> bool {
+        (self.stallers.0..self.stallers.1).contains(&peer)
+    }
+}
+
+/// The providers' roles: `(first staller, first liar, providers)`.
+fn roles(scenario: &Scenario) -> Option<(u32, u32, u32)> {
+    match scenario.workload {
+        Workload::Blob {
+            providers,
+            liars,
+            stallers,
+            ..
+        } => Some((providers - liars - stallers, providers - liars, providers)),
+        _ => None,
+    }
+}
+
+/// A liar serves without checking its own copy.
+pub(crate) fn configure(scenario: &Scenario, peer: u32, config: &mut Config) {
+    if let Some((_, liar, providers)) = roles(scenario) {
+        if (liar..providers).contains(&peer) {
+            config.blobs.validate_on_serve = false;
+        }
+    }
+}
+
+/// Liars and stallers count as byzantine (reports about them are expected).
+pub(crate) fn mark_byzantine(scenario: &Scenario, byz: &mut byzantine::State) {
+    if let Some((staller, _, providers)) = roles(scenario) {
+        byz.peers = (staller..providers).collect();
+    }
+}
+
+/// What became of the blob swarm.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct BlobReport {
+    /// The blob's size.
+    pub size_bytes: usize,
+    /// Providers at the start, and of them lying and stalling ones.
+    pub providers: u32,
+    /// Lying providers.
+    pub liars: u32,
+    /// Stalling providers.
+    pub stallers: u32,
+    /// Peers that asked for it.
+    pub fetchers: usize,
+    /// Fetchers holding a byte-identical copy at the end.
+    pub identical: usize,
+    /// Time from asking to holding it all, s.
+    pub fetch_s: Percentiles,
+    /// The stated bound, s.
+    pub bound_s: f64,
+}
+
+impl World {
+    /// Providers import the blob (liars corrupt theirs); fetchers ask at their times.
+    pub(crate) fn setup_swarm(&mut self) {
+        let Workload::Blob {
+            size_bytes,
+            start_s,
+            spread_ms,
+            ..
+        } = self.scenario.workload.clone()
+        else {
+            return;
+        };
+        let (staller, liar, providers) = roles(&self.scenario).expect("a blob swarm");
+        self.swarm.stallers = (staller, liar);
+        let mut content = vec![0u8; size_bytes];
+        crate::seed::child_rng(self.seed, "blob", 0).fill_bytes(&mut content);
+        let content = Bytes::from(content);
+        let mut id = None;
+        for i in 0..providers {
+            let node = &mut self.peers[i as usize].node;
+            let blob = node
+                .add_blob(content.clone())
+                .expect("importing into memory cannot fail");
+            if i >= liar {
+                for offset in (0..size_bytes as u64).step_by(CORRUPT_EVERY as usize) {
+                    node.store_mut().corrupt(&blob, offset + 100);
+                }
+            }
+            id = Some(blob);
+        }
+        self.swarm.blob = Some((id.expect("a provider"), content));
+        let mut rng = crate::seed::child_rng(self.seed, "fetch", 0);
+        let n = self.peers.len() as u32;
+        for peer in providers..n {
+            let spread = (spread_ms * MS as f64) as u64;
+            let at = (start_s * 1e9) as u64 + rng.random_range(0..=spread);
+            self.plan(at, Action::Fetch { peer });
+        }
+        self.queue.push(PROBE_PERIOD, Ev::Probe);
+    }
+
+    /// `peer` asks for the blob by its id.
+    pub(crate) fn fetch(&mut self, peer: u32) {
+        let (id, _) = self.swarm.blob.clone().expect("a blob swarm");
+        self.swarm.fetchers.push((peer, self.now, None));
+        let _ = self.peers[peer as usize]
+            .node
+            .request_blob(id, std::iter::empty());
+        self.drain(peer);
+    }
+
+    /// Notes the fetchers that hold the whole blob now; true if this is a swarm run.
+    pub(crate) fn probe_swarm(&mut self) -> bool {
+        let Some((id, _)) = &self.swarm.blob else {
+            return false;
+        };
+        for (peer, _, done) in &mut self.swarm.fetchers {
+            if done.is_none() && self.peers[*peer as usize].node.store().get(id).is_some() {
+                *done = Some(self.now);
+            }
+        }
+        self.queue.push(self.now + PROBE_PERIOD, Ev::Probe);
+        true
+    }
+
+    /// The swarm's report and its invariants: every fetcher byte-identical, in time.
+    pub(crate) fn swarm_report(&mut self) -> Option<BlobReport> {
+        let (id, content) = self.swarm.blob.clone()?;
+        let Workload::Blob {
+            providers,
+            liars,
+            stallers,
+            size_bytes,
+            ..
+        } = self.scenario.workload
+        else {
+            return None;
+        };
+        let bound_s = self.scenario.invariants.converge_within_s;
+        let mut identical = 0;
+        let mut times = Vec::new();
+        let mut failures = Vec::new();
+        for &(peer, asked, done) in &self.swarm.fetchers {
+            match self.peers[peer as usize].node.store().get(&id) {
+                Some(copy) if copy == content => identical += 1,
+                Some(_) => failures.push(format!(
+                    "SAFETY: fetcher {peer} holds a copy of the blob that differs from the original"
+                )),
+                None => failures.push(format!(
+                    "LIVENESS: fetcher {peer} holds no complete copy of the blob at the end"
+                )),
+            }
+            if let Some(done) = done {
+                times.push(done.saturating_sub(asked) as f64 / 1e9);
+            }
+        }
+        let fetch_s = Percentiles::of(times);
+        if fetch_s.max > bound_s {
+            failures.push(format!(
+                "LIVENESS: the slowest fetcher took {:.3} s (bound {bound_s} s)",
+                fetch_s.max
+            ));
+        }
+        let (_, liar, _) = roles(&self.scenario).expect("a blob swarm");
+        for peer in liar..providers {
+            if self.byz.reported.get(&peer).copied().unwrap_or(0) == 0 {
+                failures.push(format!("lying provider {peer} was never reported"));
+            }
+        }
+        for f in failures {
+            self.stats.fail(f);
+        }
+        Some(BlobReport {
+            size_bytes,
+            providers,
+            liars,
+            stallers,
+            fetchers: self.swarm.fetchers.len(),
+            identical,
+            fetch_s,
+            bound_s,
+        })
+    }
+}
