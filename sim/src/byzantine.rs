@@ -24,10 +24,10 @@
 //! `invariants.max_open_streams`, honest nodes must have dropped the crafted streams by
 //! the end.
 //!
-//! Not done: a byzantine *responder* in a catch-up session (a plan whose sizes lie,
-//! batches beyond the plan), which needs the byzantine peer to answer a real requester's
-//! stream; the blob swarm's liars and stallers (`swarm`) cover corrupt chunks and
-//! stalled blob streams.
+//! Byzantine members that answer a real requester's catch-up with lies (plans whose sizes
+//! lie, batches beyond the plan or the credit, heads they do not have) are in `liars`;
+//! the blob swarm's liars and stallers (`swarm`) cover corrupt chunks and stalled blob
+//! streams, and its size liars (`liars`) a false size in the response header.
 
 use std::collections::BTreeMap;
 
@@ -103,6 +103,8 @@ pub(crate) struct State {
     pub(crate) reported: BTreeMap<u32, u64>,
     /// Honest members crafted streams were opened to.
     pub(crate) streams: Vec<u32>,
+    /// Lying responders and providers lying about sizes (`liars`).
+    pub(crate) liars: crate::liars::State,
     rng: ChaCha8Rng,
 }
 
@@ -116,6 +118,7 @@ impl State {
             forged_by: BTreeMap::new(),
             reported: BTreeMap::new(),
             streams: Vec::new(),
+            liars: crate::liars::State::default(),
             rng: crate::seed::child_rng(seed, "byzantine", 0),
         }
     }

@@ -35,16 +35,18 @@
 //! - **clock skew**: each node is handed `now` plus its own offset (`max_skew_ms`);
 //! - **gossip duplication and reordering** (`link.duplicate`, `link.reorder_ms`);
 //! - **byzantine members** (`[byzantine]`): crafted transactions, garbage and lying
-//!   digests on the topic, garbage, oversized, held and trickled streams;
-//! - **lying and stalling blob providers** in the blob swarm workload.
+//!   digests on the topic, garbage, oversized, held and trickled streams; with
+//!   `lying_responder`, they answer honest requesters' catch-up sessions with lies
+//!   (plans whose sizes lie, batches beyond the plan or the credit, false heads);
+//! - **lying, stalling and size-lying blob providers** in the blob swarm workload.
 //!
 //! # Invariants
 //!
 //! Every failure message starts with what broke: `LIVENESS` (an honest member without
 //! the founder's heads, or converging later than `converge_within_s` after the last
 //! write, heal or return; a blob fetcher without a copy or later than the bound),
-//! `SAFETY` (an honest node applied or holds a transaction a byzantine peer crafted; a
-//! fetcher's copy differs), `MEMORY` (an honest node still routes more streams than
+//! `SAFETY` (an honest node applied or holds a transaction a byzantine peer crafted, or
+//! ended a catch-up session with a lying responder as synced; a fetcher's copy differs), `MEMORY` (an honest node still routes more streams than
 //! `max_open_streams` at the end). Besides: honest peers reported as misbehaving,
 //! rejections of anything not crafted, writes refused, forgers and lying providers
 //! nobody reported, and any panic.
@@ -92,6 +94,7 @@ mod byzantine;
 pub mod dht;
 mod faults;
 pub mod gossip;
+mod liars;
 mod net;
 pub mod plot;
 pub mod queue;

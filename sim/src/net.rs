@@ -346,6 +346,7 @@ impl World {
                 .collect();
             for raw in doomed {
                 self.net.streams.remove(&(x, raw));
+                self.byz.liars.forget(x, raw);
             }
         }
         self.stats.disconnects += 1;
@@ -498,6 +499,9 @@ impl World {
             };
             self.net.streams.insert((node, id.raw()), end);
         }
+        if protocol == ProtocolId::SYNC {
+            self.take_sync_stream(to, remote, from);
+        }
         let latency = self.net.latency(from, to);
         let local_peer = self.peers[from as usize].id;
         let inbound = Input::Stream(stream::Input::Opened {
@@ -520,6 +524,7 @@ impl World {
         if self.swarm.stalls(from) {
             return; // a stalling provider holds its streams open and sends nothing
         }
+        let data = self.lie_about_size(from, stream, data);
         let Some(end) = self.net.streams.get_mut(&(from, stream.raw())) else {
             return; // the stream is gone: the bytes go nowhere, as on a reset socket
         };

@@ -78,6 +78,9 @@ pub struct Faults {
     pub byzantine: std::collections::BTreeMap<String, u64>,
     /// Misbehaviour reports honest peers made about byzantine peers.
     pub byzantine_reported: u64,
+    /// Catch-up sessions honest peers opened to lying responders that ended as failed
+    /// (none may end as synced).
+    pub lying_sessions_failed: u64,
 }
 
 /// Percentiles of a sample.

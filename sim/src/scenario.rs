@@ -219,6 +219,9 @@ pub enum Workload {
         /// Of them, stalling ones.
         #[serde(default)]
         stallers: u32,
+        /// Of them, ones that serve the true blob under a false size (`liars`).
+        #[serde(default)]
+        size_liars: u32,
         /// The blob's size.
         size_bytes: usize,
         /// When fetchers ask, s.
@@ -325,6 +328,9 @@ pub struct Byzantine {
     pub from_s: f64,
     /// Between two, ms.
     pub interval_ms: f64,
+    /// Byzantine members answer honest requesters' catch-up sessions with lies (see
+    /// `liars`).
+    pub lying_responder: bool,
 }
 
 impl Default for Byzantine {
@@ -334,6 +340,7 @@ impl Default for Byzantine {
             rounds: 0,
             from_s: 5.0,
             interval_ms: 200.0,
+            lying_responder: false,
         }
     }
 }
@@ -406,10 +413,11 @@ impl Scenario {
             providers,
             liars,
             stallers,
+            size_liars,
             ..
         } = self.workload
         {
-            if liars + stallers >= providers || providers >= self.peers {
+            if liars + stallers + size_liars >= providers || providers >= self.peers {
                 return Err("a blob swarm needs an honest provider and a fetcher".into());
             }
         }

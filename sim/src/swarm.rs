@@ -1,8 +1,9 @@
 //! The blob swarm workload: a blob held by a few providers, some of which lie (serve a
 //! corrupt copy without checking it) or stall (accept requests and never send), fetched
-//! by every other peer by its id alone (the providers come from the DHT model). The
+//! by every other peer by its id alone (the providers come from the DHT model), and
+//! others that serve the true blob under a false size (`liars`). The
 //! invariant: every fetcher ends with a byte-identical copy within the bound, and every
-//! liar is reported as misbehaving by some fetcher.
+//! liar (about the content or the size) is reported as misbehaving by some fetcher.
 
 use bytes::Bytes;
 use rand::{Rng, RngCore};
@@ -57,10 +58,23 @@ pub(crate) fn configure(scenario: &Scenario, peer: u32, config: &mut Config) {
     }
 }
 
-/// Liars and stallers count as byzantine (reports about them are expected).
+/// Providers that lie about the blob's size: `[first, staller)`, just before the
+/// stallers.
+fn size_liar_range(scenario: &Scenario) -> (u32, u32) {
+    match (roles(scenario), &scenario.workload) {
+        (Some((staller, _, _)), Workload::Blob { size_liars, .. }) => {
+            (staller - size_liars, staller)
+        }
+        _ => (0, 0),
+    }
+}
+
+/// Liars, stallers and size liars count as byzantine (reports about them are expected).
 pub(crate) fn mark_byzantine(scenario: &Scenario, byz: &mut byzantine::State) {
-    if let Some((staller, _, providers)) = roles(scenario) {
-        byz.peers = (staller..providers).collect();
+    if let Some((_, _, providers)) = roles(scenario) {
+        let (first, _) = size_liar_range(scenario);
+        byz.peers = (first..providers).collect();
+        byz.liars.size_liars = size_liar_range(scenario);
     }
 }
 
@@ -75,6 +89,8 @@ pub struct BlobReport {
     pub liars: u32,
     /// Stalling providers.
     pub stallers: u32,
+    /// Providers serving the true blob under a false size.
+    pub size_liars: u32,
     /// Peers that asked for it.
     pub fetchers: usize,
     /// Fetchers holding a byte-identical copy at the end.
@@ -157,6 +173,7 @@ impl World {
             providers,
             liars,
             stallers,
+            size_liars,
             size_bytes,
             ..
         } = self.scenario.workload
@@ -189,7 +206,9 @@ impl World {
             ));
         }
         let (_, liar, _) = roles(&self.scenario).expect("a blob swarm");
-        for peer in liar..providers {
+        let (first, staller) = size_liar_range(&self.scenario);
+        // A false size is caught too: the tree it implies does not verify.
+        for peer in (first..staller).chain(liar..providers) {
             if self.byz.reported.get(&peer).copied().unwrap_or(0) == 0 {
                 failures.push(format!("lying provider {peer} was never reported"));
             }
@@ -202,6 +221,7 @@ impl World {
             providers,
             liars,
             stallers,
+            size_liars,
             fetchers: self.swarm.fetchers.len(),
             identical,
             fetch_s,

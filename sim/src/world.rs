@@ -158,6 +158,7 @@ impl World {
             crate::scenario::Workload::Topic { .. } | crate::scenario::Workload::Blob { .. } => 0,
         };
         let mut byz = crate::byzantine::State::new(seed, members, scenario.byzantine.peers);
+        byz.liars.responder = scenario.byzantine.lying_responder;
         crate::swarm::mark_byzantine(scenario, &mut byz);
         let peers = (0..n)
             .map(|i| {
@@ -330,14 +331,18 @@ impl World {
                 }
                 self.trace
                     .record(self.now, peer, Kind::Input, input_kind(&input));
-                self.handle(peer, input);
+                if !self.liar_input(peer, &input) {
+                    self.handle(peer, input);
+                }
             }
             Ev::Flushed { peer, stream, tag } => {
                 if self.net.stream_sends(peer, stream) == Some(tag) {
                     let input = Input::Stream(stream::Input::Flushed { stream });
                     self.trace
                         .record(self.now, peer, Kind::Input, input_kind(&input));
-                    self.handle(peer, input);
+                    if !self.liar_input(peer, &input) {
+                        self.handle(peer, input);
+                    }
                 }
             }
             Ev::Timer { peer } => {
@@ -493,9 +498,17 @@ impl World {
                     .entry(format!("{reason:?}"))
                     .or_default() += 1;
             }
-            Event::Sync(sync::contexts::Event::Synced { .. }) => self.stats.sessions_synced += 1,
-            Event::Sync(sync::contexts::Event::SyncFailed { .. }) => {
-                self.stats.sessions_failed += 1
+            Event::Sync(sync::contexts::Event::Synced { peer: other, .. }) => {
+                self.stats.sessions_synced += 1;
+                if let Some(&j) = self.index.get(&other) {
+                    self.liar_synced(peer, j);
+                }
+            }
+            Event::Sync(sync::contexts::Event::SyncFailed { peer: other, .. }) => {
+                self.stats.sessions_failed += 1;
+                if let Some(&j) = self.index.get(&other) {
+                    self.liar_failed(peer, j);
+                }
             }
             Event::Peer(core_peer::Event::Misbehaved {
                 peer: other,
