@@ -9,7 +9,9 @@
 //!    a node, a timer fired, a gossip copy arriving, a heartbeat, an IHAVE or IWANT, a
 //!    connection; the queue's pops are printed beside it.
 //! 3. **memory per simulated peer**: peak RSS (`VmHWM`) after sim-10k minus the peak
-//!    before it, divided by the peers.
+//!    before it, divided by the peers (the whole simulator: nodes, network and gossip
+//!    models, queue, report); and, from the run's report, the heap each node itself
+//!    held at its peak (median and largest; what the `MEMORY` invariant bounds).
 //! 4. **gossip-1000**: the 1,000-peer scenario over seeds `0..SEEDS`: missed deliveries
 //!    (summed), duplicates per delivery (copies of a message a subscriber received after
 //!    its first, over first deliveries, as iroh-gossip's RMR; the worst seed) and the p99
@@ -123,6 +125,18 @@ fn main() {
         ),
         _ => println!("bench sim-memory: unknown (no /proc/self/status)"),
     }
+    println!(
+        "bench sim-node-heap: {:.1} KiB per node at its peak (median; largest {:.1} KiB, bound {})",
+        report.memory.peak_bytes.p50 / 1024.0,
+        report.memory.peak_max_bytes as f64 / 1024.0,
+        report
+            .memory
+            .bound_bytes
+            .map_or("none".to_string(), |b| format!(
+                "{:.1} KiB",
+                b as f64 / 1024.0
+            ))
+    );
 
     // --- gossip-1000's figures ---
     let small = scenario("gossip-1000");

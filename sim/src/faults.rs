@@ -169,7 +169,7 @@ impl World {
 
     /// A node handed out a persist batch.
     pub(crate) fn persist(&mut self, peer: u32, batch: Batch) {
-        let done = batch.run();
+        let done = self.meter.charge(peer, || batch.run());
         if self.scenario.persist_ms <= 0.0 {
             self.schedule_input(self.now, peer, Input::Persisted(done), None);
             return;
@@ -330,7 +330,9 @@ impl World {
         let now = self.instant(self.now + skew);
         let p = &mut self.peers[peer as usize];
         let config = p.node.config().clone();
-        p.node = Node::new(p.id, config, store, now);
+        p.node = self
+            .meter
+            .charge(peer, || Node::new(p.id, config, store, now));
         self.come_up(peer);
     }
 

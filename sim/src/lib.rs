@@ -46,8 +46,9 @@
 //! the founder's heads, or converging later than `converge_within_s` after the last
 //! write, heal or return; a blob fetcher without a copy or later than the bound),
 //! `SAFETY` (an honest node applied or holds a transaction a byzantine peer crafted, or
-//! ended a catch-up session with a lying responder as synced; a fetcher's copy differs), `MEMORY` (an honest node still routes more streams than
-//! `max_open_streams` at the end). Besides: honest peers reported as misbehaving,
+//! //! ended a catch-up session with a lying responder as synced; a fetcher's copy differs),
+//! `MEMORY` (an honest node held more heap at its peak than `max_peer_bytes`, or still
+//! routes more streams than `max_open_streams` at the end). Besides: honest peers reported as misbehaving,
 //! rejections of anything not crafted, writes refused, forgers and lying providers
 //! nobody reported, and any panic.
 //!
@@ -67,6 +68,11 @@
 //! the world are derived from the root seed by name ([`seed`]).
 //!
 //! # Cost and memory
+//!
+//! Each peer's node is charged, in bytes, for what it allocated and still holds (module
+//! `memory`: this crate installs a global allocator that tags every allocation with the
+//! peer whose node made it). The report gives honest peers' peaks and what they hold at
+//! the end; `max_peer_bytes` bounds the peak. The simulator's own tables are not charged.
 //!
 //! `cargo bench -p sinew-sim --bench sim` runs `gossip-10k` (10,000 nodes, 10 simulated
 //! minutes, one message a second) and prints events per second, the run against real
@@ -95,6 +101,7 @@ pub mod dht;
 mod faults;
 pub mod gossip;
 mod liars;
+mod memory;
 mod net;
 pub mod plot;
 pub mod queue;
@@ -107,7 +114,7 @@ mod workload;
 mod world;
 
 pub use net::KEEP_ALIVE;
-pub use report::{ContextReport, Faults, GossipReport, Percentiles, Report};
+pub use report::{ContextReport, Faults, GossipReport, MemoryReport, Percentiles, Report};
 pub use scenario::Scenario;
 pub use swarm::BlobReport;
 pub use workload::{JOIN_AT, PROBE_PERIOD};

@@ -113,6 +113,22 @@ impl Percentiles {
     }
 }
 
+/// Heap each honest peer's node held, bytes (what [`crate::memory`] charges a peer: its
+/// node, its in-memory store, and what its outputs still hold in the network model).
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct MemoryReport {
+    /// The largest peak of any honest peer, and which peer.
+    pub peak_max_bytes: u64,
+    /// The honest peer with that peak.
+    pub peak_max_peer: u32,
+    /// Honest peers' peaks.
+    pub peak_bytes: Percentiles,
+    /// What honest peers held at the end.
+    pub end_bytes: Percentiles,
+    /// The invariant's bound on every honest peer's peak, if the scenario sets one.
+    pub bound_bytes: Option<u64>,
+}
+
 /// What became of the topic workload's messages.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct GossipReport {
@@ -222,6 +238,8 @@ pub struct Report {
     pub dht_lookups: u64,
     /// Honest peers reported as misbehaving.
     pub misbehaved: u64,
+    /// Honest peers' memory.
+    pub memory: MemoryReport,
     /// The topic workload.
     pub gossip: Option<GossipReport>,
     /// The context workload.
@@ -272,6 +290,15 @@ impl World {
             }
         }
         self.check_byzantine();
+        let memory = self.memory_report();
+        if let Some(bound) = memory.bound_bytes {
+            if memory.peak_max_bytes > bound {
+                self.stats.fail(format!(
+                    "MEMORY: honest peer {} held {} bytes at its peak (at most {bound}); median peak {:.0}",
+                    memory.peak_max_peer, memory.peak_max_bytes, memory.peak_bytes.p50
+                ));
+            }
+        }
         let blob = self.swarm_report();
         let context = self.workload.context.map(|_| self.context_report());
         if let Some(c) = &context {
@@ -343,6 +370,7 @@ impl World {
             },
             dht_lookups: self.stats.dht_lookups,
             misbehaved: self.stats.misbehaved,
+            memory,
             gossip,
             context,
             curves,
@@ -353,6 +381,26 @@ impl World {
             } else {
                 Vec::new()
             },
+        }
+    }
+
+    fn memory_report(&self) -> MemoryReport {
+        let honest: Vec<u32> = (0..self.peers.len() as u32)
+            .filter(|&i| !self.byz.is_byzantine(i))
+            .collect();
+        let (peak_max_peer, peak_max_bytes) = honest
+            .iter()
+            .map(|&i| (i, self.meter.peak(i)))
+            .max_by_key(|&(i, b)| (b, std::cmp::Reverse(i)))
+            .unwrap_or_default();
+        MemoryReport {
+            peak_max_bytes,
+            peak_max_peer,
+            peak_bytes: Percentiles::of(
+                honest.iter().map(|&i| self.meter.peak(i) as f64).collect(),
+            ),
+            end_bytes: Percentiles::of(honest.iter().map(|&i| self.meter.live(i) as f64).collect()),
+            bound_bytes: self.scenario.invariants.max_peer_bytes,
         }
     }
 

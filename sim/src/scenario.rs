@@ -359,6 +359,9 @@ pub struct Invariants {
     /// Most streams an honest member's node may still route at the end (crafted
     /// streams held open or trickled must have been dropped); none if absent.
     pub max_open_streams: Option<usize>,
+    /// Most bytes an honest peer's node may hold at once ([`crate::memory`]: its state,
+    /// its in-memory store and what its outputs still hold in flight); none if absent.
+    pub max_peer_bytes: Option<u64>,
 }
 
 impl Default for Invariants {
@@ -368,6 +371,7 @@ impl Default for Invariants {
             max_duplicates_per_delivery: None,
             converge_within_s: 30.0,
             max_open_streams: None,
+            max_peer_bytes: None,
         }
     }
 }

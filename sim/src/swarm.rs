@@ -121,8 +121,9 @@ impl World {
         let mut id = None;
         for i in 0..providers {
             let node = &mut self.peers[i as usize].node;
-            let blob = node
-                .add_blob(content.clone())
+            let blob = self
+                .meter
+                .charge(i, || node.add_blob(content.clone()))
                 .expect("importing into memory cannot fail");
             if i >= liar {
                 for offset in (0..size_bytes as u64).step_by(CORRUPT_EVERY as usize) {

@@ -71,8 +71,10 @@ impl World {
                 message_bytes,
             } => {
                 self.workload.payload_bytes = message_bytes;
-                for p in &mut self.peers {
-                    p.node.subscribe(APP_TOPIC).expect("one topic");
+                for (i, p) in self.peers.iter_mut().enumerate() {
+                    self.meter
+                        .charge(i as u32, || p.node.subscribe(APP_TOPIC))
+                        .expect("one topic");
                 }
                 // Publishers spread over the index range, deterministic for a size.
                 let publishers = publishers.min(n);
@@ -129,8 +131,11 @@ impl World {
             .map(|i| (AuthorKey::from(&member_key(seed, i).public()), Role::Writer))
             .collect();
         let founder = &mut self.peers[0].node;
-        let ctx = founder
-            .create_context(member_key(seed, 0), keys, None)
+        let ctx = self
+            .meter
+            .charge(0, || {
+                founder.create_context(member_key(seed, 0), keys, None)
+            })
             .expect("founding a context in memory cannot fail");
         self.workload.initial_len = founder.context(&ctx).map_or(0, |d| d.len());
         // Members join once their connections are up, as an invitation received while
@@ -164,21 +169,23 @@ impl World {
                 let ctx = self.workload.context.expect("a context workload");
                 let key = member_key(self.seed, peer);
                 let founder = self.peers[0].id;
-                self.peers[peer as usize]
-                    .node
-                    .join_context(ctx, key, [founder])
+                let node = &mut self.peers[peer as usize].node;
+                self.meter
+                    .charge(peer, || node.join_context(ctx, key, [founder]))
                     .expect("joining a context in memory cannot fail");
                 self.drain(peer);
             }
             Action::Publish { peer, n } => {
                 let data = payload(peer, n, self.workload.payload_bytes);
-                let _ = self.peers[peer as usize].node.publish(APP_TOPIC, data);
+                let node = &mut self.peers[peer as usize].node;
+                let _ = self.meter.charge(peer, || node.publish(APP_TOPIC, data));
                 self.drain(peer);
             }
             Action::Submit { peer, n } => {
                 let ctx = self.workload.context.expect("a context workload");
                 let data = payload(peer, n, self.workload.payload_bytes).to_vec();
-                match self.peers[peer as usize].node.submit_payload(&ctx, data) {
+                let node = &mut self.peers[peer as usize].node;
+                match self.meter.charge(peer, || node.submit_payload(&ctx, data)) {
                     Ok(_) => {
                         self.workload.writes_ok += 1;
                         self.workload.last_change = self.now;

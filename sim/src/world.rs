@@ -132,6 +132,8 @@ pub struct World {
     pub(crate) byz: crate::byzantine::State,
     /// The blob swarm.
     pub(crate) swarm: crate::swarm::State,
+    /// Bytes each peer's node holds. Last, so it is dropped after the nodes.
+    pub(crate) meter: crate::memory::Meter,
 }
 
 impl World {
@@ -160,6 +162,7 @@ impl World {
         let mut byz = crate::byzantine::State::new(seed, members, scenario.byzantine.peers);
         byz.liars.responder = scenario.byzantine.lying_responder;
         crate::swarm::mark_byzantine(scenario, &mut byz);
+        let mut meter = crate::memory::Meter::new(n);
         let peers = (0..n)
             .map(|i| {
                 let peer_seed = seed::child_u64(seed, "peer", u64::from(i));
@@ -184,13 +187,16 @@ impl World {
                     .iter()
                     .map(|&j| address(j, ids[j as usize]))
                     .collect();
-                Peer {
-                    node: Node::new(
+                let node = meter.charge(i, || {
+                    Node::new(
                         ids[i as usize],
                         config,
                         crate::faults::new_store(scenario.persist_ms),
                         start + Duration::from_nanos(faults.skew(i)),
-                    ),
+                    )
+                });
+                Peer {
+                    node,
                     id: ids[i as usize],
                     seed: peer_seed,
                     nat: nat[i as usize],
@@ -222,6 +228,7 @@ impl World {
             faults,
             byz,
             swarm: crate::swarm::State::default(),
+            meter,
         };
         world.setup_workload();
         for i in 0..n {
@@ -390,7 +397,8 @@ impl World {
             return; // crashed or offline: nothing reaches it
         }
         let now = self.instant(self.now + self.faults.skew(peer));
-        self.peers[peer as usize].node.handle_input(now, input);
+        let node = &mut self.peers[peer as usize].node;
+        self.meter.charge(peer, || node.handle_input(now, input));
         self.drain(peer);
     }
 
@@ -420,7 +428,8 @@ impl World {
     /// Drains `peer`'s outputs into the world.
     pub(crate) fn drain(&mut self, peer: u32) {
         loop {
-            let out = self.peers[peer as usize].node.poll_output();
+            let node = &mut self.peers[peer as usize].node;
+            let out = self.meter.charge(peer, || node.poll_output());
             match out {
                 Output::Timeout(at) => {
                     let at = u64::try_from(at.saturating_duration_since(self.start).as_nanos())
@@ -435,7 +444,7 @@ impl World {
                 Output::Persist(batch) => self.persist(peer, batch),
                 Output::Verify(job) => {
                     let rng = sync::SeededBatchRng::new(self.peers[peer as usize].seed ^ job.id());
-                    let verified = job.run(rng);
+                    let verified = self.meter.charge(peer, || job.run(rng));
                     self.schedule_input(self.now, peer, Input::Verified(verified), None);
                 }
                 Output::Peer(core_peer::Output::Dial { address }) => self.dial(peer, &address),
