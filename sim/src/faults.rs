@@ -149,7 +149,8 @@ impl World {
             }
         }
         let chaos = self.scenario.chaos.clone();
-        let honest = self.workload.members - self.scenario.byzantine.peers;
+        // Newcomers are the last honest members: never picked to crash or go offline.
+        let honest = self.workload.members - self.scenario.byzantine.peers - chaos.newcomers;
         let mut rng = crate::seed::child_rng(self.seed, "chaos", 0);
         for k in 0..chaos.crashes + chaos.offline {
             let peer = rng.random_range(1..honest.max(2));
@@ -225,7 +226,7 @@ impl World {
     }
 
     /// Puts `peer` back on the network; its node dials what it wants to.
-    fn come_up(&mut self, peer: u32) {
+    pub(crate) fn come_up(&mut self, peer: u32) {
         self.net.down.remove(&peer);
         self.faults.peers[peer as usize].down = None;
         self.workload.last_change = self.now;
@@ -334,6 +335,13 @@ impl World {
             .meter
             .charge(peer, || Node::new(p.id, config, store, now));
         self.come_up(peer);
+    }
+
+    /// `peer` is not there yet (a newcomer): down, as an offline peer, until
+    /// [`World::come_up`].
+    pub(crate) fn not_started(&mut self, peer: u32) {
+        self.go_down(peer);
+        self.faults.peers[peer as usize].down = Some(None);
     }
 
     /// Churn: `peer` goes away with its node frozen.

@@ -31,6 +31,8 @@
 //!   too), and a new `Node` starts on that store (contexts' logs are rolled back; blobs
 //!   are not);
 //! - **churn**: a peer goes offline (connections closed, its node frozen) and comes back;
+//!   **newcomers** (`chaos.newcomers`) are not there at the start: each arrives
+//!   mid-run, is invited by the founder, starts a new node on an empty store and joins;
 //! - **connection cuts**: a random open connection closes, and the pair redials;
 //! - **clock skew**: each node is handed `now` plus its own offset (`max_skew_ms`);
 //! - **gossip duplication and reordering** (`link.duplicate`, `link.reorder_ms`);

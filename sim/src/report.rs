@@ -68,6 +68,8 @@ pub struct Faults {
     pub offline: u64,
     /// Peers that came back.
     pub back: u64,
+    /// Newcomers that arrived and joined (`chaos.newcomers`).
+    pub arrivals: u64,
     /// Connections cut.
     pub cuts: u64,
     /// Gossip copies delayed at random (reordered).

@@ -298,6 +298,11 @@ pub struct Chaos {
     pub down_min_ms: f64,
     /// Longest time down, ms.
     pub down_max_ms: f64,
+    /// Members that are not there at the start (context workload): the last honest
+    /// members, outside the genesis. Each arrives at a time drawn in `[from_s, until_s]`:
+    /// the founder invites its key, its node starts then with an empty store, and it
+    /// joins and catches up the whole log. Newcomers do not write, crash or go offline.
+    pub newcomers: u32,
 }
 
 impl Default for Chaos {
@@ -309,6 +314,7 @@ impl Default for Chaos {
             until_s: 0.0,
             down_min_ms: 500.0,
             down_max_ms: 3000.0,
+            newcomers: 0,
         }
     }
 }
@@ -429,8 +435,18 @@ impl Scenario {
             return Err("byzantine peers must be fewer than a third of the members".into());
         }
         let chaos = &self.chaos;
+        if chaos.newcomers > 0
+            && (members < 3 + self.byzantine.peers + chaos.newcomers
+                || chaos.until_s < chaos.from_s)
+        {
+            return Err(
+                "newcomers need a context with two honest genesis members besides the \
+                 founder and them, and from_s <= until_s"
+                    .into(),
+            );
+        }
         if (chaos.crashes > 0 || chaos.offline > 0)
-            && (members < 2 + self.byzantine.peers
+            && (members < 2 + self.byzantine.peers + chaos.newcomers
                 || chaos.until_s < chaos.from_s
                 || chaos.down_max_ms < chaos.down_min_ms
                 || chaos.down_min_ms <= 0.0)

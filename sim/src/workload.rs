@@ -5,6 +5,8 @@
 //! topic workload; `create_context`, `join_context` and `submit_payload` for contexts.
 
 use bytes::Bytes;
+use rand::Rng;
+use sinew_core::node::Node;
 use sinew_core::sync::{AuthorKey, ContextId, Role};
 
 use crate::gossip::APP_TOPIC;
@@ -31,6 +33,7 @@ pub(crate) enum Action {
     Cut,
     Byzantine { round: u32 },
     Fetch { peer: u32 },
+    Arrive { peer: u32 },
 }
 
 /// The workload's state.
@@ -47,6 +50,10 @@ pub(crate) struct Workload {
     pub(crate) writes_refused: u64,
     /// Writes not made because their writer was down.
     pub(crate) writes_skipped: u64,
+    /// Members not there at the start, `[first, end)` of the member range.
+    newcomers: std::ops::Range<u32>,
+    /// Transactions the founder wrote to invite them.
+    invites: u64,
     /// The latest write or heal: convergence is measured from it.
     pub(crate) last_change: u64,
     /// When each member first held every transaction written (after the last change).
@@ -96,8 +103,12 @@ impl World {
                 payload_bytes,
             } => {
                 self.workload.payload_bytes = payload_bytes;
+                let end = members - self.scenario.byzantine.peers;
+                self.workload.newcomers = end - self.scenario.chaos.newcomers..end;
                 self.found_context(members);
-                for peer in 0..members {
+                self.plan_newcomers();
+                let newcomers = self.workload.newcomers.clone();
+                for peer in (0..members).filter(|p| !newcomers.contains(p)) {
                     for w in 0..writes_per_member {
                         let at = secs(start_s)
                             + (f64::from(w) * interval_ms * MS as f64) as u64
@@ -105,7 +116,8 @@ impl World {
                         self.plan(at, Action::Submit { peer, n: w });
                     }
                 }
-                self.workload.writes_planned = u64::from(members) * u64::from(writes_per_member);
+                self.workload.writes_planned = u64::from(members - self.scenario.chaos.newcomers)
+                    * u64::from(writes_per_member);
                 self.workload.converged_at = vec![None; members as usize];
                 self.queue.push(PROBE_PERIOD, Ev::Probe);
             }
@@ -127,7 +139,9 @@ impl World {
         for i in 0..members {
             self.peers[i as usize].member_key = Some(member_key(seed, i));
         }
+        let newcomers = self.workload.newcomers.clone();
         let keys: Vec<(AuthorKey, Role)> = (1..members)
+            .filter(|i| !newcomers.contains(i))
             .map(|i| (AuthorKey::from(&member_key(seed, i).public()), Role::Writer))
             .collect();
         let founder = &mut self.peers[0].node;
@@ -141,7 +155,7 @@ impl World {
         // Members join once their connections are up, as an invitation received while
         // running would have them do (a join before any connection fails its first
         // catch-up and backs off for `RETRY_BACKOFF`).
-        for i in 1..members {
+        for i in (1..members).filter(|i| !newcomers.contains(i)) {
             self.plan(JOIN_AT + u64::from(i) * MS, Action::Join { peer: i });
         }
         self.workload.context = Some(ctx);
@@ -212,7 +226,54 @@ impl World {
             Action::Cut => self.cut(),
             Action::Byzantine { round } => self.attack(round),
             Action::Fetch { peer } => self.fetch(peer),
+            Action::Arrive { peer } => self.newcomer_arrives(peer),
         }
+    }
+
+    /// Newcomers are down (not started) until their arrival, drawn in the chaos window.
+    fn plan_newcomers(&mut self) {
+        let chaos = self.scenario.chaos.clone();
+        let mut rng = crate::seed::child_rng(self.seed, "newcomers", 0);
+        for peer in self.workload.newcomers.clone() {
+            self.not_started(peer);
+            let at = rng.random_range(secs(chaos.from_s)..=secs(chaos.until_s));
+            self.plan(at, Action::Arrive { peer });
+        }
+    }
+
+    /// Newcomer `peer` arrives: the founder invites its key, its node starts (a new
+    /// process on an empty store) and joins through the founder.
+    fn newcomer_arrives(&mut self, peer: u32) {
+        let ctx = self.workload.context.expect("a context workload");
+        let key = member_key(self.seed, peer);
+        let founder = self.peers[0].id;
+        let at = crate::world::address(0, founder);
+        let invitee = AuthorKey::from(&key.public());
+        let node = &mut self.peers[0].node;
+        let before = node.context(&ctx).map_or(0, |d| d.len());
+        self.meter
+            .charge(0, || node.invite(&ctx, invitee, Role::Writer, vec![at]))
+            .expect("the founder is an admin and up");
+        // The membership change, and the context key sealed to the new member.
+        let after = self.peers[0].node.context(&ctx).map_or(0, |d| d.len());
+        self.workload.invites += (after - before) as u64;
+        self.drain(0);
+        self.stats.faults.arrivals += 1;
+        self.trace
+            .record(self.now, peer, crate::trace::Kind::Fault, 12);
+        let now = self.instant(self.now + self.faults.skew(peer));
+        let p = &mut self.peers[peer as usize];
+        let config = p.node.config().clone();
+        let store = crate::faults::new_store(self.scenario.persist_ms);
+        p.node = self
+            .meter
+            .charge(peer, || Node::new(p.id, config, store, now));
+        self.come_up(peer);
+        let node = &mut self.peers[peer as usize].node;
+        self.meter
+            .charge(peer, || node.join_context(ctx, key, [founder]))
+            .expect("joining a context in memory cannot fail");
+        self.drain(peer);
     }
 
     /// Every member's transaction count, when no write is due any more and no partition
@@ -247,7 +308,10 @@ impl World {
 
     /// Transactions every member must end with.
     pub(crate) fn expected_len(&self) -> usize {
-        self.workload.initial_len + self.workload.writes_ok as usize - self.faults.lost_writes.len()
+        self.workload.initial_len
+            + self.workload.writes_ok as usize
+            + self.workload.invites as usize
+            - self.faults.lost_writes.len()
     }
 
     /// Members that are not byzantine: `[0, honest_members())`.
