@@ -105,6 +105,8 @@ pub(crate) struct State {
     pub(crate) streams: Vec<u32>,
     /// Lying responders and providers lying about sizes (`liars`).
     pub(crate) liars: crate::liars::State,
+    /// The two versions of a concurrent equivocation (`fork`), once made.
+    pub(crate) forks: Option<(TxId, TxId)>,
     rng: ChaCha8Rng,
 }
 
@@ -119,6 +121,7 @@ impl State {
             reported: BTreeMap::new(),
             streams: Vec::new(),
             liars: crate::liars::State::default(),
+            forks: None,
             rng: crate::seed::child_rng(seed, "byzantine", 0),
         }
     }
@@ -393,7 +396,7 @@ impl World {
 }
 
 /// `tx` alone in a gossip batch, as a node publishes its writes.
-fn batch(tx: &SignedTx) -> Bytes {
+pub(crate) fn batch(tx: &SignedTx) -> Bytes {
     let batch = TxBatch::new(vec![tx.encode()]).expect("one transaction");
     wire::to_bytes(&Message::SyncTx(batch)).expect("a transaction fits a message")
 }

@@ -101,6 +101,7 @@
 mod byzantine;
 pub mod dht;
 mod faults;
+mod fork;
 pub mod gossip;
 mod liars;
 mod memory;

@@ -337,6 +337,9 @@ pub struct Byzantine {
     /// Byzantine members answer honest requesters' catch-up sessions with lies (see
     /// `liars`).
     pub lying_responder: bool,
+    /// When the first byzantine member forks (a concurrent equivocation: see `fork`), s;
+    /// none if absent.
+    pub fork_at_s: Option<f64>,
 }
 
 impl Default for Byzantine {
@@ -347,6 +350,7 @@ impl Default for Byzantine {
             from_s: 5.0,
             interval_ms: 200.0,
             lying_responder: false,
+            fork_at_s: None,
         }
     }
 }

@@ -34,6 +34,7 @@ pub(crate) enum Action {
     Byzantine { round: u32 },
     Fetch { peer: u32 },
     Arrive { peer: u32 },
+    Fork,
 }
 
 /// The workload's state.
@@ -125,6 +126,7 @@ impl World {
         }
         self.setup_faults();
         self.setup_byzantine();
+        self.setup_fork();
     }
 
     pub(crate) fn plan(&mut self, at: u64, action: Action) {
@@ -227,6 +229,7 @@ impl World {
             Action::Byzantine { round } => self.attack(round),
             Action::Fetch { peer } => self.fetch(peer),
             Action::Arrive { peer } => self.newcomer_arrives(peer),
+            Action::Fork => self.fork(),
         }
     }
 
