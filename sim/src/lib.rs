@@ -17,7 +17,10 @@
 //!   streams, which stay reliable and ordered); connections one round trip after a dial;
 //!   NAT (a peer behind one cannot be dialled); partitions into halves, two-way or
 //!   one-way, and their heal (the pairs they closed reconnect). Pings, identify's
-//!   exchange beyond one `Identified`, relays and hole punching are not modelled;
+//!   exchange beyond one `Identified`, relays and hole punching are not modelled. The
+//!   link timing and the partition rule are core's `sinew_core::testing::link` (`Link`,
+//!   `Partition`), the model `testing::World` runs on too; connections, streams, NAT,
+//!   keep-alives and the sparse link table are the simulator's own;
 //! - gossipsub: a mesh per topic (D, D_lo, D_hi, heartbeats), eager push, message ids
 //!   and duplicates, lazy IHAVE/IWANT gossip (see [`gossip`]);
 //! - Kademlia: a provider table with a fixed lookup delay (see [`dht`]).

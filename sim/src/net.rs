@@ -3,14 +3,18 @@
 //!
 //! - A **link** is one direction between two peers, created the first time they dial
 //!   (so the world holds O(connections), never n²). Its latency is drawn once from the
-//!   scenario's `latency_ms ± jitter_ms`; bandwidth serialises what it carries
-//!   (`busy_until`); a loss delays a stream transmission by `retransmit_ms` (streams are
-//!   TCP- or QUIC-like: reliable and ordered, so deliveries never overtake each other).
+//!   scenario's `latency_ms ± jitter_ms`. Its timing is core's
+//!   [`sinew_core::testing::link::Link`], the model `testing::World` runs on too:
+//!   bandwidth serialises what it carries; a loss delays a stream transmission by
+//!   `retransmit_ms` (streams are TCP- or QUIC-like: reliable and ordered, so deliveries
+//!   never overtake each other) and drops a gossip message.
 //! - A **connection** comes up one round trip after a dial. Dials to a peer behind a NAT
 //!   fail, as do dials across a partition. A stream opened to a peer without a connection
 //!   dials it first, as libp2p-stream does (every peer's address is known). Closing one resets its streams and tells both
 //!   nodes `Disconnected`; whatever was in flight on it is dropped.
-//! - A **partition** splits the peers in halves. Two-way, the connections across it close
+//! - A **partition** splits the peers in halves (core's
+//!   [`sinew_core::testing::link::Partition`], shared with `testing::World`, says which
+//!   direction it blocks). Two-way, the connections across it close
 //!   at once. One-way, traffic from the second half to the first is dropped: gossip is
 //!   lost, the first stream write across it breaks the connection, and a connection
 //!   across it dies of its keep-alive timeout ([`KEEP_ALIVE`]) otherwise. A heal
@@ -22,6 +26,7 @@ use bytes::Bytes;
 use rand::Rng;
 use sinew_core::node::Input;
 use sinew_core::stream::{self, StreamId};
+use sinew_core::testing::link::{self, Partition};
 use sinew_core::{peer as core_peer, wire::ProtocolId};
 
 use crate::scenario::{self, Scenario};
@@ -33,14 +38,8 @@ pub const KEEP_ALIVE: u64 = 10_000 * MS;
 
 #[derive(Debug)]
 struct Link {
-    latency: u64,
-    bandwidth: u64,
-    loss: f64,
-    retransmit: u64,
-    /// When the sender finishes putting what it queued on the wire.
-    busy_until: u64,
-    /// The latest delivery scheduled, so deliveries stay in order.
-    last_delivery: u64,
+    /// Latency, bandwidth, loss and what is queued (the model shared with core's harness).
+    wire: link::Link,
     /// The id of the open connection between its two ends, 0 if none, on both links of
     /// the pair (the fast path of [`Net::is_live`] and [`Net::conn`]: a sender reads the
     /// link it sends on anyway).
@@ -53,13 +52,6 @@ struct StreamEnd {
     remote: (u32, StreamId),
     conn: ConnTag,
     sends: u64,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Partition {
-    /// Peers at or above this index are the second half.
-    split: u32,
-    one_way: bool,
 }
 
 /// Links, connections, streams, partitions. See the module docs.
@@ -169,13 +161,9 @@ impl Net {
         if !self.down.is_empty() && (self.down.contains(&from) || self.down.contains(&to)) {
             return false;
         }
-        match self.partition {
-            None => true,
-            Some(p) => {
-                let (f, t) = (from >= p.split, to >= p.split);
-                f == t || (p.one_way && !f)
-            }
-        }
+        !self
+            .partition
+            .is_some_and(|p| p.blocks(from as usize, to as usize))
     }
 
     pub(crate) fn can_talk(&self, a: u32, b: u32) -> bool {
@@ -184,7 +172,7 @@ impl Net {
 
     /// The one-way delay from `from` to `to` (the link must exist).
     pub(crate) fn latency(&self, from: u32, to: u32) -> u64 {
-        self.link_ref(from, to).latency
+        self.link_ref(from, to).wire.latency
     }
 
     pub(crate) fn forget_stream(&mut self, peer: u32, stream: StreamId) {
@@ -214,13 +202,9 @@ impl World {
                 0.0
             };
             let latency = ((d.latency_ms + jitter).max(0.0) * MS as f64) as u64;
+            let retransmit = (d.retransmit_ms * MS as f64) as u64;
             let link = Link {
-                latency,
-                bandwidth: d.bandwidth_bps,
-                loss: d.loss,
-                retransmit: (d.retransmit_ms * MS as f64) as u64,
-                busy_until: 0,
-                last_delivery: 0,
+                wire: link::Link::new(latency, d.bandwidth_bps, d.loss, retransmit),
                 conn: 0,
             };
             let index = u32::try_from(self.net.links.len()).expect("fewer than 2^32 links");
@@ -244,30 +228,16 @@ impl World {
             .net
             .link(from, to)
             .expect("a link under every connection");
-        let loss = self.net.links[i].loss;
-        let lost = loss > 0.0 && self.rng.random_bool(loss);
-        let now = self.now;
-        let link = &mut self.net.links[i];
-        let start = link.busy_until.max(now);
-        let tx = if link.bandwidth > 0 {
-            (len as u128 * 1_000_000_000 / u128::from(link.bandwidth)) as u64
-        } else {
-            0
-        };
-        link.busy_until = start + tx;
-        let mut at = link.busy_until + link.latency;
-        if lost {
-            if !reliable {
-                self.stats.gossip_lost += 1;
-                return None;
-            }
-            at += link.retransmit;
-        }
+        let wire = &mut self.net.links[i].wire;
+        let lost = wire.draw_loss(&mut self.rng);
         if reliable {
-            at = at.max(link.last_delivery);
-            link.last_delivery = at;
+            return Some(wire.transmit(self.now, len, lost));
         }
-        Some(at)
+        let at = wire.transmit_datagram(self.now, len, lost);
+        if at.is_none() {
+            self.stats.gossip_lost += 1;
+        }
+        at
     }
 
     /// A node asked to dial `address`.
@@ -362,15 +332,20 @@ impl World {
 
     /// Splits the peers in halves (see the module docs).
     pub(crate) fn partition(&mut self, one_way: bool) {
-        let split = self.peers.len() as u32 / 2;
-        self.net.partition = Some(Partition { split, one_way });
+        let split = self.peers.len() / 2;
+        let partition = if one_way {
+            Partition::one_way(split)
+        } else {
+            Partition::two_way(split)
+        };
+        self.net.partition = Some(partition);
         self.stats.faults.partitions += 1;
         self.trace.record(self.now, 0, Kind::Fault, 1);
         let crossing: Vec<(u32, u32, u64)> = self
             .net
             .conns
             .iter()
-            .filter(|((a, b), _)| (*a >= split) != (*b >= split))
+            .filter(|((a, b), _)| partition.separates(*a as usize, *b as usize))
             .map(|((a, b), id)| (*a, *b, *id))
             .collect();
         for (a, b, id) in crossing {
@@ -544,7 +519,7 @@ impl World {
             });
             self.schedule_input(at, to, input, Some(conn));
         }
-        let flushed_at = self.net.link_ref(from, to).busy_until.max(self.now);
+        let flushed_at = self.net.link_ref(from, to).wire.busy_until().max(self.now);
         self.queue.push(
             flushed_at,
             Ev::Flushed {

@@ -4,8 +4,12 @@
 //! event to event. Every ordered pair of nodes has a [`LinkConfig`] (latency, bandwidth,
 //! loss, up or cut). Streams are reliable and ordered, as over TCP or QUIC: a lost
 //! transmission shows up as a retransmission delay, never as missing bytes; a cut resets
-//! every stream on the link and disconnects the peers until [`World::heal`]. The same seed
-//! gives the same run, event for event. [`Pair`] is the two-node special case.
+//! every stream on the link and disconnects the peers until [`World::heal`]; a
+//! [`link::Partition`] splits the nodes in halves until [`World::heal_partition`]. The same
+//! seed gives the same run, event for event. [`Pair`] is the two-node special case.
+//!
+//! The link timing ([`link::Link`]) and the partition rule ([`link::Partition`]) are the
+//! ones the `sinew-sim` simulator runs on too: a timing fix reaches both.
 //!
 //! ```
 //! use sinew_core::testing::Pair;
@@ -23,6 +27,7 @@ use std::time::{Duration, Instant};
 use libp2p_identity::{Keypair, PeerId};
 
 mod context_log;
+pub mod link;
 mod world;
 
 pub use context_log::ContextLog;

@@ -22,7 +22,7 @@ fn author(k: &ed25519::Keypair) -> AuthorKey {
 
 /// Node 0 founds a context whose members are every node's key (writers); the others join
 /// through node 0. Nothing is driven yet.
-fn founded(world: &mut World, n: usize) -> ContextId {
+pub(super) fn founded(world: &mut World, n: usize) -> ContextId {
     let seed = world.seed();
     let members = (1..n)
         .map(|i| (author(&key(seed, i)), Role::Writer))
@@ -39,7 +39,7 @@ fn founded(world: &mut World, n: usize) -> ContextId {
     ctx
 }
 
-fn heads(world: &World, i: usize, ctx: &ContextId) -> Vec<TxId> {
+pub(super) fn heads(world: &World, i: usize, ctx: &ContextId) -> Vec<TxId> {
     world
         .node(i)
         .context(ctx)
@@ -47,7 +47,7 @@ fn heads(world: &World, i: usize, ctx: &ContextId) -> Vec<TxId> {
         .unwrap_or_default()
 }
 
-fn len(world: &World, i: usize, ctx: &ContextId) -> usize {
+pub(super) fn len(world: &World, i: usize, ctx: &ContextId) -> usize {
     world.node(i).context(ctx).map_or(0, |dag| dag.len())
 }
 
@@ -68,7 +68,7 @@ fn synced(world: &World, i: usize) -> usize {
         .count()
 }
 
-fn submit(world: &mut World, i: usize, ctx: &ContextId, text: &str) -> TxId {
+pub(super) fn submit(world: &mut World, i: usize, ctx: &ContextId, text: &str) -> TxId {
     world
         .command(i, |node| node.submit_payload(ctx, text.as_bytes().to_vec()))
         .expect("submitted")

@@ -5,6 +5,7 @@ mod contexts;
 mod durability;
 mod hostile;
 mod lone;
+mod partition;
 mod sync_hostile;
 
 use lone::{drain, frame, lone_node};

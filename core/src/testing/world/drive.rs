@@ -1,11 +1,10 @@
 //! Driving the [`World`]: steps in virtual time, each node's drain, and streams carried
-//! over the links (latency, bandwidth, trickles, cuts).
+//! over the links (the shared timing model, trickles, cuts, partitions).
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use libp2p_identity::PeerId;
-use rand::Rng;
 
 use super::{Delivery, StreamEnd, World};
 use crate::node::{Input, Output};
@@ -185,6 +184,11 @@ impl World {
                         if link.swallow_finish {
                             continue;
                         }
+                        if self.partition.is_some_and(|p| p.blocks(i, to)) {
+                            // A reliable stream cannot lose its end: the connection breaks.
+                            self.disconnect(i, to);
+                            continue;
+                        }
                         if !end.trickling.is_empty() {
                             end.finish_after_trickle = true;
                             continue;
@@ -197,6 +201,9 @@ impl World {
                 Output::Stream(stream::Output::Reset { stream }) => {
                     if let Some(end) = self.streams.remove(&(i, stream)) {
                         let (to, remote) = end.remote;
+                        if self.blocked(i, to) {
+                            continue; // the peer learns it when the connection breaks
+                        }
                         let at = self.now + self.links[&(i, to)].config.latency;
                         let input = Input::Stream(stream::Input::Reset { stream: remote });
                         self.schedule(at, to, input, Some((i, to)), None);
@@ -221,7 +228,9 @@ impl World {
         let to = match self.index_of(&peer) {
             Some(to)
                 if self.links.get(&(from, to)).is_some_and(|l| l.config.up)
-                    && self.connected.contains(&(from.min(to), from.max(to))) =>
+                    && self.connected.contains(&(from.min(to), from.max(to)))
+                    && !self.blocked(from, to)
+                    && !self.blocked(to, from) =>
             {
                 to
             }
@@ -289,6 +298,11 @@ impl World {
         end.sends += 1;
         let tag = end.sends;
         let (to, remote) = end.remote;
+        // `self.blocked` would borrow all of `self` while `end` holds `self.streams`.
+        if self.partition.is_some_and(|p| p.blocks(from, to)) {
+            // A reliable stream cannot lose bytes: the connection breaks instead.
+            return self.disconnect(from, to);
+        }
         let len = data.len();
         *self.sent.entry((from, to, end.protocol)).or_default() += len;
         if let Some(every) = self.links[&(from, to)].config.trickle {
@@ -312,7 +326,7 @@ impl World {
             });
             self.schedule(at, to, input, Some((from, to)), None);
         }
-        let flushed_at = self.links[&(from, to)].busy_until;
+        let flushed_at = self.instant(self.links[&(from, to)].wire.busy_until());
         let flushed = Input::Stream(stream::Input::Flushed { stream });
         self.schedule(flushed_at, from, flushed, None, Some(tag));
     }
@@ -323,6 +337,9 @@ impl World {
             return;
         };
         let (to, remote) = end.remote;
+        if self.partition.is_some_and(|p| p.blocks(from, to)) {
+            return self.disconnect(from, to);
+        }
         let at = self.now + every;
         let input = match end.trickling.pop_front() {
             Some(byte) => Input::Stream(stream::Input::Data {
@@ -348,29 +365,18 @@ impl World {
         );
     }
 
-    /// Puts `len` bytes on the link; returns when they arrive.
+    /// Puts `len` bytes of a stream on the link; returns when they arrive (the shared
+    /// [`link::Link::transmit`](crate::testing::link::Link::transmit)).
     pub(super) fn transmit(&mut self, from: usize, to: usize, len: usize) -> Instant {
-        let now = self.now;
-        let lost = {
-            let loss = self.links[&(from, to)].config.loss;
-            loss > 0.0 && self.rng.random_bool(loss.min(1.0))
-        };
-        let link = self
+        let now = self.since_start(self.now);
+        let wire = &mut self
             .links
             .get_mut(&(from, to))
-            .expect("links exist for all pairs");
-        let start = link.busy_until.max(now);
-        let tx = link.config.bandwidth.map_or(Duration::ZERO, |bw| {
-            Duration::from_secs_f64(len as f64 / bw as f64)
-        });
-        link.busy_until = start + tx;
-        let mut at = link.busy_until + link.config.latency;
-        if lost {
-            at += link.config.retransmit_delay;
-        }
-        at = at.max(link.last_delivery);
-        link.last_delivery = at;
-        at
+            .expect("links exist for all pairs")
+            .wire;
+        let lost = wire.draw_loss(&mut self.rng);
+        let at = wire.transmit(now, len, lost);
+        self.instant(at)
     }
 
     pub(super) fn schedule(

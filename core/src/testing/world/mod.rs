@@ -1,4 +1,7 @@
 //! [`World`]: many nodes on a virtual clock, links between every pair, a DHT model.
+//!
+//! Link timing and partitions are the shared [`link`](super::link) model, which counts
+//! nanoseconds from the world's start; the world converts its `Instant`s at that edge.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -11,6 +14,7 @@ use rand_chacha::ChaCha8Rng;
 mod drive;
 mod models;
 
+use super::link::{self, Partition};
 use super::{epoch, peer_id, LinkConfig};
 use crate::blob::store::MemStore;
 use crate::blob::BlobId;
@@ -18,13 +22,37 @@ use crate::node::{Config, Event, Input, Node};
 use crate::stream::{self, StreamId};
 use crate::{dht, peer};
 
+/// One direction between two nodes: what the test configured, and the shared timing model
+/// built from it (which also remembers what is queued on the wire).
 #[derive(Debug)]
 struct Link {
     config: LinkConfig,
-    /// When the sender finishes putting what it has queued on the wire.
-    busy_until: Instant,
-    /// The last delivery time, so deliveries stay in order.
-    last_delivery: Instant,
+    wire: link::Link,
+}
+
+impl Link {
+    fn new(config: LinkConfig) -> Self {
+        let mut link = Self {
+            wire: link::Link::new(0, 0, 0.0, 0),
+            config: LinkConfig::default(),
+        };
+        link.configure(config);
+        link
+    }
+
+    /// Takes `config`, keeping what is already queued on the wire.
+    fn configure(&mut self, config: LinkConfig) {
+        self.wire.latency = nanos(config.latency);
+        self.wire.bandwidth = config.bandwidth.unwrap_or(0);
+        self.wire.loss = config.loss;
+        self.wire.retransmit = nanos(config.retransmit_delay);
+        self.config = config;
+    }
+}
+
+/// A duration in the shared model's nanoseconds (saturating past 584 years).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +110,10 @@ pub struct World {
     verify_delay: Duration,
     /// Bytes each node handed to streams of each protocol, per destination.
     sent: BTreeMap<(usize, usize, crate::wire::ProtocolId), usize>,
+    /// The partition in force, if any (see [`World::partition`]).
+    partition: Option<Partition>,
+    /// Pairs `(a, b)`, `a < b`, the partition disconnected, reconnected by its heal.
+    severed: std::collections::BTreeSet<(usize, usize)>,
 }
 
 impl World {
@@ -113,14 +145,7 @@ impl World {
         for a in 0..n {
             for b in 0..n {
                 if a != b {
-                    links.insert(
-                        (a, b),
-                        Link {
-                            config: link.clone(),
-                            busy_until: now,
-                            last_delivery: now,
-                        },
-                    );
+                    links.insert((a, b), Link::new(link.clone()));
                 }
             }
         }
@@ -149,6 +174,8 @@ impl World {
             persist_fails: Default::default(),
             verify_delay: Duration::ZERO,
             sent: BTreeMap::new(),
+            partition: None,
+            severed: Default::default(),
         };
         for a in 0..n {
             for b in 0..n {
@@ -279,7 +306,7 @@ impl World {
     /// Changes the link from `a` to `b` (one direction).
     pub fn set_link(&mut self, a: usize, b: usize, config: LinkConfig) {
         if let Some(link) = self.links.get_mut(&(a, b)) {
-            link.config = config;
+            link.configure(config);
         }
     }
 
@@ -298,8 +325,13 @@ impl World {
     /// `peer::Output::Disconnect` does): streams reset, peers disconnected, everything in
     /// flight lost. The links stay up; [`World::heal`] connects the two again.
     pub fn disconnect(&mut self, a: usize, b: usize) {
-        if !self.connected.remove(&(a.min(b), a.max(b))) {
+        let pair = (a.min(b), a.max(b));
+        if !self.connected.remove(&pair) {
             return;
+        }
+        let cut = !self.links.get(&(a, b)).is_some_and(|l| l.config.up);
+        if !cut && self.partition.is_some_and(|p| p.separates(a, b)) {
+            self.severed.insert(pair);
         }
         self.queue
             .retain(|_, d| d.link != Some((a, b)) && d.link != Some((b, a)));
@@ -356,17 +388,25 @@ impl World {
         }
     }
 
-    /// Brings both directions between `a` and `b` back up and reconnects the peers.
+    /// Brings both directions between `a` and `b` back up and reconnects the peers. Across
+    /// a partition the reconnection waits for [`World::heal_partition`].
     pub fn heal(&mut self, a: usize, b: usize) {
         let now = self.now;
+        let since_start = self.since_start(now);
         for (x, y) in [(a, b), (b, a)] {
             if let Some(link) = self.links.get_mut(&(x, y)) {
                 link.config.up = true;
-                link.busy_until = now;
-                link.last_delivery = now;
+                link.wire.reset(since_start);
             }
         }
-        if !self.connected.insert((a.min(b), a.max(b))) {
+        let pair = (a.min(b), a.max(b));
+        if self.partition.is_some_and(|p| p.separates(a, b)) {
+            if !self.connected.contains(&pair) {
+                self.severed.insert(pair);
+            }
+            return;
+        }
+        if !self.connected.insert(pair) {
             return;
         }
         let (pa, pb) = (self.peers[a], self.peers[b]);
@@ -390,5 +430,53 @@ impl World {
                 self.schedule(now + latency, to, input, None, None);
             }
         }
+    }
+
+    /// Splits the nodes in halves, `0..split` and `split..`, as the simulator's partitions
+    /// do. Two-way, the connections across it close at once and stay closed. One-way,
+    /// nothing from the second half reaches the first: gossip is dropped, a stream write or
+    /// finish across it breaks its connection (a reliable stream cannot lose bytes), and no
+    /// stream opens across it; connections carrying only first-to-second traffic stay up
+    /// (the harness has no keep-alive). A partition replaces the one before it.
+    pub fn partition(&mut self, partition: Partition) {
+        self.partition = Some(partition);
+        if partition.one_way {
+            return;
+        }
+        let crossing: Vec<(usize, usize)> = self
+            .connected
+            .iter()
+            .copied()
+            .filter(|&(a, b)| partition.separates(a, b))
+            .collect();
+        for (a, b) in crossing {
+            self.disconnect(a, b);
+        }
+    }
+
+    /// Ends the partition; the pairs disconnected across it while it stood (unless
+    /// [`World::cut`]) connect again, as with [`World::heal`].
+    pub fn heal_partition(&mut self) {
+        if self.partition.take().is_none() {
+            return;
+        }
+        for (a, b) in std::mem::take(&mut self.severed) {
+            self.heal(a, b);
+        }
+    }
+
+    /// True if the partition in force drops what `from` sends to `to`.
+    fn blocked(&self, from: usize, to: usize) -> bool {
+        self.partition.is_some_and(|p| p.blocks(from, to))
+    }
+
+    /// `t` in the shared link model's time: nanoseconds since the world's start.
+    fn since_start(&self, t: Instant) -> u64 {
+        nanos(t.saturating_duration_since(self.start))
+    }
+
+    /// A time of the shared link model as an `Instant`.
+    fn instant(&self, since_start: u64) -> Instant {
+        self.start + Duration::from_nanos(since_start)
     }
 }

@@ -29,8 +29,10 @@ impl World {
             };
             let latency = self.links[&(i, j)].config.latency;
             let (pi, pj) = (self.peers[i], self.peers[j]);
-            self.schedule(self.now + latency, j, event(pi), Some((i, j)), None);
-            if subscribed {
+            if !self.blocked(i, j) {
+                self.schedule(self.now + latency, j, event(pi), Some((i, j)), None);
+            }
+            if subscribed && !self.blocked(j, i) {
                 self.schedule(self.now + latency, i, event(pj), Some((j, i)), None);
             }
         }
@@ -79,9 +81,10 @@ impl World {
     }
 
     /// The gossip model: a publish reaches every connected subscriber of its topic
-    /// directly, after the link's latency (a full mesh; no duplicates, no loss). A
-    /// subscription is announced to the connected subscribers of the topic, and theirs to
-    /// the newcomer, after the link's latency (as gossipsub's subscription messages are).
+    /// directly, after the link's latency (a full mesh; no duplicates, no loss except
+    /// across a partition). A subscription is announced to the connected subscribers of
+    /// the topic, and theirs to the newcomer, after the link's latency (as gossipsub's
+    /// subscription messages are).
     pub(super) fn gossip(&mut self, i: usize, out: gossip::Output) {
         match out {
             gossip::Output::Subscribe { topic } => {
@@ -105,6 +108,7 @@ impl World {
                     .flatten()
                     .copied()
                     .filter(|j| *j != i && self.connected.contains(&(i.min(*j), i.max(*j))))
+                    .filter(|j| !self.blocked(i, *j))
                     .collect();
                 let mut message_id = self.peers[i].to_bytes();
                 message_id.extend_from_slice(&id.0.to_be_bytes());
