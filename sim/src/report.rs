@@ -115,8 +115,9 @@ impl Percentiles {
     }
 }
 
-/// Heap each honest peer's node held, bytes (what [`crate::memory`] charges a peer: its
-/// node, its in-memory store, and what its outputs still hold in the network model).
+/// Heap each honest peer's node held, bytes: what the simulator charges a peer (module
+/// `memory`): its node, its in-memory store, and what its outputs still hold in the
+/// network model.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct MemoryReport {
     /// The largest peak of any honest peer, and which peer.

@@ -369,7 +369,7 @@ pub struct Invariants {
     /// Most streams an honest member's node may still route at the end (crafted
     /// streams held open or trickled must have been dropped); none if absent.
     pub max_open_streams: Option<usize>,
-    /// Most bytes an honest peer's node may hold at once ([`crate::memory`]: its state,
+    /// Most bytes an honest peer's node may hold at once (module `memory`: its state,
     /// its in-memory store and what its outputs still hold in flight); none if absent.
     pub max_peer_bytes: Option<u64>,
 }

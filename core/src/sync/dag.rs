@@ -175,8 +175,9 @@ struct Orphan {
 
 /// One context's DAG. See the module docs.
 ///
-/// Memory: about 60 bytes per applied transaction — its id, 16 bytes of [`Meta`], its
-/// parents as 4-byte positions, 4 bytes in the id index and 4 in its author's chain. The
+/// Memory: about 60 bytes per applied transaction — its id, 16 bytes of metadata (depth,
+/// membership, length, where its parents end), its parents as 4-byte positions, 4 bytes
+/// in the id index and 4 in its author's chain. The
 /// transactions themselves are in the node's store, at the same positions
 /// ([`super::store::ContextStore`]); the DAG keeps whole only the genesis and the
 /// admin-only transactions ([`Dag::kept`]), which decide membership and keys.
