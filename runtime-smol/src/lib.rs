@@ -1,8 +1,8 @@
 //! Sinew on smol.
 //!
 //! This crate is thin: smol's executor, blocking pool and timers ([`Smol`], a
-//! [`Runtime`](sinew_core::shell::Runtime)) and transports of its own over async-io — TCP
-//! ([`tcp`]) and DNS names ([`dns`]) — as a shell [`Adapter`](sinew_core::shell::Adapter).
+//! [`Runtime`]) and transports of its own over async-io — TCP
+//! ([`tcp`]) and DNS names ([`dns`]) — as a shell [`Adapter`].
 //! Everything else (security, Yamux, the swarm, the driver, the identity file, the quick
 //! start) is `sinew-core`'s shell, the same as on tokio: the API below is `sinew-tokio`'s.
 //!

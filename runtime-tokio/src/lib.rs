@@ -1,8 +1,8 @@
 //! Sinew on tokio.
 //!
 //! This crate is thin: tokio's executor and timers ([`Tokio`], a
-//! [`Runtime`](sinew_core::shell::Runtime)) and its transports — TCP, QUIC v1 and DNS — as
-//! a shell [`Adapter`](sinew_core::shell::Adapter). Everything else (security, Yamux, the
+//! [`Runtime`]) and its transports — TCP, QUIC v1 and DNS — as
+//! a shell [`Adapter`]. Everything else (security, Yamux, the
 //! swarm, the driver, the identity file, the quick start) is `sinew-core`'s shell, the same
 //! on every runtime. It also hosts the `sinew` command-line tool.
 //!

@@ -56,7 +56,7 @@ const MAX_DUPLICATES: usize = 64;
 /// Input layout: one byte per step of a Fisher–Yates shuffle of `honest ++ invalid` (the
 /// step for position `i`, from the last down, swaps it with position `i - byte % (i + 1)`,
 /// so zeros keep the causal order), then `(at, which)` pairs, each inserting a duplicate
-/// of transaction `which` at position `at` (at most [`MAX_DUPLICATES`]). Transactions that
+/// of transaction `which` at position `at` (at most 64). Transactions that
 /// pass [`SignedTx::check`] go in through [`Dag::insert_checked`] (checked once per
 /// process, as a worker would), the others through [`Dag::insert`]; one `now`, so
 /// nothing expires.
