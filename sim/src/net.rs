@@ -113,10 +113,17 @@ impl Net {
         })
     }
 
-    fn set_conn(&mut self, a: u32, b: u32, id: Option<u64>) {
+    fn set_conn(&mut self, a: u32, b: u32, id: Option<u64>, now: u64) {
         match id {
             Some(id) => {
                 self.conns.insert((a, b), id);
+                // A new connection starts on an idle wire: what the old one had queued
+                // or in flight died with it (its events are dropped by their tag).
+                for (x, y) in [(a, b), (b, a)] {
+                    if let Some(i) = self.link(x, y) {
+                        self.links[i].wire.reset(now);
+                    }
+                }
             }
             None => {
                 self.conns.remove(&(a, b));
@@ -271,7 +278,7 @@ impl World {
         self.net.next_conn += 1;
         let id = self.net.next_conn;
         let (lo, hi) = (a.min(b), a.max(b));
-        self.net.set_conn(lo, hi, Some(id));
+        self.net.set_conn(lo, hi, Some(id), self.now);
         let tag = self.net.conn_tag(lo, hi).expect("just opened");
         self.peers[a as usize].conns.push(b);
         self.peers[b as usize].conns.push(a);
@@ -303,7 +310,7 @@ impl World {
         if self.net.conn(lo, hi).is_none() {
             return;
         }
-        self.net.set_conn(lo, hi, None);
+        self.net.set_conn(lo, hi, None, self.now);
         self.peers[a as usize].conns.retain(|&p| p != b);
         self.peers[b as usize].conns.retain(|&p| p != a);
         for (x, y) in [(a, b), (b, a)] {
