@@ -165,8 +165,8 @@ struct Journal {
 }
 
 /// The store of a simulated peer: a [`MemStore`] whose durability, when deferred, is
-/// real enough to crash: [`SimStore::crash`] yields what acknowledged batches covered
-/// and nothing else (see the module docs).
+/// real enough to crash: a crash yields what acknowledged batches covered and nothing
+/// else (see the module docs).
 #[derive(Debug)]
 pub struct SimStore {
     live: MemStore,
