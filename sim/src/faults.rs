@@ -3,14 +3,19 @@
 //! reordered gossip copies; and the draw of the scenario's `[chaos]` faults from the
 //! seed.
 //!
-//! **Crash.** With `persist_ms > 0` every peer's `MemStore` defers durability: its writes
-//! are durable only once the persist batch the node handed out is acknowledged,
-//! `persist_ms` later. When a batch is handed out the simulator notes what the store
-//! holds (its contexts and each one's log length), and that note becomes the durable
-//! state when the batch is acknowledged. A crash takes the node apart into its store,
-//! rebuilds a store holding only the durable state (a batch in flight is lost with
-//! everything written after it), and a new node starts on it at the restart. Blobs are
-//! not rolled back (no scenario stores blobs across a crash yet).
+//! **Crash.** With `persist_ms > 0` every peer's store ([`SimStore`]) defers durability:
+//! its writes are durable only once the persist batch the node handed out is
+//! acknowledged, `persist_ms` later. A crash takes the node apart into its store, which
+//! yields exactly what acknowledged batches covered (a batch in flight is lost with
+//! everything written after it): contexts and their logs, blobs' verified chunk groups
+//! and hash pairs, imports and deletions alike. A new node starts on it at the restart.
+//!
+//! The rollback is checked, not trusted: when a batch is handed out the simulator notes
+//! which blobs the store holds and their verified ranges, and that note becomes the
+//! acknowledged state when the batch comes back. The store a crash leaves must hold
+//! exactly the acknowledged state (`SAFETY` otherwise: something not durable survived,
+//! or something durable was lost), and every blob its node reported downloaded must be
+//! complete in it (a download is reported only once durable).
 //!
 //! **Offline** (churn): the peer's connections close and its node gets nothing until it
 //! is back; its node is kept as is (a laptop that slept).
@@ -19,22 +24,22 @@
 //! nobody.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use rand::Rng;
-use sinew_core::blob::store::MemStore;
+use sinew_core::blob::store::{BlobState, BlobStore};
+use sinew_core::blob::tree::verified_bytes;
+use sinew_core::blob::BlobId;
 use sinew_core::node::{Input, Node};
 use sinew_core::persist::{Batch, Done};
-use sinew_core::sync::store::{ContextStore, StoredContext};
-use sinew_core::sync::TxId;
 
 use crate::scenario::Fault;
+use crate::store::SimStore;
 use crate::trace::Kind;
 use crate::workload::Action;
 use crate::world::{World, MS};
 
-/// What a store held: each context and its log's length.
-type Snapshot = Vec<(StoredContext, u64)>;
+/// Which blobs a store held and how much of each was verified.
+type Blobs = Vec<(BlobId, BlobState)>;
 
 /// A fault event.
 #[derive(Debug)]
@@ -51,10 +56,10 @@ struct PeerFaults {
     /// Its process: a crash starts a new one.
     epoch: u32,
     /// Down, and the durable store a crash left.
-    down: Option<Option<MemStore>>,
-    /// What is durable, and what the batch out will make durable.
-    durable: Snapshot,
-    pending: Option<Snapshot>,
+    down: Option<Option<SimStore>>,
+    /// The blobs acknowledged batches covered, and what the batch out covers.
+    acknowledged: Blobs,
+    pending: Option<Blobs>,
 }
 
 /// Fault state of the world.
@@ -62,7 +67,9 @@ struct PeerFaults {
 pub(crate) struct State {
     peers: Vec<PeerFaults>,
     /// Writes a crash lost before any other peer held them.
-    pub(crate) lost_writes: BTreeSet<TxId>,
+    pub(crate) lost_writes: BTreeSet<sinew_core::sync::TxId>,
+    /// Blobs each node reported downloaded (so durable).
+    pub(crate) downloaded: BTreeSet<(u32, BlobId)>,
 }
 
 impl State {
@@ -81,12 +88,18 @@ impl State {
         Self {
             peers,
             lost_writes: BTreeSet::new(),
+            downloaded: BTreeSet::new(),
         }
     }
 
     /// Peer `i`'s clock offset, ns.
     pub(crate) fn skew(&self, i: u32) -> u64 {
         self.peers[i as usize].skew
+    }
+
+    /// Peer `i`'s process: a crash starts a new one.
+    pub(crate) fn epoch(&self, i: u32) -> u32 {
+        self.peers[i as usize].epoch
     }
 
     /// True while peer `i` is down (crashed or offline).
@@ -101,12 +114,8 @@ impl State {
 }
 
 /// The store every peer starts with.
-pub(crate) fn new_store(persist_ms: f64) -> MemStore {
-    if persist_ms > 0.0 {
-        MemStore::new().defer_durability()
-    } else {
-        MemStore::new()
-    }
+pub(crate) fn new_store(persist_ms: f64) -> SimStore {
+    SimStore::new(persist_ms > 0.0)
 }
 
 impl World {
@@ -175,27 +184,20 @@ impl World {
             self.schedule_input(self.now, peer, Input::Persisted(done), None);
             return;
         }
-        let snapshot = self.snapshot(peer);
+        let blobs = self.blobs_held(peer);
         let pf = &mut self.faults.peers[peer as usize];
-        pf.pending = Some(snapshot);
+        pf.pending = Some(blobs);
         let epoch = pf.epoch;
         let at = self.now + (self.scenario.persist_ms * MS as f64) as u64;
         let ev = crate::world::Ev::Fault(Ev::Persisted { peer, epoch, done });
         self.queue.push(at, ev);
+        self.swarm_progress(peer);
     }
 
-    /// What `peer`'s store holds now: its node's DAG and its store's log have one length
-    /// (a transaction is appended as it is applied).
-    fn snapshot(&self, peer: u32) -> Snapshot {
-        let node = &self.peers[peer as usize].node;
-        let contexts = node.store().contexts().expect("a memory store reads");
-        contexts
-            .into_iter()
-            .map(|c| {
-                let len = node.context(&c.id).map_or(0, |d| d.len() as u64);
-                (c, len)
-            })
-            .collect()
+    /// The blobs `peer`'s store holds now.
+    fn blobs_held(&self, peer: u32) -> Blobs {
+        let store = self.peers[peer as usize].node.store();
+        store.list().expect("a memory store lists")
     }
 
     /// A fault event came due.
@@ -207,8 +209,8 @@ impl World {
                     return; // the process that asked is gone
                 }
                 if done.result.is_ok() {
-                    if let Some(s) = pf.pending.take() {
-                        pf.durable = s;
+                    if let Some(blobs) = pf.pending.take() {
+                        pf.acknowledged = blobs;
                     }
                 }
                 self.trace.record(self.now, peer, Kind::Input, 11);
@@ -252,44 +254,37 @@ impl World {
         self.go_down(peer);
         let p = &mut self.peers[peer as usize];
         let (id, config) = (p.id, p.node.config().clone());
-        let placeholder = Node::new(id, config, MemStore::new(), self.start);
+        let placeholder = Node::new(id, config, SimStore::new(false), self.start);
         let old = std::mem::replace(&mut p.node, placeholder).into_store();
-        let store = self.durable_store(peer, &old);
+        self.stats.faults.blob_bytes_refetched += old.refetched();
+        let blob = self.swarm_blob();
+        let had = blob.is_some_and(|id| old.get(&id).is_some());
+        let keep = self.scenario.broken.as_ref();
+        let keeps = keep.is_some_and(|b| b.keeps_unacknowledged);
+        let (store, lost) = self.meter.charge(peer, || old.crash(keeps));
+        self.count_lost(peer, lost);
+        self.check_crashed_store(peer, &store);
+        let kept = blob.is_some_and(|id| store.get(&id).is_some());
+        self.swarm_crashed(peer, had, kept);
         let pf = &mut self.faults.peers[peer as usize];
         pf.epoch += 1;
         pf.pending = None;
         pf.down = Some(Some(store));
     }
 
-    /// A store with only what `old` made durable; counts what was lost.
-    fn durable_store(&mut self, peer: u32, old: &MemStore) -> MemStore {
-        let mut store = new_store(self.scenario.persist_ms);
-        let durable = if self.scenario.persist_ms > 0.0 {
-            self.faults.peers[peer as usize].durable.clone()
-        } else {
-            let contexts = old.contexts().expect("a memory store reads");
-            contexts
-                .into_iter()
-                .map(|c| {
-                    let len = old.txs_from(&c.id, 0, usize::MAX).map_or(0, |t| t.len());
-                    (c, len as u64)
-                })
-                .collect()
-        };
+    /// Counts what a crash of `peer` lost; notes its own writes nobody else holds.
+    fn count_lost(&mut self, peer: u32, lost: crate::store::Lost) {
+        self.stats.faults.blob_bytes_lost += lost.blob_bytes;
         let own = self.peers[peer as usize]
             .member_key
             .as_ref()
             .map(|k| sinew_core::sync::AuthorKey::from(&k.public()));
-        for (context, len) in &durable {
-            store.put_context(context).expect("a memory store writes");
-            let kept = old.txs_from(&context.id, 0, *len as usize).expect("reads");
-            let lost = old.txs_from(&context.id, *len, usize::MAX).expect("reads");
-            self.stats.faults.txs_lost += lost.len() as u64;
-            for tx in &lost {
+        for (context, txs) in lost.txs {
+            self.stats.faults.txs_lost += txs.len() as u64;
+            for tx in &txs {
                 let id = tx.id();
                 let elsewhere = self.peers.iter().enumerate().any(|(j, p)| {
-                    j != peer as usize
-                        && p.node.context(&context.id).is_some_and(|d| d.contains(&id))
+                    j != peer as usize && p.node.context(&context).is_some_and(|d| d.contains(&id))
                 });
                 if Some(tx.tx.author) == own && !elsewhere {
                     // Its own write, held by nobody else: gone unless a copy in flight
@@ -297,13 +292,49 @@ impl World {
                     self.faults.lost_writes.insert(id);
                 }
             }
-            if !kept.is_empty() {
-                store
-                    .append_txs(&context.id, 0, Arc::new(kept))
-                    .expect("a memory store writes");
+        }
+    }
+
+    /// The store `peer`'s crash left holds exactly the blobs acknowledged batches
+    /// covered, with every blob its node reported downloaded complete.
+    fn check_crashed_store(&mut self, peer: u32, store: &SimStore) {
+        let held = store.list().expect("a memory store lists");
+        self.stats.faults.blob_bytes_kept += held
+            .iter()
+            .map(|(_, s)| verified_bytes(&s.verified(), s.size()))
+            .sum::<u64>();
+        if self.scenario.persist_ms <= 0.0 {
+            return; // every write was durable at once
+        }
+        let acknowledged = &self.faults.peers[peer as usize].acknowledged;
+        if held != *acknowledged {
+            let bytes = |blobs: &Blobs| -> u64 {
+                let b = blobs.iter();
+                b.map(|(_, s)| verified_bytes(&s.verified(), s.size()))
+                    .sum()
+            };
+            self.stats.fail(format!(
+                "SAFETY: peer {peer} restarts after a crash on a store holding {} blobs \
+                 ({} verified bytes), not what its acknowledged batches covered: {} blobs \
+                 ({} bytes)",
+                held.len(),
+                bytes(&held),
+                acknowledged.len(),
+                bytes(acknowledged)
+            ));
+        }
+        let reported = self
+            .faults
+            .downloaded
+            .range((peer, BlobId::from_bytes([0; 32]))..);
+        for (_, id) in reported.take_while(|(p, _)| *p == peer) {
+            let complete = held.iter().any(|(b, s)| b == id && s.is_complete());
+            if !complete {
+                self.stats.fail(format!(
+                    "SAFETY: peer {peer} reported blob {id} downloaded, but its crash lost it"
+                ));
             }
         }
-        store
     }
 
     /// A new process starts on the store `peer`'s crash left.
@@ -315,16 +346,7 @@ impl World {
             unreachable!("checked above");
         };
         // Everything the store holds was durable before the crash.
-        let durable = store
-            .contexts()
-            .expect("a memory store reads")
-            .into_iter()
-            .map(|c| {
-                let len = store.txs_from(&c.id, 0, usize::MAX).map_or(0, |t| t.len());
-                (c, len as u64)
-            })
-            .collect();
-        self.faults.peers[peer as usize].durable = durable;
+        self.faults.peers[peer as usize].acknowledged = store.list().expect("it lists");
         self.stats.faults.restarts += 1;
         self.trace.record(self.now, peer, Kind::Fault, 4);
         let skew = self.faults.skew(peer);
@@ -335,6 +357,7 @@ impl World {
             .meter
             .charge(peer, || Node::new(p.id, config, store, now));
         self.come_up(peer);
+        self.swarm_restarted(peer);
     }
 
     /// `peer` is not there yet (a newcomer): down, as an offline peer, until

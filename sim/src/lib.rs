@@ -4,7 +4,7 @@
 //!
 //! # What is real and what is modelled
 //!
-//! **Real**: every peer is a `sinew_core::Node` with an in-memory store, driven through
+//! **Real**: every peer is a `sinew_core::Node` with an in-memory store ([`store`]), driven through
 //! exactly the contract the shell uses (`handle_input`, then `poll_output` until
 //! `Output::Timeout`). Its decisions — dials, stream opens and writes, catch-up sessions,
 //! subscriptions, publishes, DHT provides and lookups, disconnects — are its own; its
@@ -31,8 +31,9 @@
 //! - partitions into halves, two-way or one-way, and their heal;
 //! - **crash and restart**: with `persist_ms > 0` stores defer durability; a crash keeps
 //!   what the acknowledged persist batches covered and loses the rest (a batch in flight
-//!   too), and a new `Node` starts on that store (contexts' logs are rolled back; blobs
-//!   are not);
+//!   too), contexts' logs and blobs' verified ranges alike ([`store::SimStore`]), and a
+//!   new `Node` starts on that store; in the blob swarm, fetchers crash mid-download and
+//!   ask again once restarted;
 //! - **churn**: a peer goes offline (connections closed, its node frozen) and comes back;
 //!   **newcomers** (`chaos.newcomers`) are not there at the start: each arrives
 //!   mid-run, is invited by the founder, starts a new node on an empty store and joins;
@@ -51,9 +52,12 @@
 //! the founder's heads, or converging later than `converge_within_s` after the last
 //! write, heal or return; a blob fetcher without a copy or later than the bound),
 //! `SAFETY` (an honest node applied or holds a transaction a byzantine peer crafted, or
-//! //! ended a catch-up session with a lying responder as synced; a fetcher's copy differs),
-//! `MEMORY` (an honest node held more heap at its peak than `max_peer_bytes`, or still
-//! routes more streams than `max_open_streams` at the end). Besides: honest peers reported as misbehaving,
+//! ended a catch-up session with a lying responder as synced; a fetcher's copy differs;
+//! the store a crash left holds other blobs or ranges than its acknowledged batches
+//! covered, or lost a blob its node reported downloaded), `RESUME` (a restarted fetcher
+//! fetched a byte its store had kept), `MEMORY` (an honest node held more heap at its
+//! peak than `max_peer_bytes`, or still routes more streams than `max_open_streams` at
+//! the end). Besides: honest peers reported as misbehaving,
 //! rejections of anything not crafted, writes refused, forgers and lying providers
 //! nobody reported, and any panic.
 //!
@@ -114,6 +118,7 @@ pub mod queue;
 mod report;
 pub mod scenario;
 pub mod seed;
+pub mod store;
 mod swarm;
 pub mod trace;
 mod workload;

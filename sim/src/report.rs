@@ -64,6 +64,13 @@ pub struct Faults {
     pub restarts: u64,
     /// Transactions crashes lost from stores (not durable yet).
     pub txs_lost: u64,
+    /// Verified blob bytes crashes lost from stores (not durable yet).
+    pub blob_bytes_lost: u64,
+    /// Verified blob bytes the stores crashes left held (durable), summed over crashes.
+    pub blob_bytes_kept: u64,
+    /// Of those, bytes a restarted node fetched and wrote again anyway (a resumed
+    /// download should not: it asks only for what it lacks).
+    pub blob_bytes_refetched: u64,
     /// Peers that went offline (churn).
     pub offline: u64,
     /// Peers that came back.
@@ -369,6 +376,7 @@ impl World {
             ),
             faults: Faults {
                 byzantine_reported: self.byz.reported.values().sum(),
+                blob_bytes_refetched: self.blob_bytes_refetched(),
                 ..self.stats.faults.clone()
             },
             dht_lookups: self.stats.dht_lookups,

@@ -83,7 +83,12 @@ pub struct Broken {
     /// `Publish` output), decided per publish by a hash of the run's seed, the peer and
     /// the message id: some seeds lose a message, others do not, and a seed always
     /// decides the same way.
+    #[serde(default)]
     pub forgets_publish: f64,
+    /// A crash keeps the writes no acknowledged batch covered (a broken rollback): the
+    /// check of the store a crash leaves must catch it.
+    #[serde(default)]
+    pub keeps_unacknowledged: bool,
 }
 
 /// Link defaults. Each direction of a link gets its own latency in
@@ -230,6 +235,18 @@ pub enum Workload {
         /// Fetchers ask within this long after `start_s`, ms.
         #[serde(default)]
         spread_ms: f64,
+        /// Fetchers (drawn from the seed) that crash mid-download: each once its store
+        /// holds a fraction of the blob drawn in `[0.05, 1)` (a persist batch is out
+        /// then), up to `2 * persist_ms` later, and restarts `down_min_ms..=down_max_ms`
+        /// after, asking for the blob again. Needs `persist_ms > 0`.
+        #[serde(default)]
+        crashes: u32,
+        /// Shortest time a crashed fetcher is down, ms.
+        #[serde(default = "defaults::down_min_ms")]
+        down_min_ms: f64,
+        /// Longest time a crashed fetcher is down, ms.
+        #[serde(default = "defaults::down_max_ms")]
+        down_max_ms: f64,
     },
 }
 
@@ -428,11 +445,26 @@ impl Scenario {
             liars,
             stallers,
             size_liars,
+            crashes,
+            down_min_ms,
+            down_max_ms,
             ..
         } = self.workload
         {
             if liars + stallers + size_liars >= providers || providers >= self.peers {
                 return Err("a blob swarm needs an honest provider and a fetcher".into());
+            }
+            if crashes > 0
+                && (crashes > self.peers - providers
+                    || self.persist_ms <= 0.0
+                    || down_min_ms <= 0.0
+                    || down_max_ms < down_min_ms)
+            {
+                return Err(
+                    "blob crashes need at most one per fetcher, persist_ms > 0 (else a \
+                     crash has nothing to lose) and 0 < down_min_ms <= down_max_ms"
+                        .into(),
+                );
             }
         }
         if self.byzantine.peers > 0 && self.byzantine.peers * 3 >= members {
@@ -506,6 +538,12 @@ mod defaults {
     }
     pub(super) fn interval_ms() -> f64 {
         100.0
+    }
+    pub(super) fn down_min_ms() -> f64 {
+        500.0
+    }
+    pub(super) fn down_max_ms() -> f64 {
+        2000.0
     }
     pub(super) fn message_bytes() -> usize {
         256

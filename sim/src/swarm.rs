@@ -4,9 +4,17 @@
 //! others that serve the true blob under a false size (`liars`). The
 //! invariant: every fetcher ends with a byte-identical copy within the bound, and every
 //! liar (about the content or the size) is reported as misbehaving by some fetcher.
+//!
+//! With `crashes`, fetchers drawn from the seed crash mid-download and restart on what
+//! their stores made durable (see `faults`): a restarted fetcher asks for the blob again
+//! and resumes from its durable ranges, and must still end byte-identical in time.
+
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use rand::{Rng, RngCore};
+use sinew_core::blob::store::BlobStore;
+use sinew_core::blob::tree::verified_bytes;
 use sinew_core::blob::BlobId;
 use sinew_core::node::Config;
 
@@ -27,6 +35,14 @@ pub(crate) struct State {
     blob: Option<(BlobId, Bytes)>,
     /// Fetchers: when each asked and when it first held the whole blob.
     fetchers: Vec<(u32, u64, Option<u64>)>,
+    /// Fetchers that will crash: once they hold this many verified bytes, this long
+    /// after (ns), for this long (ns).
+    crashers: BTreeMap<u32, (u64, u64, u64)>,
+    /// Fetchers crashed mid-download; of them, ones whose store held the whole blob when
+    /// they crashed, and ones whose node had reported it downloaded.
+    crashed: u32,
+    crashed_complete: u32,
+    crashed_reported: u32,
 }
 
 impl State {
@@ -93,6 +109,13 @@ pub struct BlobReport {
     pub size_liars: u32,
     /// Peers that asked for it.
     pub fetchers: usize,
+    /// Fetchers that crashed mid-download and restarted.
+    pub crashed: u32,
+    /// Of them, ones whose store held the whole blob (durable or not) when they crashed.
+    pub crashed_complete: u32,
+    /// Of them, ones whose node had reported it downloaded (so durable): the crash must
+    /// keep it.
+    pub crashed_reported: u32,
     /// Fetchers holding a byte-identical copy at the end.
     pub identical: usize,
     /// Time from asking to holding it all, s.
@@ -108,6 +131,9 @@ impl World {
             size_bytes,
             start_s,
             spread_ms,
+            crashes,
+            down_min_ms,
+            down_max_ms,
             ..
         } = self.scenario.workload.clone()
         else {
@@ -141,6 +167,80 @@ impl World {
             self.plan(at, Action::Fetch { peer });
         }
         self.queue.push(PROBE_PERIOD, Ev::Probe);
+        let mut rng = crate::seed::child_rng(self.seed, "blob-crash", 0);
+        let ms = |v: f64| (v * MS as f64) as u64;
+        while (self.swarm.crashers.len() as u32) < crashes {
+            let peer = rng.random_range(providers..n);
+            let at = (rng.random_range(0.05..1.0) * size_bytes as f64) as u64;
+            let delay = rng.random_range(0..=2 * ms(self.scenario.persist_ms));
+            let down = rng.random_range(ms(down_min_ms)..=ms(down_max_ms));
+            self.swarm.crashers.entry(peer).or_insert((at, delay, down));
+        }
+    }
+
+    /// `peer` handed out a persist batch: if it is to crash and holds enough of the
+    /// blob, its crash and restart are planned.
+    pub(crate) fn swarm_progress(&mut self, peer: u32) {
+        let (Some(&(at, delay, down)), Some((id, _))) =
+            (self.swarm.crashers.get(&peer), &self.swarm.blob)
+        else {
+            return;
+        };
+        let state = self.peers[peer as usize].node.store().state(id);
+        let held = state
+            .expect("a memory store reads")
+            .map_or(0, |s| verified_bytes(&s.verified(), s.size()));
+        if held >= at {
+            self.swarm.crashers.remove(&peer);
+            self.plan(self.now + delay, Action::Crash { peer });
+            self.plan(self.now + delay + down, Action::Restart { peer });
+        }
+    }
+
+    /// The swarm's blob, if this is a swarm run.
+    pub(crate) fn swarm_blob(&self) -> Option<BlobId> {
+        self.swarm.blob.as_ref().map(|(id, _)| *id)
+    }
+
+    /// `peer` crashed holding the whole blob or not (`had`), and its store kept it or not
+    /// (`kept`): a fetcher that lost its copy has not fetched it yet.
+    pub(crate) fn swarm_crashed(&mut self, peer: u32, had: bool, kept: bool) {
+        let Some((id, _)) = self.swarm.blob else {
+            return;
+        };
+        let Some(fetcher) = self.swarm.fetchers.iter_mut().find(|f| f.0 == peer) else {
+            return;
+        };
+        self.swarm.crashed += 1;
+        if had {
+            self.swarm.crashed_complete += 1;
+        }
+        if self.faults.downloaded.contains(&(peer, id)) {
+            self.swarm.crashed_reported += 1;
+        }
+        if !kept {
+            fetcher.2 = None;
+        }
+    }
+
+    /// Verified bytes restarted nodes wrote again although their stores had kept them
+    /// through a crash (see [`crate::store::SimStore::refetched`]).
+    pub(crate) fn blob_bytes_refetched(&self) -> u64 {
+        let live = self.peers.iter().map(|p| p.node.store().refetched());
+        self.stats.faults.blob_bytes_refetched + live.sum::<u64>()
+    }
+
+    /// A restarted fetcher asks for the blob again (an application does at start).
+    pub(crate) fn swarm_restarted(&mut self, peer: u32) {
+        let Some((id, _)) = self.swarm.blob else {
+            return;
+        };
+        if self.swarm.fetchers.iter().any(|f| f.0 == peer) {
+            let _ = self.peers[peer as usize]
+                .node
+                .request_blob(id, std::iter::empty());
+            self.drain(peer);
+        }
     }
 
     /// `peer` asks for the blob by its id.
@@ -206,6 +306,13 @@ impl World {
                 fetch_s.max
             ));
         }
+        let refetched = self.blob_bytes_refetched();
+        if refetched > 0 {
+            failures.push(format!(
+                "RESUME: restarted fetchers fetched {refetched} verified bytes again that \
+                 their stores had kept through the crash"
+            ));
+        }
         let (_, liar, _) = roles(&self.scenario).expect("a blob swarm");
         let (first, staller) = size_liar_range(&self.scenario);
         // A false size is caught too: the tree it implies does not verify.
@@ -224,6 +331,9 @@ impl World {
             stallers,
             size_liars,
             fetchers: self.swarm.fetchers.len(),
+            crashed: self.swarm.crashed,
+            crashed_complete: self.swarm.crashed_complete,
+            crashed_reported: self.swarm.crashed_reported,
             identical,
             fetch_s,
             bound_s,

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use libp2p_identity::{ed25519, Keypair, PeerId};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use sinew_core::blob::store::MemStore;
 use sinew_core::node::{Config, Event, Input, Node, Output};
 use sinew_core::stream::StreamId;
 use sinew_core::{gossip as core_gossip, peer as core_peer, stream, sync};
@@ -23,6 +22,7 @@ use crate::queue::{Queue, Slab};
 use crate::report::Stats;
 use crate::scenario::Scenario;
 use crate::seed;
+use crate::store::SimStore;
 use crate::trace::{Kind, Trace};
 use crate::workload::Workload;
 
@@ -85,7 +85,7 @@ pub(crate) enum Ev {
 /// One simulated peer: its real node and what the world keeps beside it.
 #[derive(Debug)]
 pub(crate) struct Peer {
-    pub(crate) node: Node<MemStore>,
+    pub(crate) node: Node<SimStore>,
     pub(crate) id: PeerId,
     /// Its seed (the node's config seed, verification RNGs).
     pub(crate) seed: u64,
@@ -116,8 +116,10 @@ pub struct World {
     /// The peer index: peer id → index.
     pub(crate) index: BTreeMap<PeerId, u32>,
     pub(crate) queue: Queue<Ev>,
-    /// Inputs scheduled for nodes, named by their events.
-    pub(crate) inputs: Slab<Input>,
+    /// Inputs scheduled for nodes, named by their events, each with the process
+    /// (`faults` epoch) it is for: what a crashed process asked for (a DHT lookup, a
+    /// verification) never reaches the next one.
+    pub(crate) inputs: Slab<(u32, Input)>,
     pub(crate) net: Net,
     pub(crate) gossip: Mesh,
     pub(crate) providers: BTreeMap<sinew_core::dht::Key, Vec<u32>>,
@@ -288,7 +290,7 @@ impl World {
     }
 
     /// Peer `i`'s node.
-    pub fn node(&self, i: usize) -> &Node<MemStore> {
+    pub fn node(&self, i: usize) -> &Node<SimStore> {
         &self.peers[i].node
     }
 
@@ -329,7 +331,7 @@ impl World {
     fn dispatch(&mut self, ev: Ev) {
         match ev {
             Ev::Input { peer, input, conn } => {
-                let input = self.inputs.remove(input);
+                let (epoch, input) = self.inputs.remove(input);
                 if conn.is_some_and(|c| !self.net.is_live(c)) {
                     return; // the connection it travelled on closed
                 }
@@ -338,6 +340,9 @@ impl World {
                 }
                 self.trace
                     .record(self.now, peer, Kind::Input, input_kind(&input));
+                if epoch != self.faults.epoch(peer) {
+                    return; // for a process that crashed since
+                }
                 if !self.liar_input(peer, &input) {
                     self.handle(peer, input);
                 }
@@ -410,7 +415,7 @@ impl World {
         input: Input,
         conn: Option<ConnTag>,
     ) {
-        let input = self.inputs.insert(input);
+        let input = self.inputs.insert((self.faults.epoch(peer), input));
         self.queue.push(at, Ev::Input { peer, input, conn });
     }
 
@@ -506,6 +511,9 @@ impl World {
                     .rejections
                     .entry(format!("{reason:?}"))
                     .or_default() += 1;
+            }
+            Event::Blob(sinew_core::blob::Event::Downloaded { id, .. }) => {
+                self.faults.downloaded.insert((peer, id));
             }
             Event::Sync(sync::contexts::Event::Synced { peer: other, .. }) => {
                 self.stats.sessions_synced += 1;

@@ -1,0 +1,58 @@
+//! Fetchers of a blob crash mid-download, on stores that make writes durable only once
+//! a persist batch is acknowledged: each restarts on exactly what was durable (checked
+//! against what its acknowledged batches covered), keeps a blob it had reported
+//! downloaded, resumes without fetching a kept byte again, and ends byte-identical. A
+//! rollback that keeps unacknowledged writes is caught.
+
+use sinew_sim::{run, Scenario};
+
+fn scenario() -> Scenario {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/blob-swarm.toml");
+    Scenario::load(std::path::Path::new(path)).expect("the scenario parses")
+}
+
+#[test]
+fn a_fetcher_crashed_mid_download_resumes_from_its_durable_ranges_and_ends_byte_identical() {
+    let spec = scenario();
+    let (mut lost, mut kept, mut reported) = (0, 0, 0);
+    for seed in 0..6 {
+        let report = run(&spec, seed);
+        assert!(report.passed(), "seed {seed}: {:?}", report.failures);
+        let f = &report.faults;
+        let b = report.blob.as_ref().expect("a blob run");
+        assert!(f.crashes > 0, "seed {seed}: no crash injected");
+        assert_eq!(f.crashes, f.restarts, "seed {seed}: every crash restarts");
+        assert_eq!(b.crashed as u64, f.crashes, "seed {seed}: fetchers crash");
+        assert_eq!(b.identical, b.fetchers, "seed {seed}");
+        assert_eq!(
+            f.blob_bytes_refetched, 0,
+            "seed {seed}: a kept byte fetched again"
+        );
+        lost += f.blob_bytes_lost;
+        kept += f.blob_bytes_kept;
+        reported += b.crashed_reported;
+    }
+    // The crashes hit downloads with something durable and something not.
+    assert!(lost > 0, "no crash lost an unacknowledged write");
+    assert!(kept > 0, "no crash kept an acknowledged write");
+    assert!(
+        reported > 0,
+        "no crash hit a fetcher that had reported its download"
+    );
+}
+
+#[test]
+fn a_crash_that_keeps_unacknowledged_writes_is_caught() {
+    let mut spec = scenario();
+    spec.broken =
+        Some(toml::from_str("keeps_unacknowledged = true").expect("a broken section parses"));
+    let report = run(&spec, 0);
+    assert!(
+        report
+            .failures
+            .iter()
+            .any(|f| f.starts_with("SAFETY") && f.contains("not what its acknowledged batches")),
+        "{:?}",
+        report.failures
+    );
+}
