@@ -104,6 +104,7 @@ fn invite_join_and_writes_from_the_cli_give_both_nodes_the_same_heads(rt: Rt) {
     assert!(metric(port, "sinew_sync_sessions_synced_total") >= Some(1.0));
     assert!(metric(port, "sinew_sync_bytes_received_total") > Some(20.0 * 8.0));
     assert_eq!(metric(port, "sinew_sync_sessions_failed_total"), Some(0.0));
+    assert_eq!(metric(port, "sinew_sync_equivocations_total"), Some(0.0));
     let heads_a = cli(&["context", "heads", &ctx, "--data-dir", a_dir]);
     assert_eq!(
         cli(&["context", "heads", &ctx, "--data-dir", b_dir]),

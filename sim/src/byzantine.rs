@@ -6,8 +6,8 @@
 //! - **forged**: a transaction naming an honest member as its author, signed with the
 //!   byzantine member's key (a bad signature);
 //! - **non-member**: a well-signed transaction by a key that is no member;
-//! - **equivocation**: a second transaction with the author and sequence number of one
-//!   the byzantine member wrote earlier, other content, well signed;
+//! - **equivocation**: a second transaction with the author, sequence number and parents
+//!   of one the byzantine member wrote earlier, other content, well signed;
 //! - **replay**: a transaction every member holds already, sent again as is;
 //! - **garbage**: random bytes that decode as nothing;
 //! - **lying heads**: a heads digest naming heads that do not exist, with a count far
@@ -18,9 +18,14 @@
 //! header on `/sinew/sync/1`, garbage on the blob protocol, a stream held open and never
 //! written, bytes trickled one every 500 ms.
 //!
-//! The ids of the forged, non-member and equivocating transactions are kept: the safety
-//! invariant is that no honest node applies one or holds one at the end, and that honest
-//! nodes report the peer that sent bad signatures as misbehaving. With
+//! The ids of the forged and non-member transactions are kept: the safety invariant is
+//! that no honest node applies one or holds one at the end, and that honest nodes report
+//! the peer that sent bad signatures as misbehaving. An equivocation is a member's
+//! well-signed write, applied beside the version it conflicts with (the contexts rule: an
+//! arrival-order verdict would split the members): the invariants are that honest
+//! members converge on the same heads (LIVENESS), that every honest member holding an
+//! equivocating version keeps evidence of it, and that no `Equivocation` event ever
+//! names an honest author (`SAFETY`). With
 //! `invariants.max_open_streams`, honest nodes must have dropped the crafted streams by
 //! the end.
 //!
@@ -97,6 +102,11 @@ pub(crate) struct State {
     pub(crate) honest: u32,
     /// Crafted transactions that must never be applied: id → (sender, attack).
     pub(crate) crafted: BTreeMap<TxId, (u32, Attack)>,
+    /// Equivocating versions byzantine members signed (the attack's twin, both versions of
+    /// a fork): id → (sender, sequence, the version it conflicts with).
+    pub(crate) equivocated: BTreeMap<TxId, (u32, u64, TxId)>,
+    /// The byzantine members' keys: the only authors an `Equivocation` event may name.
+    pub(crate) authors: std::collections::BTreeSet<AuthorKey>,
     /// Bad signatures each byzantine peer sent.
     pub(crate) forged_by: BTreeMap<u32, u64>,
     /// Misbehaviour reports honest peers made about each byzantine peer.
@@ -117,6 +127,10 @@ impl State {
             peers: (honest..members).collect(),
             honest: if byzantine == 0 { u32::MAX } else { honest },
             crafted: BTreeMap::new(),
+            equivocated: BTreeMap::new(),
+            authors: (honest..members)
+                .map(|i| AuthorKey::from(&member_key(seed, i).public()))
+                .collect(),
             forged_by: BTreeMap::new(),
             reported: BTreeMap::new(),
             streams: Vec::new(),
@@ -166,7 +180,14 @@ impl World {
         let Some(dag) = self.peers[peer as usize].node.context(&ctx) else {
             return; // not joined yet
         };
-        let heads: Vec<TxId> = dag.heads().iter().copied().collect();
+        // At most MAX_PARENTS, as a node writes: a crafted transaction must be refused
+        // for what it is crafted to test (a bad signature, a non-member), not its shape.
+        let heads: Vec<TxId> = dag
+            .heads()
+            .iter()
+            .copied()
+            .take(sinew_core::sync::MAX_PARENTS)
+            .collect();
         let len = dag.len() as u64;
         let own_key = member_key(self.seed, peer);
         let own = AuthorKey::from(&own_key.public());
@@ -227,7 +248,9 @@ impl World {
                     ..first.tx.clone()
                 }
                 .sign(&own_key);
-                crafted = Some(tx.id());
+                self.byz
+                    .equivocated
+                    .insert(tx.id(), (peer, tx.tx.seq, first.id()));
                 batch(&tx)
             }
             Attack::Replay => {
@@ -380,6 +403,27 @@ impl World {
                     "MEMORY: honest peer {i} still routes {open} streams at the end (at most {})",
                     max.unwrap_or(0)
                 ));
+            }
+        }
+        // Evidence: an honest member holding both versions of a place knows it is an
+        // equivocation (unless its evidence is full).
+        for i in 0..self.byz.honest.min(self.workload.members) {
+            let Some(dag) = self.peers[i as usize].node.context(&ctx) else {
+                continue;
+            };
+            let evidence: std::collections::BTreeSet<TxId> = dag
+                .equivocations()
+                .iter()
+                .flat_map(|(first, other)| [*first, other.id()])
+                .collect();
+            let full = dag.equivocations().len() >= sinew_core::sync::MAX_EVIDENCE;
+            for (id, (by, seq, other)) in &self.byz.equivocated {
+                let both = dag.contains(id) && dag.contains(other);
+                if both && !evidence.contains(id) && !full {
+                    failures.push(format!(
+                        "EVIDENCE: honest peer {i} holds {id:?}, byzantine peer {by}'s second version of sequence {seq}, without evidence of it"
+                    ));
+                }
             }
         }
         for (by, forged) in &self.byz.forged_by {

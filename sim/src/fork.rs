@@ -3,12 +3,13 @@
 //! parents, and hands version A to the first half of the honest members and version B
 //! to the second half, each directly as a gossip message from it (one link delay).
 //!
-//! Each honest node keeps the version it sees first and refuses the other as an
-//! equivocation (issue 12's rule). The rule depends on arrival order, so the two halves
-//! keep different transactions for good: honest members never reach the same heads,
-//! and the LIVENESS invariant fails. This attack is off in every standard scenario; the
-//! `concurrent-equivocation` scenario and its test show the split (README, Known
-//! limits) until the contexts protocol gets an order-independent rule.
+//! A rule that kept the version a node saw first and refused the other would split the
+//! halves for good (it did, until the contexts protocol changed: every honest member
+//! refused the other half's history). The DAG now applies both versions, like two
+//! concurrent writes, and keeps the pair as evidence: the halves exchange their versions
+//! by catch-up and converge, every honest member holds both, and each reports the
+//! equivocation once. The `concurrent-equivocation` scenario (in CI's list) and its test
+//! check that.
 
 use sinew_core::node::Input;
 use sinew_core::sync::{AuthorKey, Transaction, TxBody, TxId};
@@ -51,6 +52,8 @@ impl World {
         };
         let (a, b) = (version("version A"), version("version B"));
         self.byz.forks = Some((a.id(), b.id()));
+        self.byz.equivocated.insert(a.id(), (peer, seq, b.id()));
+        self.byz.equivocated.insert(b.id(), (peer, seq, a.id()));
         let honest = self.honest_members();
         let from = self.peers[peer as usize].id;
         let at = self.now + (self.scenario.link.latency_ms * MS as f64) as u64;

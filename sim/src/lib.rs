@@ -43,7 +43,9 @@
 //! - **byzantine members** (`[byzantine]`): crafted transactions, garbage and lying
 //!   digests on the topic, garbage, oversized, held and trickled streams; with
 //!   `lying_responder`, they answer honest requesters' catch-up sessions with lies
-//!   (plans whose sizes lie, batches beyond the plan or the credit, false heads);
+//!   (plans whose sizes lie, batches beyond the plan or the credit, false heads); with
+//!   `fork_at_s`, one of them signs two versions of a write and hands each to half of
+//!   the honest members (a concurrent equivocation);
 //! - **lying, stalling and size-lying blob providers** in the blob swarm workload.
 //!
 //! # Invariants
@@ -52,12 +54,14 @@
 //! the founder's heads, or converging later than `converge_within_s` after the last
 //! write, heal or return; a blob fetcher without a copy or later than the bound),
 //! `SAFETY` (an honest node applied or holds a transaction a byzantine peer crafted, or
+//! reported an honest author equivocating, or
 //! ended a catch-up session with a lying responder as synced; a fetcher's copy differs;
 //! the store a crash left holds other blobs or ranges than its acknowledged batches
 //! covered, or lost a blob its node reported downloaded), `RESUME` (a restarted fetcher
 //! fetched a byte its store had kept), `MEMORY` (an honest node held more heap at its
 //! peak than `max_peer_bytes`, or still routes more streams than `max_open_streams` at
-//! the end). Besides: honest peers reported as misbehaving,
+//! the end), `EVIDENCE` (an honest member holding both versions of a byzantine
+//! equivocation keeps no evidence of it). Besides: honest peers reported as misbehaving,
 //! rejections of anything not crafted, writes refused, forgers and lying providers
 //! nobody reported, and any panic.
 //!

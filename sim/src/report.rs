@@ -37,6 +37,8 @@ pub(crate) struct Stats {
     pub(crate) misbehaved: u64,
     /// Rejections of transactions byzantine peers crafted.
     pub(crate) rejected_crafted: u64,
+    /// `Equivocation` events (each names a byzantine author, or the run fails).
+    pub(crate) equivocations: u64,
     pub(crate) faults: Faults,
     /// Invariants broken during the run.
     pub(crate) failures: Vec<String>,
@@ -205,6 +207,9 @@ pub struct ContextReport {
     pub rejected: u64,
     /// Of which of transactions byzantine peers crafted.
     pub rejected_crafted: u64,
+    /// `Equivocation` events (all members): a second version of an (author, sequence)
+    /// place applied beside the first. Every one names a byzantine author.
+    pub equivocations: u64,
     /// Rejections by reason.
     pub rejections: BTreeMap<String, u64>,
     /// Catch-up sessions that ended well, and that failed.
@@ -519,6 +524,7 @@ impl World {
             applied: self.stats.applied,
             rejected: self.stats.rejected,
             rejected_crafted: self.stats.rejected_crafted,
+            equivocations: self.stats.equivocations,
             rejections: self.stats.rejections.clone(),
             sessions_synced: self.stats.sessions_synced,
             sessions_failed: self.stats.sessions_failed,

@@ -309,12 +309,30 @@ impl World {
         self.queue.push(self.now + PROBE_PERIOD, Ev::Probe);
     }
 
-    /// Transactions every member must end with.
+    /// Transactions every member must end with: the workload's, and every equivocating
+    /// version a byzantine member signed that reached an honest member (it is applied
+    /// there, so all must end with it).
     pub(crate) fn expected_len(&self) -> usize {
         self.workload.initial_len
             + self.workload.writes_ok as usize
             + self.workload.invites as usize
+            + self.equivocations_held()
             - self.faults.lost_writes.len()
+    }
+
+    /// Byzantine members' equivocating versions some honest member holds.
+    fn equivocations_held(&self) -> usize {
+        let Some(ctx) = self.workload.context else {
+            return 0;
+        };
+        let dags: Vec<_> = (0..self.honest_members())
+            .filter_map(|i| self.peers[i as usize].node.context(&ctx))
+            .collect();
+        self.byz
+            .equivocated
+            .keys()
+            .filter(|id| dags.iter().any(|d| d.contains(id)))
+            .count()
     }
 
     /// Members that are not byzantine: `[0, honest_members())`.

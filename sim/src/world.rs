@@ -294,8 +294,9 @@ impl World {
         &self.peers[i].node
     }
 
-    /// Ids of the transactions byzantine peers crafted so far (forged, non-member,
-    /// equivocating), oldest id order.
+    /// Ids of the transactions byzantine peers crafted so far that no honest node may
+    /// apply (forged, non-member), oldest id order. (Their equivocations are members'
+    /// well-signed writes: applied, with evidence.)
     pub fn crafted(&self) -> Vec<sinew_core::sync::TxId> {
         self.byz.crafted.keys().copied().collect()
     }
@@ -511,6 +512,19 @@ impl World {
                     .rejections
                     .entry(format!("{reason:?}"))
                     .or_default() += 1;
+            }
+            Event::Sync(sync::contexts::Event::Equivocation {
+                author,
+                seq,
+                second,
+                ..
+            }) => {
+                self.stats.equivocations += 1;
+                if !self.byz.authors.contains(&author) {
+                    self.stats.fail(format!(
+                        "SAFETY: peer {peer} found honest author {author:?} equivocating at sequence {seq} ({second:?})"
+                    ));
+                }
             }
             Event::Blob(sinew_core::blob::Event::Downloaded { id, .. }) => {
                 self.faults.downloaded.insert((peer, id));

@@ -1,6 +1,8 @@
-//! A byzantine minority's crafted transactions are refused by every honest node and
-//! its forgeries reported; honest members converge. A run in which an honest node
-//! applied one fails with a message naming the node, the transaction and its sender.
+//! A byzantine minority's crafted transactions are refused by every honest node, each
+//! for what it was crafted to test, and its forgeries reported; its equivocations are
+//! applied everywhere and reported as its own; honest members converge. A run in which
+//! an honest node applied a crafted transaction fails with a message naming the node,
+//! the transaction and its sender.
 
 use sinew_sim::{run, Scenario, World};
 
@@ -13,7 +15,7 @@ fn scenario() -> Scenario {
 }
 
 #[test]
-fn crafted_transactions_are_refused_and_their_senders_reported() {
+fn crafted_transactions_are_refused_their_senders_reported_and_equivocations_applied() {
     let spec = scenario();
     for seed in 0..2 {
         let report = run(&spec, seed);
@@ -24,6 +26,15 @@ fn crafted_transactions_are_refused_and_their_senders_reported() {
             c.rejected_crafted > 0,
             "seed {seed}: nothing crafted was refused"
         );
+        // Refused for what they test: bad signatures and non-members, never their shape.
+        let why = |kind: &str| c.rejections.keys().any(|k| k.contains(kind));
+        assert!(
+            why("BadSignature") && why("NotMember"),
+            "{:?}",
+            c.rejections
+        );
+        assert!(!why("Shape"), "seed {seed}: {:?}", c.rejections);
+        assert!(c.equivocations > 0, "seed {seed}: no equivocation reported");
         let f = &report.faults;
         assert!(f.byzantine_reported > 0, "seed {seed}: nobody reported");
         for attack in [

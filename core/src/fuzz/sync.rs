@@ -35,12 +35,15 @@ pub struct SyncHistory {
     /// its removal), concurrent branches and merges, a change of the application; causal
     /// order.
     pub honest: Vec<SignedTx>,
-    /// In order: a write after its author's removal, a stranger's, a forgery, an
-    /// equivocation that names a descendant of the transaction it conflicts with (so it is
-    /// refused in every arrival order; two concurrent equivocating transactions are not
-    /// order-independent by design), a writer changing membership, an author chain that
-    /// skips a step, a tampered payload, and a child of the forgery (which waits forever).
+    /// In order: a write after its author's removal, a stranger's, a forgery, a writer
+    /// changing membership, an author chain that skips a step, a tampered payload, and a
+    /// child of the forgery (which waits forever).
     pub invalid: Vec<SignedTx>,
+    /// Equivocations, applied in every arrival order beside the versions they conflict
+    /// with: a second version of `b2` concurrent with it, a `b3` on that version's branch
+    /// (so sequence 3 has two versions too), and a second `a1` naming a descendant of the
+    /// first.
+    pub equivocations: Vec<SignedTx>,
 }
 
 /// The history of [`SyncHistory`], built once per process.
@@ -62,8 +65,9 @@ const MAX_DUPLICATES: usize = 64;
 /// nothing expires.
 ///
 /// Invariants: the heads, the applied set, the rejected ids, [`Dag::linearized`], the
-/// number of orphans and the equivocation evidence (as a set) equal those of the causal
-/// order; [`Dag::applied`] lists every parent before its child; a verdict's first entry is
+/// number of orphans and the equivocation evidence (the versions at each place) equal
+/// those of the causal order; each equivocation is reported once, when its second version
+/// is applied; [`Dag::applied`] lists every parent before its child; a verdict's first entry is
 /// about the transaction inserted; nothing is both applied and rejected.
 pub fn sync_dag_orders(data: &[u8]) {
     let fx = fixture();
@@ -97,7 +101,9 @@ struct Outcome {
     rejected: BTreeSet<TxId>,
     linearized: Vec<TxId>,
     orphans: usize,
-    evidence: BTreeSet<(TxId, TxId)>,
+    /// Per (author, sequence) place, every version the evidence names: which version a
+    /// peer saw first depends on the order, the set does not.
+    evidence: BTreeMap<(AuthorKey, u64), BTreeSet<TxId>>,
 }
 
 fn insert_in_order(fx: &Fixture, order: &[usize]) -> Outcome {
@@ -105,6 +111,7 @@ fn insert_in_order(fx: &Fixture, order: &[usize]) -> Outcome {
     let mut dag = Dag::new(fx.history.genesis.clone()).expect("a valid genesis");
     let mut log = crate::testing::ContextLog::of(&mut dag);
     let mut rejected = BTreeSet::new();
+    let mut reported = 0;
     for &i in order {
         let (tx, checked) = &fx.all[i];
         let verdicts = match checked {
@@ -119,6 +126,11 @@ fn insert_in_order(fx: &Fixture, order: &[usize]) -> Outcome {
         );
         // What the DAG hands its owner to store is exactly what it applied, in order.
         let taken = dag.take_applied();
+        for e in dag.take_equivocations() {
+            assert!(taken.iter().any(|(id, _)| *id == e.second));
+            assert_ne!(e.first, e.second);
+            reported += 1;
+        }
         let applied_now: Vec<TxId> = verdicts
             .iter()
             .filter_map(|v| match v {
@@ -144,6 +156,11 @@ fn insert_in_order(fx: &Fixture, order: &[usize]) -> Outcome {
         assert_eq!(dag.applied().len(), dag.len());
     }
     assert_causal(&dag, &log);
+    assert_eq!(
+        reported,
+        dag.equivocations().len(),
+        "every equivocation reported once (fewer than MAX_EVIDENCE here)"
+    );
     let applied: BTreeSet<TxId> = dag.applied().iter().copied().collect();
     assert!(
         applied.is_disjoint(&rejected),
@@ -155,11 +172,15 @@ fn insert_in_order(fx: &Fixture, order: &[usize]) -> Outcome {
         rejected,
         linearized: dag.linearized(),
         orphans: dag.orphans(),
-        evidence: dag
-            .equivocations()
-            .iter()
-            .map(|(kept, refused)| (*kept, refused.id()))
-            .collect(),
+        evidence: {
+            let mut places: BTreeMap<(AuthorKey, u64), BTreeSet<TxId>> = BTreeMap::new();
+            for (first, other) in dag.equivocations() {
+                let versions = places.entry((other.tx.author, other.tx.seq)).or_default();
+                versions.insert(*first);
+                versions.insert(other.id());
+            }
+            places
+        },
     }
 }
 
@@ -289,11 +310,13 @@ fn fixture() -> &'static Fixture {
             .honest
             .iter()
             .chain(&history.invalid)
+            .chain(&history.equivocations)
             .map(|tx| (tx.clone(), tx.clone().checked().ok()))
             .collect();
         let ids = all.iter().map(|(tx, _)| tx.id()).collect();
         let honest_ids = std::iter::once(&history.genesis)
             .chain(&history.honest)
+            .chain(&history.equivocations)
             .map(SignedTx::id)
             .collect();
         let now = crate::testing::epoch();
@@ -320,18 +343,20 @@ fn fixture() -> &'static Fixture {
                 rejected: BTreeSet::new(),
                 linearized: Vec::new(),
                 orphans: 0,
-                evidence: BTreeSet::new(),
+                evidence: BTreeMap::new(),
             },
             member: key(1),
         };
         let causal: Vec<usize> = (0..fx.all.len()).collect();
         fx.reference = insert_in_order(&fx, &causal);
-        // The history is what its docs say: every honest one applied, every invalid one
-        // refused but the forgery's child, which waits.
+        // The history is what its docs say: every honest one and every equivocation
+        // applied, every invalid one refused but the forgery's child, which waits; three
+        // places hold two versions each.
         assert_eq!(fx.reference.applied, fx.honest_ids);
         assert_eq!(fx.reference.rejected.len(), fx.history.invalid.len() - 1);
         assert_eq!(fx.reference.orphans, 1);
-        assert_eq!(fx.reference.evidence.len(), 1);
+        assert_eq!(fx.reference.evidence.len(), 3);
+        assert!(fx.reference.evidence.values().all(|v| v.len() == 2));
         assert!(
             fx.reference.heads.len() > 1,
             "concurrent branches at the end"
@@ -462,7 +487,6 @@ fn build_history() -> SyncHistory {
         signed(ctx, &b, 4, &[b3, rm_b], text("b4: after its removal")),
         signed(ctx, &stranger, 1, &[a1], text("let me in")),
         forged.clone(),
-        signed(ctx, &a, 1, &[a2], text("a1 again")),
         signed(ctx, &c, seq_c + 1, &[last_c], writer_adds),
         signed(ctx, &c, seq_c + 2, &[last_a], text("skips its previous")),
         tampered,
@@ -474,10 +498,17 @@ fn build_history() -> SyncHistory {
             text("after the forgery"),
         ),
     ];
+    let b2_again = signed(ctx, &b, 2, &[b1], text("b2, the other version"));
+    let equivocations = vec![
+        b2_again.clone(),
+        signed(ctx, &b, 3, &[b2_again.id()], text("b3 on the other branch")),
+        signed(ctx, &a, 1, &[a2], text("a1 again")),
+    ];
     SyncHistory {
         genesis,
         honest,
         invalid,
+        equivocations,
     }
 }
 

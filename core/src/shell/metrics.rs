@@ -36,6 +36,7 @@ pub(crate) struct SyncMetrics {
     bytes_sent: Counter,
     txs_applied: Counter,
     reconcile_rounds: Counter,
+    equivocations: Counter,
     rejected: Family<Vec<(String, String)>, Counter>,
     catch_up_seconds: Counter<f64, AtomicU64>,
 }
@@ -112,6 +113,11 @@ impl SyncMetrics {
                 "reconcile_rounds",
                 "Set reconciliation rounds answered in catch-up sessions",
             ),
+            equivocations: counter(
+                sync,
+                "equivocations",
+                "Second versions of an (author, sequence) place applied, each an equivocation",
+            ),
             rejected,
             catch_up_seconds,
         }
@@ -136,6 +142,7 @@ impl SyncMetrics {
         to(&self.bytes_sent, stats.bytes_sent);
         to(&self.txs_applied, stats.txs_applied);
         to(&self.reconcile_rounds, stats.reconcile_rounds);
+        to(&self.equivocations, stats.equivocations);
         for (kind, n) in &stats.rejected {
             let label = vec![("reason".to_string(), (*kind).to_string())];
             to(&self.rejected.get_or_create(&label), *n);

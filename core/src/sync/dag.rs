@@ -1,10 +1,9 @@
 //! A context's DAG of transactions and the rules that decide what enters it.
 //!
 //! A transaction is **applied** once its parents are applied and it passes, in this order:
-//! [`SignedTx::check`] (shape, limits, signature), the context, the (author, sequence)
-//! index (another transaction at the same place is **equivocation**: refused, and both
-//! kept as evidence), the author's **membership at the transaction's own position** and
-//! the author chain (from sequence 2 on, a transaction names the author's previous one as a
+//! [`SignedTx::check`] (shape, limits, signature), the context, the author's **membership
+//! at the transaction's own position** and the author chain (from sequence 2 on, a
+//! transaction names one of the author's transactions with the sequence before as a
 //! parent). A transaction with unknown parents **waits** in a bounded, expiring orphan
 //! buffer and is placed as soon as they arrive.
 //!
@@ -15,6 +14,15 @@
 //! A member removed in a transaction's past cannot write there; a transaction concurrent
 //! with the removal (the removal is not in its past) stands. Concurrent changes of the same
 //! member are resolved by that order: the one of greater depth (then greater id) wins.
+//!
+//! **Equivocation** (an author signs two transactions with the same sequence number) is
+//! judged by the same principle. Refusing the second version a peer sees would make the
+//! verdict depend on arrival order: a member that hands one version to half the peers and
+//! the other to the rest would split them for good, each half refusing the other's history.
+//! So every version that passes the rules above is applied, as two concurrent transactions
+//! of one author are, and the pair is kept as evidence ([`Dag::equivocations`]) and
+//! reported once ([`Dag::take_equivocations`]): every honest peer ends with the same DAG
+//! and the same evidence against the author, whom an admin can then remove.
 //!
 //! **Order**: [`Dag::applied`] lists transactions in the order they were applied (causal:
 //! parents first); [`Dag::linearized`] is one total order every peer computes the same way
@@ -32,7 +40,8 @@ use crate::blob::BlobId;
 pub const MAX_ORPHANS: usize = 1024;
 /// How long a transaction waits for its parents before it is dropped.
 pub const ORPHAN_TTL: Duration = Duration::from_secs(60);
-/// Equivocations kept as evidence at most (the first ones); later ones are still refused.
+/// Equivocations kept whole as evidence at most (the first ones seen); later ones are
+/// still applied and reported by [`Dag::take_equivocations`].
 pub const MAX_EVIDENCE: usize = 256;
 
 /// Why a transaction was not applied (and never will be, as it is).
@@ -54,17 +63,8 @@ pub enum Rejection {
     /// Its body needs an admin and its author is a writer.
     #[error("{0:?} is not an admin at this transaction's position")]
     NotAdmin(AuthorKey),
-    /// The author already signed another transaction with this sequence number.
-    #[error("equivocation: {author:?} signed {other:?} with sequence {seq} already")]
-    Equivocation {
-        /// The author.
-        author: AuthorKey,
-        /// The sequence number.
-        seq: u64,
-        /// The transaction applied at that place.
-        other: TxId,
-    },
-    /// From sequence 2 on, the author's previous transaction must be a parent.
+    /// From sequence 2 on, one of the author's transactions with the sequence before must
+    /// be a parent.
     #[error("sequence {seq} does not name the author's transaction {prev} as a parent", prev = seq - 1)]
     BrokenAuthorChain {
         /// Its sequence number.
@@ -84,7 +84,7 @@ pub enum Rejection {
 impl Rejection {
     /// A short stable name of the reason, for metrics labels: `bad_signature`,
     /// `too_large`, `malformed`, `shape`, `wrong_context`, `unexpected_genesis`,
-    /// `not_member`, `not_admin`, `equivocation`, `broken_author_chain`, `orphan_expired`,
+    /// `not_member`, `not_admin`, `broken_author_chain`, `orphan_expired`,
     /// `orphan_evicted`, `context_full`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -96,7 +96,6 @@ impl Rejection {
             Rejection::UnexpectedGenesis => "unexpected_genesis",
             Rejection::NotMember(_) => "not_member",
             Rejection::NotAdmin(_) => "not_admin",
-            Rejection::Equivocation { .. } => "equivocation",
             Rejection::BrokenAuthorChain { .. } => "broken_author_chain",
             Rejection::OrphanExpired => "orphan_expired",
             Rejection::OrphanEvicted => "orphan_evicted",
@@ -121,6 +120,20 @@ pub enum Verdict {
         /// Why.
         reason: Rejection,
     },
+}
+
+/// Two transactions one author signed with the same sequence number, both applied (see the
+/// module docs): what [`Dag::take_equivocations`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Equivocation {
+    /// Who signed both.
+    pub author: AuthorKey,
+    /// The sequence number both carry (≥ 1).
+    pub seq: u64,
+    /// The version this DAG applied first.
+    pub first: TxId,
+    /// The version applied now, beside it.
+    pub second: TxId,
 }
 
 /// Who may write, and the application, at one position of the DAG.
@@ -195,17 +208,22 @@ pub struct Dag {
     /// The genesis and every admin-only transaction, whole, by position.
     kept: BTreeMap<u32, SignedTx>,
     heads: BTreeSet<TxId>,
-    /// Per author, the positions of its transactions by sequence number (`[seq - 1]`): an
-    /// author's sequence numbers here always run 1, 2, 3, … without a gap (each names the
-    /// one before as a parent). The genesis (sequence 0) is the context itself.
+    /// Per author, the position of the first transaction applied with each sequence number
+    /// (`[seq - 1]`): an author's sequence numbers here always run 1, 2, 3, … without a gap
+    /// (each names one with the sequence before as a parent). The genesis (sequence 0) is
+    /// the context itself.
     by_author: BTreeMap<AuthorKey, Vec<u32>>,
+    /// The other versions of an (author, sequence) place, by position: only equivocations.
+    forks: BTreeMap<(AuthorKey, u64), Vec<u32>>,
     /// The genesis's author.
     founder: AuthorKey,
     orphans: BTreeMap<TxId, Orphan>,
     /// Missing parent → the orphans waiting for it.
     waiting_on: BTreeMap<TxId, BTreeSet<TxId>>,
-    /// Equivocations seen: the transaction applied at the place, and the one refused.
+    /// Evidence: the first version applied at a place, and a later one whole.
     equivocations: Vec<(TxId, SignedTx)>,
+    /// Equivocations since the last [`Dag::take_equivocations`].
+    fresh_equivocations: Vec<Equivocation>,
     /// Applied since the last [`Dag::take_applied`].
     fresh: Vec<(TxId, SignedTx)>,
 }
@@ -243,10 +261,12 @@ impl Dag {
             kept: BTreeMap::new(),
             heads: BTreeSet::from([id]),
             by_author: BTreeMap::new(),
+            forks: BTreeMap::new(),
             founder: author,
             orphans: BTreeMap::new(),
             waiting_on: BTreeMap::new(),
             equivocations: Vec::new(),
+            fresh_equivocations: Vec::new(),
             fresh: Vec::new(),
         };
         dag.index.insert(&dag.ids, id, 0);
@@ -359,7 +379,8 @@ impl Dag {
         all.into_iter().map(|(_, id)| id).collect()
     }
 
-    /// The last sequence number `author` has applied here, with its transaction.
+    /// The last sequence number `author` has applied here, with the first transaction
+    /// applied with it.
     pub fn last_seq(&self, author: &AuthorKey) -> Option<(u64, TxId)> {
         match self.by_author.get(author).and_then(|ps| ps.last()) {
             Some(p) => Some((self.by_author[author].len() as u64, self.ids[*p as usize])),
@@ -367,7 +388,7 @@ impl Dag {
         }
     }
 
-    /// The transaction `author` wrote with sequence number `seq`, if it is here.
+    /// The first transaction `author` wrote with sequence number `seq` applied here.
     fn at_seq(&self, author: &AuthorKey, seq: u64) -> Option<TxId> {
         if seq == 0 {
             return (*author == self.founder).then_some(self.context);
@@ -386,10 +407,32 @@ impl Dag {
         }
     }
 
-    /// Equivocations seen: the transaction applied at the (author, sequence) place and the
-    /// one refused there.
+    /// Evidence of equivocations, the first [`MAX_EVIDENCE`] seen: the version applied
+    /// first at the (author, sequence) place, and another one, whole. Both are applied.
     pub fn equivocations(&self) -> &[(TxId, SignedTx)] {
         &self.equivocations
+    }
+
+    /// The equivocations found since the last call, in the order their second version was
+    /// applied: what the owner reports. Like [`Dag::take_applied`], call it after every
+    /// insert (the list grows until then).
+    pub fn take_equivocations(&mut self) -> Vec<Equivocation> {
+        std::mem::take(&mut self.fresh_equivocations)
+    }
+
+    /// True if `position` holds a transaction `author` wrote with sequence number `seq`.
+    fn is_version(&self, position: u32, author: &AuthorKey, seq: u64) -> bool {
+        if seq == 0 {
+            return position == 0 && *author == self.founder;
+        }
+        let first = usize::try_from(seq - 1)
+            .ok()
+            .and_then(|i| self.by_author.get(author)?.get(i).copied());
+        first == Some(position)
+            || self
+                .forks
+                .get(&(*author, seq))
+                .is_some_and(|more| more.contains(&position))
     }
 
     /// Transactions waiting for parents.
@@ -518,12 +561,6 @@ impl Dag {
         }
         let author = tx.tx.author;
         let seq = tx.tx.seq;
-        if let Some(other) = self.at_seq(&author, seq) {
-            if self.equivocations.len() < MAX_EVIDENCE {
-                self.equivocations.push((other, tx));
-            }
-            return reject(Rejection::Equivocation { author, seq, other });
-        }
         let membership = match self.membership_after(&parents) {
             Ok(index) => index,
             Err(merged) => {
@@ -538,11 +575,12 @@ impl Dag {
             }
             Some(_) => {}
         }
-        if seq > 1 {
-            let previous = self.at_seq(&author, seq - 1);
-            if !previous.is_some_and(|p| tx.tx.parents.contains(&p)) {
-                return reject(Rejection::BrokenAuthorChain { seq });
-            }
+        if seq > 1
+            && !parents
+                .iter()
+                .any(|p| self.is_version(*p, &author, seq - 1))
+        {
+            return reject(Rejection::BrokenAuthorChain { seq });
         }
         let Ok(position) = u32::try_from(self.ids.len()) else {
             // 4 billion transactions in one context: refuse more rather than wrap.
@@ -561,13 +599,30 @@ impl Dag {
             self.heads.remove(parent);
         }
         self.heads.insert(id);
-        let chain = self.by_author.entry(author).or_default();
-        debug_assert_eq!(
-            chain.len() as u64 + 1,
-            seq,
-            "sequence numbers run without a gap"
-        );
-        chain.push(position);
+        match self.at_seq(&author, seq) {
+            None => {
+                let chain = self.by_author.entry(author).or_default();
+                debug_assert_eq!(
+                    chain.len() as u64 + 1,
+                    seq,
+                    "sequence numbers run without a gap"
+                );
+                chain.push(position);
+            }
+            Some(first) => {
+                // Equivocation: applied beside the first version (see the module docs).
+                self.forks.entry((author, seq)).or_default().push(position);
+                if self.equivocations.len() < MAX_EVIDENCE {
+                    self.equivocations.push((first, tx.clone()));
+                }
+                self.fresh_equivocations.push(Equivocation {
+                    author,
+                    seq,
+                    first,
+                    second: id,
+                });
+            }
+        }
         grow(&mut self.parents, parents.len());
         self.parents.extend_from_slice(&parents);
         grow(&mut self.meta, 1);

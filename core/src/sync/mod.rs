@@ -7,7 +7,8 @@
 //! - [`verify`]: batch signature verification (ed25519-consensus: batch and single
 //!   verdicts always agree), run on workers through `node::Output::Verify`;
 //! - [`dag`]: what enters a context — membership decided at each transaction's own
-//!   position (a pure function of the DAG), equivocation refused and kept as evidence, a
+//!   position (a pure function of the DAG), equivocation applied beside its twin and kept
+//!   as evidence (a verdict that does not depend on arrival order either), a
 //!   bounded and expiring orphan buffer, causal and deterministic total orders;
 //! - [`frontier`]: what a requester shows (heads and skip ancestors) so the responder finds
 //!   what it lacks in one round trip;
@@ -46,7 +47,9 @@ pub mod verify;
 mod tests;
 
 pub use app::{AppTx, Application, Order};
-pub use dag::{Dag, Membership, Rejection, Verdict, MAX_EVIDENCE, MAX_ORPHANS, ORPHAN_TTL};
+pub use dag::{
+    Dag, Equivocation, Membership, Rejection, Verdict, MAX_EVIDENCE, MAX_ORPHANS, ORPHAN_TTL,
+};
 pub use frontier::{MAX_HELLO_HEADS, MAX_SKIP_ANCESTORS};
 pub use invite::{Invite, InviteError, MAX_INVITE_ADDRESSES, MAX_INVITE_LEN};
 pub use session::{

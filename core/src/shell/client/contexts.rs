@@ -66,7 +66,8 @@ pub struct ContextInfo {
     pub syncing: bool,
     /// The catch-up running now: (transactions received, transactions announced).
     pub catch_up: Option<(u64, u64)>,
-    /// Equivocations kept as evidence.
+    /// Equivocations kept as evidence (both versions applied; at most
+    /// `sync::MAX_EVIDENCE` kept).
     pub equivocations: usize,
 }
 

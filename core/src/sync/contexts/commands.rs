@@ -242,6 +242,8 @@ impl Contexts {
         let verdicts = dag.insert_checked(checked, now);
         // Ours, and any transaction that waited for it (none, in practice).
         let applied = dag.take_applied();
+        // Never an equivocation: our sequence number comes from this DAG.
+        dag.take_equivocations();
         if verdicts
             .iter()
             .any(|v| matches!(v, Verdict::Rejected { id: r, .. } if *r == id))

@@ -297,6 +297,8 @@ impl Contexts {
                                 }
                             }
                             dag.take_applied();
+                            // Reported when first placed; the evidence stays in the DAG.
+                            dag.take_equivocations();
                         }
                     }
                 }
@@ -429,7 +431,9 @@ impl Contexts {
 
     /// Applies checked transactions from `peer` to `context`, stores what entered the DAG
     /// and schedules their events for when it is durable. `Ok(true)` if some wait for
-    /// parents; `Err` with the reason at the first refused one (those before it stay).
+    /// parents; `Err` with the reason at the first refused one `peer` sent (those before
+    /// it stay). A waiting transaction one of them completes, if refused, is counted but
+    /// not held against `peer`: someone else sent it.
     fn apply<S: BlobStore + ContextStore>(
         &mut self,
         context: &ContextId,
@@ -475,17 +479,36 @@ impl Contexts {
                     continue;
                 }
             };
+            let sent = checked.id();
             let verdicts = dag.insert_checked(checked, now);
             applied.extend(dag.take_applied());
+            for e in dag.take_equivocations() {
+                self.stats.equivocations += 1;
+                self.out.push_back(Output::Event(Event::Equivocation {
+                    context: *context,
+                    peer,
+                    author: e.author,
+                    seq: e.seq,
+                    first: e.first,
+                    second: e.second,
+                }));
+            }
             for verdict in verdicts {
                 match verdict {
                     Verdict::Applied(_) => {}
                     Verdict::Waiting(_) => waiting = true,
                     Verdict::Duplicate(_) => {}
-                    Verdict::Rejected { id, reason } => {
+                    // The peer's fault: it sent that transaction.
+                    Verdict::Rejected { id, reason } if id == sent => {
                         if refused.is_none() {
                             refused = Some((id, reason));
                         }
+                    }
+                    // A waiting transaction this one completed (someone else sent it,
+                    // perhaps long ago), or one evicted from a full orphan buffer: not
+                    // this peer's doing. Counted, as expired ones are.
+                    Verdict::Rejected { reason, .. } => {
+                        *self.stats.rejected.entry(reason.kind()).or_default() += 1;
                     }
                 }
             }

@@ -7,7 +7,7 @@ use rand_core_06::{CryptoRng, RngCore};
 
 use crate::blob::store::StoreError;
 use crate::sync::dag::Rejection;
-use crate::sync::tx::{Checked, ContextId, SignedTx, TxError, TxId};
+use crate::sync::tx::{AuthorKey, Checked, ContextId, SignedTx, TxError, TxId};
 use crate::sync::verify::check_batch_owned;
 use crate::sync::CREDIT;
 use crate::wire::MAX_BATCH_TXS;
@@ -103,6 +103,26 @@ pub enum Event {
         /// Why.
         error: String,
     },
+    /// A member signed two transactions with the same sequence number. Both are applied
+    /// (each comes as [`Event::Applied`], like any concurrent write) so that every honest
+    /// member keeps the same history; this is the evidence, for the application to act on
+    /// (an admin may remove the author). Reported once per node for each extra version,
+    /// as soon as it is placed (before it is durable); the evidence survives a restart in
+    /// `Dag::equivocations` but is not reported again.
+    Equivocation {
+        /// The context.
+        context: ContextId,
+        /// The peer that sent the second version: not its author, and not to blame.
+        peer: PeerId,
+        /// Who signed both.
+        author: AuthorKey,
+        /// The sequence number both carry.
+        seq: u64,
+        /// The version this node applied first.
+        first: TxId,
+        /// The version applied now.
+        second: TxId,
+    },
     /// A transaction was refused (never applied).
     Rejected {
         /// The context.
@@ -144,6 +164,9 @@ pub struct Stats {
     pub reconcile_rounds: u64,
     /// Transactions applied and durable (reported [`Event::Applied`]), every path.
     pub txs_applied: u64,
+    /// Equivocations found: extra versions of an (author, sequence) place applied
+    /// ([`Event::Equivocation`]).
+    pub equivocations: u64,
     /// Transactions refused, by [`Rejection::kind`].
     pub rejected: std::collections::BTreeMap<&'static str, u64>,
     /// Time from opening to the end of every session that ended well (virtual time in the

@@ -188,7 +188,8 @@ fn genesis_members_and_evidence_hold_at_their_limits() {
         Err(Rejection::Invalid(TxError::Shape { .. }))
     ));
 
-    // Evidence: the first MAX_EVIDENCE equivocations are kept; later ones still refused.
+    // Evidence: the first MAX_EVIDENCE equivocations are kept whole; later ones are still
+    // applied and reported.
     let writer = key(2);
     let mut dag = Dag::new(genesis(&admin, &[&writer])).unwrap();
     let ctx = dag.context();
@@ -196,10 +197,12 @@ fn genesis_members_and_evidence_hold_at_their_limits() {
     dag.insert(first, t0());
     for i in 0..=MAX_EVIDENCE {
         let again = tx(ctx, &writer, 1, &[ctx], payload(&format!("again {i}")));
-        assert!(matches!(
-            rejected(&dag.insert(again, t0())),
-            Some(Rejection::Equivocation { .. })
-        ));
+        let id = again.id();
+        assert_eq!(dag.insert(again, t0()), [Verdict::Applied(id)]);
+        assert_eq!(dag.equivocations().len(), (i + 1).min(MAX_EVIDENCE));
+        let reported = dag.take_equivocations();
+        assert_eq!(reported.len(), 1);
+        assert_eq!(reported[0].second, id);
     }
     assert_eq!(dag.equivocations().len(), MAX_EVIDENCE);
 }

@@ -1,8 +1,9 @@
 //! The contexts protocol against hostile peers, one node driven by hand: a scripted
-//! responder feeds a catch-up session forged, replayed, unauthorised, equivocating,
-//! misordered, oversized and garbage input; a scripted requester probes the server's
-//! limits. Whatever comes, nothing refused is ever applied or reported applied, the
-//! offender is named, and every limit holds at N and fails at N + 1.
+//! responder feeds a catch-up session forged, replayed, unauthorised, misordered,
+//! oversized and garbage input; a scripted requester probes the server's limits.
+//! Whatever comes, nothing refused is ever applied or reported applied, the offender is
+//! named (and nobody else), and every limit holds at N and fails at N + 1. An
+//! equivocation is a member's well-signed write: applied, and reported as its author's.
 
 use std::collections::BTreeMap;
 
@@ -434,7 +435,7 @@ fn a_transaction_sent_twice_is_applied_once() {
 }
 
 #[test]
-fn an_equivocation_is_refused_and_kept_as_evidence() {
+fn an_equivocation_in_a_batch_is_applied_reported_as_the_authors_and_the_session_syncs() {
     let mut r = Requesting::new(contexts::Config::default());
     let g = genesis();
     let a = tx(r.ctx, &writer(), 1, &[r.ctx], payload("a"));
@@ -442,19 +443,34 @@ fn an_equivocation_is_refused_and_kept_as_evidence() {
     let all = [g.clone(), a.clone(), twin.clone()];
     r.send(&plan(&all));
     r.send(&batch(&all));
-    assert_refused(
-        &r,
-        twin.id(),
-        &[g.id(), a.id()],
-        |why| matches!(why, Rejection::Equivocation { seq: 1, other, .. } if *other == a.id()),
-    );
-    let dag = r.h.node.context(&r.ctx).unwrap();
-    assert_eq!(dag.equivocations().len(), 1);
+    r.send(&done(&[a.id(), twin.id()]));
+    assert_eq!(r.h.applied(), [g.id(), a.id(), twin.id()]);
+    assert!(r.h.rejections().is_empty());
+    let reported: Vec<_> =
+        r.h.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Sync(SyncEvent::Equivocation {
+                    peer,
+                    author,
+                    seq,
+                    first,
+                    second,
+                    ..
+                }) => Some((*peer, *author, *seq, *first, *second)),
+                _ => None,
+            })
+            .collect();
     assert_eq!(
-        dag.equivocations()[0].1,
-        twin,
-        "the twin is kept as evidence"
+        reported,
+        [(r.responder, twin.tx.author, 1, a.id(), twin.id())]
     );
+    // The responder only relayed what the author signed: not misbehaviour.
+    assert!(r.h.misbehaved(r.responder).is_empty());
+    assert_eq!(r.h.synced(), 1);
+    assert_eq!(r.h.node.sync_stats().equivocations, 1);
+    let dag = r.h.node.context(&r.ctx).unwrap();
+    assert_eq!(dag.equivocations(), [(a.id(), twin)], "kept as evidence");
 }
 
 #[test]
@@ -610,6 +626,47 @@ fn a_forged_transaction_on_the_topic_is_refused_and_a_valid_one_applied() {
         .iter()
         .any(|(id, why)| *id == bad.id()
             && matches!(why, Rejection::Invalid(TxError::BadSignature(_)))));
+}
+
+/// Found by the simulator's byzantine-minority scenario: a non-member's transaction that
+/// waits for a parent is refused when an honest peer's gossip brings that parent, and the
+/// honest peer used to be reported as misbehaving for it. Only the sender of a refused
+/// transaction is named; a waiting one it completes is counted, not held against it.
+#[test]
+fn a_refused_transaction_completed_by_an_honest_peer_is_not_held_against_that_peer() {
+    let (mut h, ctx) = serving(contexts::Config::default(), 0);
+    let (attacker, honest) = (peer_id(0, 5), peer_id(0, 6));
+    let topic = contexts::Contexts::topic(&ctx);
+    let gossip = |from: PeerId, tx: &SignedTx, seq: u8| {
+        Input::Gossip(gossip::Input::Message(gossip::Message {
+            source: Some(from),
+            propagated_by: from,
+            topic: topic.clone(),
+            data: wire::to_bytes(&Message::SyncTx(TxBatch::new(vec![tx.encode()]).unwrap()))
+                .unwrap(),
+            id: vec![seq],
+        }))
+    };
+    let good = tx(ctx, &writer(), 1, &[ctx], payload("good"));
+    let outsider = tx(ctx, &stranger(), 1, &[good.id()], payload("let me in"));
+    h.input(gossip(attacker, &outsider, 1));
+    assert_eq!(
+        h.node.context(&ctx).unwrap().orphans(),
+        1,
+        "it waits for good"
+    );
+    h.input(gossip(honest, &good, 2));
+    assert!(h.applied().contains(&good.id()));
+    let dag = h.node.context(&ctx).unwrap();
+    assert!(!dag.contains(&outsider.id()));
+    assert_eq!(dag.orphans(), 0);
+    assert!(
+        h.misbehaved(honest).is_empty(),
+        "{:?}",
+        h.misbehaved(honest)
+    );
+    let stats = h.node.sync_stats();
+    assert_eq!(stats.rejected.get("not_member"), Some(&1), "{stats:?}");
 }
 
 /// Found by the `sync_requester` fuzz target's review: a responder that plans nothing and
