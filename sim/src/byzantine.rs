@@ -414,7 +414,7 @@ impl World {
             let evidence: std::collections::BTreeSet<TxId> = dag
                 .equivocations()
                 .iter()
-                .flat_map(|(first, other)| [*first, other.id()])
+                .flat_map(|e| [e.first, e.second])
                 .collect();
             let full = dag.equivocations().len() >= sinew_core::sync::MAX_EVIDENCE;
             for (id, (by, seq, other)) in &self.byz.equivocated {

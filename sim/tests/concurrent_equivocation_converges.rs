@@ -33,7 +33,7 @@ fn a_concurrent_equivocation_is_applied_by_every_honest_member_and_they_converge
             let ctx = *node.contexts().next().expect("a member holds the context");
             let dag = node.context(&ctx).expect("its DAG");
             assert!(!dag.equivocations().is_empty(), "seed {seed}: peer {i}");
-            authors.extend(dag.equivocations().iter().map(|(_, tx)| tx.tx.author));
+            authors.extend(dag.equivocations().iter().map(|e| e.author));
         }
         assert_eq!(authors.len(), 1, "seed {seed}");
         let report = world.finish();

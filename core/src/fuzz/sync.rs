@@ -174,10 +174,10 @@ fn insert_in_order(fx: &Fixture, order: &[usize]) -> Outcome {
         orphans: dag.orphans(),
         evidence: {
             let mut places: BTreeMap<(AuthorKey, u64), BTreeSet<TxId>> = BTreeMap::new();
-            for (first, other) in dag.equivocations() {
-                let versions = places.entry((other.tx.author, other.tx.seq)).or_default();
-                versions.insert(*first);
-                versions.insert(other.id());
+            for e in dag.equivocations() {
+                let versions = places.entry((e.author, e.seq)).or_default();
+                versions.insert(e.first);
+                versions.insert(e.second);
             }
             places
         },

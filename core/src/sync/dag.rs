@@ -40,8 +40,9 @@ use crate::blob::BlobId;
 pub const MAX_ORPHANS: usize = 1024;
 /// How long a transaction waits for its parents before it is dropped.
 pub const ORPHAN_TTL: Duration = Duration::from_secs(60);
-/// Equivocations kept whole as evidence at most (the first ones seen); later ones are
-/// still applied and reported by [`Dag::take_equivocations`].
+/// Equivocations kept as evidence at most (the first ones seen; 104 bytes each, as both
+/// versions are in the store); later ones are still applied and reported by
+/// [`Dag::take_equivocations`].
 pub const MAX_EVIDENCE: usize = 256;
 
 /// Why a transaction was not applied (and never will be, as it is).
@@ -190,7 +191,8 @@ struct Orphan {
 ///
 /// Memory: about 60 bytes per applied transaction — its id, 16 bytes of metadata (depth,
 /// membership, length, where its parents end), its parents as 4-byte positions, 4 bytes
-/// in the id index and 4 in its author's chain. The
+/// in the id index and 4 in its author's chain (an equivocation's extra version: 4 in
+/// `forks` instead, and 104 of evidence while fewer than [`MAX_EVIDENCE`] are kept). The
 /// transactions themselves are in the node's store, at the same positions
 /// ([`super::store::ContextStore`]); the DAG keeps whole only the genesis and the
 /// admin-only transactions ([`Dag::kept`]), which decide membership and keys.
@@ -220,8 +222,8 @@ pub struct Dag {
     orphans: BTreeMap<TxId, Orphan>,
     /// Missing parent → the orphans waiting for it.
     waiting_on: BTreeMap<TxId, BTreeSet<TxId>>,
-    /// Evidence: the first version applied at a place, and a later one whole.
-    equivocations: Vec<(TxId, SignedTx)>,
+    /// Evidence, the first [`MAX_EVIDENCE`] seen.
+    equivocations: Vec<Equivocation>,
     /// Equivocations since the last [`Dag::take_equivocations`].
     fresh_equivocations: Vec<Equivocation>,
     /// Applied since the last [`Dag::take_applied`].
@@ -407,9 +409,10 @@ impl Dag {
         }
     }
 
-    /// Evidence of equivocations, the first [`MAX_EVIDENCE`] seen: the version applied
-    /// first at the (author, sequence) place, and another one, whole. Both are applied.
-    pub fn equivocations(&self) -> &[(TxId, SignedTx)] {
+    /// Evidence of equivocations, the first [`MAX_EVIDENCE`] seen, in the order found.
+    /// Both versions of each are applied: their bodies (with the author's two signatures
+    /// over one sequence number) are in the store.
+    pub fn equivocations(&self) -> &[Equivocation] {
         &self.equivocations
     }
 
@@ -612,15 +615,16 @@ impl Dag {
             Some(first) => {
                 // Equivocation: applied beside the first version (see the module docs).
                 self.forks.entry((author, seq)).or_default().push(position);
-                if self.equivocations.len() < MAX_EVIDENCE {
-                    self.equivocations.push((first, tx.clone()));
-                }
-                self.fresh_equivocations.push(Equivocation {
+                let found = Equivocation {
                     author,
                     seq,
                     first,
                     second: id,
-                });
+                };
+                if self.equivocations.len() < MAX_EVIDENCE {
+                    self.equivocations.push(found);
+                }
+                self.fresh_equivocations.push(found);
             }
         }
         grow(&mut self.parents, parents.len());

@@ -470,7 +470,13 @@ fn an_equivocation_in_a_batch_is_applied_reported_as_the_authors_and_the_session
     assert_eq!(r.h.synced(), 1);
     assert_eq!(r.h.node.sync_stats().equivocations, 1);
     let dag = r.h.node.context(&r.ctx).unwrap();
-    assert_eq!(dag.equivocations(), [(a.id(), twin)], "kept as evidence");
+    let evidence = [crate::sync::Equivocation {
+        author: twin.tx.author,
+        seq: 1,
+        first: a.id(),
+        second: twin.id(),
+    }];
+    assert_eq!(dag.equivocations(), evidence, "kept as evidence");
 }
 
 #[test]
