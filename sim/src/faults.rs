@@ -251,6 +251,7 @@ impl World {
         }
         self.stats.faults.crashes += 1;
         self.trace.record(self.now, peer, Kind::Fault, 3);
+        self.swarm_crashing(peer);
         self.go_down(peer);
         let p = &mut self.peers[peer as usize];
         let (id, config) = (p.id, p.node.config().clone());

@@ -33,7 +33,8 @@
 //!   what the acknowledged persist batches covered and loses the rest (a batch in flight
 //!   too), contexts' logs and blobs' verified ranges alike ([`store::SimStore`]), and a
 //!   new `Node` starts on that store; in the blob swarm, fetchers crash mid-download and
-//!   ask again once restarted;
+//!   ask again once restarted, and honest providers crash while fetchers ask (what they
+//!   were serving fails over) and serve again from their stores once restarted;
 //! - **churn**: a peer goes offline (connections closed, its node frozen) and comes back;
 //!   **newcomers** (`chaos.newcomers`) are not there at the start: each arrives
 //!   mid-run, is invited by the founder, starts a new node on an empty store and joins;
@@ -86,6 +87,9 @@
 //! `memory`: this crate installs a global allocator that tags every allocation with the
 //! peer whose node made it). The report gives honest peers' peaks and what they hold at
 //! the end; `max_peer_bytes` bounds the peak. The simulator's own tables are not charged.
+//! A stream's bytes reach the receiver as a copy it owns, as a socket read is: a view of
+//! the sender's buffer would keep the sender's send batch alive, charged to the sender,
+//! for as long as the receiver's store holds a slice of it.
 //!
 //! `cargo bench -p sinew-sim --bench sim` runs `gossip-10k` (10,000 nodes, 10 simulated
 //! minutes, one message a second) and prints events per second, the run against real

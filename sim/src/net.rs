@@ -182,6 +182,11 @@ impl Net {
         self.link_ref(from, to).wire.latency
     }
 
+    /// Streams open at `peer` (either end).
+    pub(crate) fn open_streams(&self, peer: u32) -> usize {
+        self.streams.range((peer, 0)..=(peer, u64::MAX)).count()
+    }
+
     pub(crate) fn forget_stream(&mut self, peer: u32, stream: StreamId) {
         self.streams.remove(&(peer, stream.raw()));
     }

@@ -247,6 +247,12 @@ pub enum Workload {
         /// Longest time a crashed fetcher is down, ms.
         #[serde(default = "defaults::down_max_ms")]
         down_max_ms: f64,
+        /// Honest providers (drawn from the seed) that crash while fetchers ask, at a time
+        /// drawn in `[start_s, start_s + spread_ms]`, and restart on their stores
+        /// `down_min_ms..=down_max_ms` later; at least one honest provider never crashes.
+        /// Needs `persist_ms > 0`.
+        #[serde(default)]
+        provider_crashes: u32,
     },
 }
 
@@ -448,11 +454,24 @@ impl Scenario {
             crashes,
             down_min_ms,
             down_max_ms,
+            provider_crashes,
             ..
         } = self.workload
         {
             if liars + stallers + size_liars >= providers || providers >= self.peers {
                 return Err("a blob swarm needs an honest provider and a fetcher".into());
+            }
+            if provider_crashes > 0
+                && (provider_crashes >= providers - liars - stallers - size_liars
+                    || self.persist_ms <= 0.0
+                    || down_min_ms <= 0.0
+                    || down_max_ms < down_min_ms)
+            {
+                return Err(
+                    "provider crashes need an honest provider that never crashes, \
+                     persist_ms > 0 and 0 < down_min_ms <= down_max_ms"
+                        .into(),
+                );
             }
             if crashes > 0
                 && (crashes > self.peers - providers

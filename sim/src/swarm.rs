@@ -7,7 +7,10 @@
 //!
 //! With `crashes`, fetchers drawn from the seed crash mid-download and restart on what
 //! their stores made durable (see `faults`): a restarted fetcher asks for the blob again
-//! and resumes from its durable ranges, and must still end byte-identical in time.
+//! and resumes from its durable ranges, and must still end byte-identical in time. With
+//! `provider_crashes`, honest providers crash while fetchers ask and restart on their
+//! stores: each must keep the blob it held from the start, and the fetchers whose
+//! responses it broke off must fail over and still end byte-identical in time.
 
 use std::collections::BTreeMap;
 
@@ -43,6 +46,10 @@ pub(crate) struct State {
     crashed: u32,
     crashed_complete: u32,
     crashed_reported: u32,
+    /// Providers crashed while fetchers asked, and the streams (responses to fetchers)
+    /// their crashes broke off.
+    providers_crashed: u32,
+    responses_broken: u64,
 }
 
 impl State {
@@ -116,6 +123,11 @@ pub struct BlobReport {
     /// Of them, ones whose node had reported it downloaded (so durable): the crash must
     /// keep it.
     pub crashed_reported: u32,
+    /// Honest providers that crashed while fetchers asked and restarted on their stores.
+    pub providers_crashed: u32,
+    /// Streams open at those providers when they crashed (responses to fetchers, which
+    /// had to fail over).
+    pub responses_broken: u64,
     /// Fetchers holding a byte-identical copy at the end.
     pub identical: usize,
     /// Time from asking to holding it all, s.
@@ -134,6 +146,7 @@ impl World {
             crashes,
             down_min_ms,
             down_max_ms,
+            provider_crashes,
             ..
         } = self.scenario.workload.clone()
         else {
@@ -176,6 +189,19 @@ impl World {
             let down = rng.random_range(ms(down_min_ms)..=ms(down_max_ms));
             self.swarm.crashers.entry(peer).or_insert((at, delay, down));
         }
+        // Honest providers: those before the size liars.
+        let (honest, _) = size_liar_range(&self.scenario);
+        let mut rng = crate::seed::child_rng(self.seed, "provider-crash", 0);
+        let mut crashing = std::collections::BTreeSet::new();
+        while (crashing.len() as u32) < provider_crashes {
+            crashing.insert(rng.random_range(0..honest));
+        }
+        for peer in crashing {
+            let at = (start_s * 1e9) as u64 + rng.random_range(0..=ms(spread_ms));
+            let down = rng.random_range(ms(down_min_ms)..=ms(down_max_ms));
+            self.plan(at, Action::Crash { peer });
+            self.plan(at + down, Action::Restart { peer });
+        }
     }
 
     /// `peer` handed out a persist batch: if it is to crash and holds enough of the
@@ -202,12 +228,29 @@ impl World {
         self.swarm.blob.as_ref().map(|(id, _)| *id)
     }
 
+    /// `peer` is about to crash: a provider's open streams are responses it breaks off.
+    pub(crate) fn swarm_crashing(&mut self, peer: u32) {
+        if roles(&self.scenario).is_some_and(|(_, _, providers)| peer < providers) {
+            self.swarm.responses_broken += self.net.open_streams(peer) as u64;
+        }
+    }
+
     /// `peer` crashed holding the whole blob or not (`had`), and its store kept it or not
     /// (`kept`): a fetcher that lost its copy has not fetched it yet.
     pub(crate) fn swarm_crashed(&mut self, peer: u32, had: bool, kept: bool) {
         let Some((id, _)) = self.swarm.blob else {
             return;
         };
+        let (_, _, providers) = roles(&self.scenario).expect("a blob swarm");
+        if peer < providers {
+            self.swarm.providers_crashed += 1;
+            if !kept {
+                self.stats.fail(format!(
+                    "SAFETY: provider {peer} lost the blob it held from the start in a crash"
+                ));
+            }
+            return;
+        }
         let Some(fetcher) = self.swarm.fetchers.iter_mut().find(|f| f.0 == peer) else {
             return;
         };
@@ -334,6 +377,8 @@ impl World {
             crashed: self.swarm.crashed,
             crashed_complete: self.swarm.crashed_complete,
             crashed_reported: self.swarm.crashed_reported,
+            providers_crashed: self.swarm.providers_crashed,
+            responses_broken: self.swarm.responses_broken,
             identical,
             fetch_s,
             bound_s,

@@ -404,7 +404,19 @@ impl World {
         }
         let now = self.instant(self.now + self.faults.skew(peer));
         let node = &mut self.peers[peer as usize].node;
-        self.meter.charge(peer, || node.handle_input(now, input));
+        self.meter.charge(peer, || {
+            // What a socket read: the receiver's own buffer, as on a real network, not a
+            // view of the sender's (which would keep the sender's send batch alive, and
+            // charged to the sender, for as long as the receiver's store holds a slice).
+            let input = match input {
+                Input::Stream(stream::Input::Data { stream, data }) => {
+                    let data = bytes::Bytes::copy_from_slice(&data);
+                    Input::Stream(stream::Input::Data { stream, data })
+                }
+                other => other,
+            };
+            node.handle_input(now, input)
+        });
         self.drain(peer);
     }
 

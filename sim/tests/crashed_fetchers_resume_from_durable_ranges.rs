@@ -22,7 +22,11 @@ fn a_fetcher_crashed_mid_download_resumes_from_its_durable_ranges_and_ends_byte_
         let b = report.blob.as_ref().expect("a blob run");
         assert!(f.crashes > 0, "seed {seed}: no crash injected");
         assert_eq!(f.crashes, f.restarts, "seed {seed}: every crash restarts");
-        assert_eq!(b.crashed as u64, f.crashes, "seed {seed}: fetchers crash");
+        assert_eq!(
+            (b.crashed + b.providers_crashed) as u64,
+            f.crashes,
+            "seed {seed}: fetchers and providers crash"
+        );
         assert_eq!(b.identical, b.fetchers, "seed {seed}");
         assert_eq!(
             f.blob_bytes_refetched, 0,
@@ -55,4 +59,33 @@ fn a_crash_that_keeps_unacknowledged_writes_is_caught() {
         "{:?}",
         report.failures
     );
+}
+
+#[test]
+fn an_honest_provider_crashed_mid_swarm_keeps_the_blob_and_every_fetcher_still_ends_byte_identical()
+{
+    let mut spec = scenario();
+    // Only the provider crashes, so every failover below is the provider crash's.
+    if let sinew_sim::scenario::Workload::Blob {
+        crashes,
+        provider_crashes,
+        ..
+    } = &mut spec.workload
+    {
+        *crashes = 0;
+        *provider_crashes = 1;
+    }
+    let mut broken = 0;
+    for seed in 0..6 {
+        let report = run(&spec, seed);
+        assert!(report.passed(), "seed {seed}: {:?}", report.failures);
+        let f = &report.faults;
+        let b = report.blob.as_ref().expect("a blob run");
+        assert_eq!(b.providers_crashed, 1, "seed {seed}");
+        assert_eq!((f.crashes, f.restarts), (1, 1), "seed {seed}");
+        assert_eq!(b.identical, b.fetchers, "seed {seed}");
+        broken += b.responses_broken;
+    }
+    // The crashes hit providers in the middle of serving.
+    assert!(broken > 0, "no provider crash broke off a response");
 }
