@@ -30,9 +30,10 @@
 //! the end.
 //!
 //! Byzantine members that answer a real requester's catch-up with lies (plans whose sizes
-//! lie, batches beyond the plan or the credit, heads they do not have) are in `liars`;
-//! the blob swarm's liars and stallers (`swarm`) cover corrupt chunks and stalled blob
-//! streams, and its size liars (`liars`) a false size in the response header.
+//! lie, batches beyond the plan or the credit, heads they do not have, batches hiding a
+//! forgery) are in `liars`; the blob swarm's liars and stallers (`swarm`) cover corrupt
+//! chunks and stalled blob streams, and its size liars (`liars`) a false size in the
+//! response header.
 
 use std::collections::BTreeMap;
 
@@ -67,6 +68,9 @@ pub(crate) enum Attack {
     HoldOpen,
     /// A sync stream fed one byte every [`TRICKLE_GAP`].
     Trickle,
+    /// Not a round of its own: a forged transaction inside a lying catch-up responder's
+    /// batch (`liars`).
+    ForgedInBatch,
 }
 
 /// Between two trickled bytes, ns.

@@ -11,11 +11,16 @@
 //! - [`Lie::Underclaim`]: a plan of nothing, then a batch anyway (beyond the plan);
 //! - [`Lie::BeyondCredit`]: a plan announcing everything, then batches of one real
 //!   transaction repeated, more bytes in all than the hello's credit, in one write;
-//! - [`Lie::FalseHeads`]: the true plan and batches, then heads it does not have.
+//! - [`Lie::FalseHeads`]: the true plan and batches, then heads it does not have;
+//! - [`Lie::Forged`]: the true plan, and a first batch whose first transaction is
+//!   re-signed by the liar under an honest member's name (same size, so within the plan:
+//!   only the signature is wrong), then the rest as is; where the true plan is of
+//!   nothing, a plan of one and a batch of one such forgery.
 //!
-//! The invariant (checked in [`World::liar_synced`]): no honest node ends a session with a
-//! lying responder as synced. The transactions it sends are real, so nothing wrong can be
-//! applied; the safety invariant on crafted transactions is unchanged.
+//! The invariants (checked in [`World::liar_synced`] and with the crafted transactions):
+//! no honest node ends a session with a lying responder as synced; the forged transaction
+//! is never applied nor held, and the liar that sent it is reported. Every other
+//! transaction a liar sends is real.
 //!
 //! **Blob provider lying about the size** (`size_liars` of a blob workload): a provider
 //! whose `BlobResponse::Found { size }` is rewritten on its way out, in turn twice the
@@ -30,7 +35,7 @@ use sinew_core::node::Input;
 use sinew_core::stream::{self, StreamId};
 use sinew_core::sync::contexts::MAX_SYNC_FRAME;
 use sinew_core::sync::store::ContextStore;
-use sinew_core::sync::{ContextId, Responder, TxId};
+use sinew_core::sync::{AuthorKey, ContextId, Responder, SignedTx, Transaction, TxId};
 use sinew_core::wire::{self, BlobResponse, Message, SyncPlan, TxBatch, TxIdList, MAX_BATCH_TXS};
 
 use crate::world::World;
@@ -42,13 +47,15 @@ pub(crate) enum Lie {
     Underclaim,
     BeyondCredit,
     FalseHeads,
+    Forged,
 }
 
-const LIES: [Lie; 4] = [
+const LIES: [Lie; 5] = [
     Lie::Overclaim,
     Lie::Underclaim,
     Lie::BeyondCredit,
     Lie::FalseHeads,
+    Lie::Forged,
 ];
 
 /// The lies about a blob's size, in the order served streams cycle through them.
@@ -293,6 +300,41 @@ impl World {
                     }
                     lying.told = true;
                 }
+                (Lie::Forged, Message::SyncPlan(plan)) if plan.txs == 0 => {
+                    // Nothing to send: a plan of one, and the forgery as that one.
+                    let last = store
+                        .txs_from(context, dag.len().saturating_sub(1) as u64, 1)
+                        .unwrap_or_default();
+                    let Some(template) = last.first() else {
+                        return; // nothing held: no lie to tell
+                    };
+                    let forged = forge(
+                        &mut self.byz,
+                        self.seed,
+                        self.workload.members,
+                        byz,
+                        template,
+                    );
+                    let one = SyncPlan {
+                        txs: 1,
+                        bytes: forged.len() as u64,
+                        ..plan
+                    };
+                    sync_frame(&Message::SyncPlan(one), out);
+                    let batch = TxBatch::new(vec![forged]).expect("one transaction");
+                    sync_frame(&Message::SyncBatch(batch), out);
+                    lying.told = true;
+                }
+                (Lie::Forged, Message::SyncBatch(batch)) => {
+                    let mut txs = batch.into_txs();
+                    let Some(first) = txs.first().and_then(|t| SignedTx::decode(t).ok()) else {
+                        return; // a real responder's batch is never empty
+                    };
+                    txs[0] = forge(&mut self.byz, self.seed, self.workload.members, byz, &first);
+                    let batch = TxBatch::new(txs).expect("the batch it replaces");
+                    sync_frame(&Message::SyncBatch(batch), out);
+                    lying.told = true;
+                }
                 (Lie::FalseHeads, Message::SyncDone { .. }) => {
                     let round = self.byz.liars.sessions << 8;
                     let fake: Vec<[u8; 32]> = (0..3)
@@ -396,4 +438,32 @@ impl World {
         }
         out.freeze()
     }
+}
+
+/// `template` re-signed by byzantine member `byz` under the name of an honest member
+/// other than its author (so of the same size, and only its signature wrong), encoded;
+/// kept as crafted (never to be applied) and counted as `byz`'s forgery. `seed` and
+/// `members` are the run's, to find the members' keys.
+fn forge(
+    state: &mut crate::byzantine::State,
+    seed: u64,
+    members: u32,
+    byz: u32,
+    template: &SignedTx,
+) -> Vec<u8> {
+    let honest = state.honest.min(members);
+    let author = |i| AuthorKey::from(&crate::world::member_key(seed, i).public());
+    let mut victim = (state.liars.sessions % u64::from(honest)) as u32;
+    if author(victim) == template.tx.author {
+        victim = (victim + 1) % honest;
+    }
+    let forged = Transaction {
+        author: author(victim),
+        ..template.tx.clone()
+    }
+    .sign(&crate::world::member_key(seed, byz));
+    let attack = crate::byzantine::Attack::ForgedInBatch;
+    state.crafted.insert(forged.id(), (byz, attack));
+    *state.forged_by.entry(byz).or_default() += 1;
+    forged.encode()
 }

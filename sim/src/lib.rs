@@ -44,9 +44,9 @@
 //! - **byzantine members** (`[byzantine]`): crafted transactions, garbage and lying
 //!   digests on the topic, garbage, oversized, held and trickled streams; with
 //!   `lying_responder`, they answer honest requesters' catch-up sessions with lies
-//!   (plans whose sizes lie, batches beyond the plan or the credit, false heads); with
-//!   `fork_at_s`, one of them signs two versions of a write and hands each to half of
-//!   the honest members (a concurrent equivocation);
+//!   (plans whose sizes lie, batches beyond the plan or the credit, false heads, a
+//!   forgery inside a batch); with `fork_at_s`, one of them signs two versions of a
+//!   write and hands each to half of the honest members (a concurrent equivocation);
 //! - **lying, stalling and size-lying blob providers** in the blob swarm workload.
 //!
 //! # Invariants

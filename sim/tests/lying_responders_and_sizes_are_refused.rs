@@ -1,6 +1,6 @@
 //! Byzantine members that answer honest requesters' catch-up sessions with lies (a plan
 //! far above what follows, a plan of nothing and a batch anyway, batches beyond the
-//! credit, heads they do not have), and blob providers that lie about the blob's size:
+//! credit, heads they do not have, a transaction forged in a batch), and blob providers that lie about the blob's size:
 //! every lie is told, every session that heard one ends failed (none synced), honest
 //! members converge, every fetcher ends with a byte-identical copy and every size liar is
 //! reported.
@@ -27,13 +27,15 @@ fn every_lie_of_a_catch_up_responder_is_told_and_no_liar_ends_a_session_synced()
             "ResponderUnderclaim",
             "ResponderBeyondCredit",
             "ResponderFalseHeads",
+            "ResponderForged",
         ] {
             let n = f.byzantine.get(lie).copied().unwrap_or(0);
             assert!(n > 0, "seed {seed}, {lie}: {f:?}");
             told += n;
         }
         // A session that heard a lie ends failed: not synced (the run would have failed),
-        // not still open (the memory invariant would have).
+        // not still open (the memory invariant would have). The forgeries were never
+        // applied nor held, and their senders were reported (SAFETY, or the run fails).
         assert!(f.lying_sessions_failed >= told, "seed {seed}: {f:?}");
     }
 }
