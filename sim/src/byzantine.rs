@@ -239,11 +239,7 @@ impl World {
                 batch(&tx)
             }
             Attack::Equivocation => {
-                let log = self.peers[peer as usize]
-                    .node
-                    .store()
-                    .txs_from(&ctx, 0, usize::MAX)
-                    .expect("a memory store reads");
+                let log = self.log(peer, &ctx);
                 let Some(first) = log.iter().find(|t| t.tx.author == own && t.tx.seq >= 1) else {
                     return; // it wrote nothing yet
                 };
@@ -258,11 +254,7 @@ impl World {
                 batch(&tx)
             }
             Attack::Replay => {
-                let log = self.peers[peer as usize]
-                    .node
-                    .store()
-                    .txs_from(&ctx, 0, usize::MAX)
-                    .expect("a memory store reads");
+                let log = self.log(peer, &ctx);
                 let pick = self.byz.rng.random_range(0..log.len());
                 batch(&log[pick])
             }
@@ -367,6 +359,14 @@ impl World {
             .or_default() += 1;
         self.trace
             .record(self.now, peer, crate::trace::Kind::Fault, 8 + attack as u64);
+    }
+
+    /// Every transaction `peer`'s store holds in `ctx`, in store order.
+    fn log(&self, peer: u32, ctx: &ContextId) -> Vec<SignedTx> {
+        let store = self.peers[peer as usize].node.store();
+        store
+            .txs_from(ctx, 0, usize::MAX)
+            .expect("a memory store reads")
     }
 
     /// A transaction `peer` applied: the safety invariant.
