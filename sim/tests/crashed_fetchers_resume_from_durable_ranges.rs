@@ -89,3 +89,25 @@ fn an_honest_provider_crashed_mid_swarm_keeps_the_blob_and_every_fetcher_still_e
     // The crashes hit providers in the middle of serving.
     assert!(broken > 0, "no provider crash broke off a response");
 }
+
+#[test]
+fn provider_crashes_must_leave_one_honest_provider_that_never_crashes() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/blob-swarm.toml");
+    let text = std::fs::read_to_string(path).expect("the scenario reads");
+    assert!(
+        text.contains("provider_crashes = 1"),
+        "the line this test edits"
+    );
+    // blob-swarm has 8 providers, 6 of them lying, stalling or lying about the size: 2
+    // honest ones, so one may crash and two may not.
+    let with = |n: u32| {
+        let edited = text.replace("provider_crashes = 1", &format!("provider_crashes = {n}"));
+        Scenario::from_toml(&edited)
+    };
+    assert!(with(1).is_ok());
+    let refused = with(2).expect_err("every honest provider crashing is refused");
+    assert!(
+        refused.contains("an honest provider that never crashes"),
+        "{refused}"
+    );
+}
